@@ -1,0 +1,3 @@
+from ftserve.cli.main import main
+
+main()

@@ -1,0 +1,159 @@
+"""The ASGI application: every route under ``/v1`` (OpenAI), ``/openai/v1`` (Azure v1) and
+``/openai`` (Azure classic, ``api-version`` accepted and ignored), one error renderer for all.
+
+Each handler is wrapped once: it gets a request id, the caller's organization from the API key,
+and any exception it raises comes back as OpenAI's error envelope. Reads run on the event loop
+(SQLite reads are microseconds); writes and file checks run in the thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..checkpoints import routes as checkpoint_routes
+from ..config import Settings
+from ..errors import ApiError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServerError
+from ..events import routes as event_routes
+from ..files import routes as file_routes
+from ..ids import request_id
+from ..jobs import routes as job_routes
+from ..models import routes as model_routes
+from .context import Ctx, Handler
+from .openapi import openapi_document
+from .responses import error_response, json_response
+from .services import Services, build_services
+
+log = logging.getLogger("ftserve.api")
+
+PREFIXES = (("/v1", False), ("/openai/v1", True), ("/openai", True))
+
+
+def _stamp(response: Response, rid: str, azure: bool) -> Response:
+    response.headers["x-request-id"] = rid
+    if azure:
+        response.headers["apim-request-id"] = rid
+    return response
+
+
+def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Request], Any]:
+    keys = services.keys
+
+    async def endpoint(request: Request) -> Response:
+        rid = request_id()
+        try:
+            ctx = Ctx(keys.organization(request.headers), services)
+            response = await handler(request, ctx)
+        except ApiError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("request %s %s %s failed", rid, request.method, request.url.path)
+            response = error_response(
+                ServerError(
+                    f"The server had an error while processing your request (request id {rid}). "
+                    "The details are in the server log."
+                )
+            )
+        return _stamp(response, rid, azure)
+
+    return endpoint
+
+
+def _dispatch(
+    handlers: dict[str, Handler], services: Services, azure: bool
+) -> Callable[[Request], Any]:
+    if len(handlers) == 1:
+        return _wrap(next(iter(handlers.values())), services, azure)
+    wrapped = {method: _wrap(h, services, azure) for method, h in handlers.items()}
+
+    async def endpoint(request: Request) -> Response:
+        response: Response = await wrapped[request.method](request)
+        return response
+
+    return endpoint
+
+
+def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    err: ApiError
+    if exc.status_code == 404:
+        err = RouteNotFound(request.method, path)
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(request.method, path)
+    else:
+        err = InvalidRequest(str(exc.detail), status=exc.status_code)
+    response = error_response(err)
+    if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+        response.headers["allow"] = exc.headers["Allow"]
+    return _stamp(response, request_id(), path.startswith("/openai/"))
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    rid = request_id()
+    log.error("request %s %s %s failed: %r", rid, request.method, request.url.path, exc)
+    return _stamp(
+        error_response(ServerError(f"The server had an error (request id {rid}).")),
+        rid,
+        request.url.path.startswith("/openai/"),
+    )
+
+
+def build_routes(services: Services) -> list[BaseRoute]:
+    table = [
+        *file_routes.ROUTES,
+        *job_routes.ROUTES,
+        *event_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
+        *model_routes.ROUTES,
+    ]
+    # One Route per path with all its methods, so a 405 lists every allowed method.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for method, path, handler in table:
+        by_path.setdefault(path, {})[method] = handler
+    routes: list[BaseRoute] = []
+    for prefix, azure in PREFIXES:
+        for path, handlers in by_path.items():
+            routes.append(Route(prefix + path, _dispatch(handlers, services, azure),
+                                methods=list(handlers)))
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document())
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    routes.append(Route("/health", health, methods=["GET"]))
+    return routes
+
+
+def create_app(settings: Settings, services: Services | None = None, *, background: bool = True) -> Starlette:
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if background:
+            services.validator.start()
+        try:
+            yield
+        finally:
+            if background:
+                services.validator.stop()
+
+    app = Starlette(
+        routes=build_routes(services),
+        exception_handlers={HTTPException: _http_exception, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

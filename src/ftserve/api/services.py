@@ -1,0 +1,48 @@
+"""The services one API process needs, built once from settings and handed to the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..checkpoints.service import CheckpointService
+from ..config import Settings
+from ..events.service import EventService
+from ..files.service import FileService
+from ..jobs.service import JobService
+from ..jobs.validator import JobValidator
+from ..models.registry import ModelRegistry
+from ..store.open import open_store
+from ..store.protocol import Store
+from .auth import KeyChecker
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    keys: KeyChecker
+    files: FileService
+    jobs: JobService
+    events: EventService
+    checkpoints: CheckpointService
+    models: ModelRegistry
+    validator: JobValidator
+
+
+def build_services(settings: Settings, store: Store | None = None) -> Services:
+    store = store or open_store(settings)
+    files = FileService(store, settings.blob_dir)
+    models = ModelRegistry(settings)
+    validator = JobValidator(store, files, settings.min_training_examples)
+    jobs = JobService(store, files, models, on_created=validator.submit)
+    return Services(
+        settings=settings,
+        store=store,
+        keys=KeyChecker(settings.api_keys),
+        files=files,
+        jobs=jobs,
+        events=EventService(store),
+        checkpoints=CheckpointService(store),
+        models=models,
+        validator=validator,
+    )

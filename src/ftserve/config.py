@@ -1,0 +1,165 @@
+"""Settings, read once at start from ``FTSERVE_*`` variables and CLI flags, then passed explicitly.
+
+Nothing here is a module-level global: the app factory, the worker and the tests each build a
+:class:`Settings` and hand it down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_ORGANIZATION = "personal"
+API_KEY_FILE = "api_key"
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting and what it accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key: str
+    organization: str  # slug; organization_id is "org-" + slug
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./ftserve-data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[ApiKey, ...] = ()
+    database_url: str | None = None  # None: SQLite file inside data_dir
+    max_upload_bytes: int = 1 << 30
+    min_training_examples: int = 10
+    events_max_limit: int = 10_000
+    model_aliases: Mapping[str, str] = field(default_factory=dict)
+    hf_cache_dir: Path | None = None  # None: HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub
+    workers: int = 1  # embedded workers in `ftserve serve`
+    log_level: str = "info"
+    torch_threads: int = 1
+    device: str = "auto"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ftserve.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be an integer") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}={raw!r}: must be {bound}")
+    return value
+
+
+def parse_api_keys(raw: str, name: str = "FTSERVE_API_KEYS") -> tuple[ApiKey, ...]:
+    """``KEY`` or ``ORG:KEY`` entries, comma-separated; ORG scopes what the key can see."""
+    keys: list[ApiKey] = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        org, sep, key = entry.rpartition(":")
+        if not sep:
+            org = DEFAULT_ORGANIZATION
+        if not _SLUG.match(org):
+            raise ConfigError(f"{name}: organization {org!r} must be a slug (letters, digits, - _)")
+        if len(key) < 8 or any(c.isspace() for c in key):
+            raise ConfigError(f"{name}: every key must be at least 8 characters without spaces")
+        keys.append(ApiKey(key=key, organization=org))
+    return tuple(keys)
+
+
+def parse_aliases(raw: str, name: str = "FTSERVE_MODEL_ALIASES") -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        alias, sep, target = entry.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise ConfigError(f"{name}: entries must look like alias=model, got {entry!r}")
+        aliases[alias.strip()] = target.strip()
+    return aliases
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    device = env.get("FTSERVE_DEVICE", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"FTSERVE_DEVICE={device!r}: must be auto, cpu or cuda")
+    log_level = env.get("FTSERVE_LOG_LEVEL", "info").lower()
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise ConfigError(f"FTSERVE_LOG_LEVEL={log_level!r}: must be error, warning, info or debug")
+    cache = env.get("FTSERVE_HF_CACHE")
+    return Settings(
+        data_dir=Path(env.get("FTSERVE_DATA_DIR", "./ftserve-data")),
+        host=env.get("FTSERVE_HOST", "127.0.0.1"),
+        port=_int(env, "FTSERVE_PORT", 8000, 0, 65535),
+        api_keys=parse_api_keys(env.get("FTSERVE_API_KEYS", "")),
+        database_url=env.get("FTSERVE_DATABASE_URL") or None,
+        max_upload_bytes=_int(env, "FTSERVE_MAX_UPLOAD_BYTES", 1 << 30, 1),
+        min_training_examples=_int(env, "FTSERVE_MIN_TRAINING_EXAMPLES", 10, 1),
+        events_max_limit=_int(env, "FTSERVE_EVENTS_MAX_LIMIT", 10_000, 1, 1_000_000),
+        model_aliases=parse_aliases(env.get("FTSERVE_MODEL_ALIASES", "")),
+        hf_cache_dir=Path(cache) if cache else None,
+        workers=_int(env, "FTSERVE_WORKERS", 1, 0, 64),
+        log_level=log_level,
+        torch_threads=_int(env, "FTSERVE_TORCH_THREADS", 1, 1, 1024),
+        device=device,
+    )
+
+
+def validate_paths(settings: Settings) -> None:
+    if settings.database_url and not settings.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise ConfigError(
+            "FTSERVE_DATABASE_URL must be a postgresql:// URL (leave it unset for embedded SQLite)"
+        )
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise ConfigError(f"data dir {settings.data_dir} exists and is not a directory")
+
+
+def ensure_api_keys(settings: Settings) -> tuple[Settings, str | None]:
+    """Keys from settings, else the one stored in the data dir, else a new one.
+
+    Returns the settings with keys filled in and, only when a key was generated just now, that key
+    (so the caller prints it once).
+    """
+    if settings.api_keys:
+        return settings, None
+    path = settings.data_dir / API_KEY_FILE
+    if path.exists():
+        keys = parse_api_keys(path.read_text().strip(), name=str(path))
+        if keys:
+            return replace(settings, api_keys=keys), None
+    key = "sk-ftserve-" + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.replace(tmp, path)
+    return replace(settings, api_keys=(ApiKey(key, DEFAULT_ORGANIZATION),)), key

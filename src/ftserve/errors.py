@@ -1,0 +1,167 @@
+"""The one exception tree of ftserve.
+
+Every error a client can see is an :class:`ApiError`; the API layer renders it, and only it,
+into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
+
+::
+
+    ApiError                      (500 server_error — also the base class)
+    ├── InvalidRequest            (400 invalid_request_error)
+    │   ├── MissingParameter      (400, code missing_required_parameter)
+    │   ├── InvalidType           (400, code invalid_type)
+    │   ├── InvalidValue          (400, code invalid_value or a bound code)
+    │   ├── InvalidJson           (400, body is not JSON)
+    │   ├── InvalidFile           (400, param "file": a bad upload)
+    │   └── StateConflict         (400 — never 409: the SDKs retry 409)
+    ├── AuthenticationFailed      (401 invalid_api_key / missing key)
+    ├── NotFound                  (404)
+    │   ├── JobNotFound           (404 fine_tune_not_found, param fine_tune_id)
+    │   └── RouteNotFound         (404 for an unknown URL)
+    ├── MethodNotAllowed          (405)
+    ├── PayloadTooLarge           (413)
+    └── ServerError               (500, message carries no internals)
+
+Store drivers raise :class:`StoreError` (not an ApiError): a storage failure is a 500 whose details
+go to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class MissingParameter(InvalidRequest):
+    code = "missing_required_parameter"
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"Missing required parameter: '{param}'.", param=param)
+
+
+class InvalidType(InvalidRequest):
+    code = "invalid_type"
+
+    def __init__(self, param: str, expected: str, got: object) -> None:
+        super().__init__(
+            f"Invalid type for '{param}': expected {expected}, but got {describe_type(got)} instead.",
+            param=param,
+        )
+
+
+class InvalidValue(InvalidRequest):
+    code = "invalid_value"
+
+
+class InvalidJson(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The API expects a JSON payload, but what "
+            "was sent was not valid JSON.)"
+        )
+
+
+class InvalidFile(InvalidRequest):
+    def __init__(self, message: str, *, code: str | None = "invalid_file_format") -> None:
+        super().__init__(message, param="file", code=code)
+
+
+class StateConflict(InvalidRequest):
+    code = "invalid_job_state"
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    type = "invalid_request_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class JobNotFound(NotFound):
+    code = "fine_tune_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Could not find fine tune: {job_id}", param="fine_tune_id")
+
+
+class RouteNotFound(NotFound):
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Invalid URL ({method} {path})")
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Invalid method for URL ({method} {path})")
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ServerError(ApiError):
+    pass
+
+
+class StoreError(Exception):
+    """A storage backend failed; rendered as a generic 500, details logged."""
+
+
+def describe_type(value: object) -> str:
+    """OpenAI's wording for a JSON value's type in ``invalid_type`` messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,143 @@
+"""Job lifecycle as users drive it: create, read, list, cancel, pause, resume.
+
+Each state change is one ``Store.update_job`` call guarded by the statuses the state machine
+allows, with its event in the same transaction; when the guard fails, the job is read again to
+say why (or that it does not exist).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import InvalidValue, JobNotFound, StateConflict
+from ..events import messages
+from ..files.service import FileService
+from ..ids import job_id as new_job_id
+from ..models.registry import ModelRegistry
+from ..store.protocol import Store, UnknownCursor
+from ..store.records import JobRecord, NewEvent, Page
+from .schemas import parse_create
+from .states import Action, Status, refusal, sources
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        files: FileService,
+        models: ModelRegistry,
+        on_created: Callable[[str], None] = lambda _id: None,
+        on_queued: Callable[[str], None] = lambda _id: None,
+    ) -> None:
+        self._store = store
+        self._files = files
+        self._models = models
+        self._on_created = on_created
+        self._on_queued = on_queued
+
+    def create(self, organization: str, body: dict[str, Any]) -> JobRecord:
+        req = parse_create(body)
+        model = self._models.resolve(req.model)
+        self._check_file(organization, req.training_file, "training_file")
+        if req.validation_file is not None:
+            self._check_file(organization, req.validation_file, "validation_file")
+        jid = new_job_id()
+        job = JobRecord(
+            id=jid,
+            organization=organization,
+            model=model.name,
+            model_source=model.source,
+            status=Status.VALIDATING_FILES,
+            created_at=int(time.time()),
+            training_file=req.training_file,
+            validation_file=req.validation_file,
+            hyperparameters=req.hyperparameters,
+            method=req.method,
+            seed=req.seed,
+            suffix=req.suffix,
+            metadata=req.metadata,
+            integrations=req.integrations,
+            extensions=req.extensions,
+        )
+        self._store.create_job(
+            job, [messages.created(jid), messages.validating(req.training_file, req.validation_file)]
+        )
+        self._on_created(jid)
+        return job
+
+    def _check_file(self, organization: str, file_id: str, param: str) -> None:
+        record = self._store.get_file(organization, file_id, int(time.time()))
+        if record is None:
+            raise InvalidValue(
+                f"invalid {param}: {file_id}. No such file exists; upload it first with "
+                "POST /v1/files (purpose 'fine-tune').",
+                param=param,
+                code="invalid_file",
+            )
+        if record.purpose != "fine-tune":
+            raise InvalidValue(
+                f"invalid {param}: {file_id} has purpose '{record.purpose}'; fine-tuning needs a "
+                "file uploaded with purpose 'fine-tune'.",
+                param=param,
+                code="invalid_file_purpose",
+            )
+
+    def get(self, organization: str, job_id: str) -> JobRecord:
+        job = self._store.get_job(job_id, organization)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def list(
+        self, organization: str, *, after: str | None, limit: int,
+        metadata: Mapping[str, str] | None,
+    ) -> Page[JobRecord]:
+        try:
+            return self._store.list_jobs(organization, after=after, limit=limit, metadata=metadata)
+        except UnknownCursor:
+            raise InvalidValue(f"Invalid 'after': no fine-tuning job {after!r} to page from.",
+                               param="after") from None
+
+    def _transition(
+        self, organization: str, job_id: str, action: Action, changes: Callable[[JobRecord], dict[str, Any]],
+        event: NewEvent,
+    ) -> JobRecord:
+        # Ownership first: another organization's job does not exist for this caller.
+        current = self.get(organization, job_id)
+        if current.status not in sources(action):
+            raise StateConflict(refusal(action, current.status, job_id))
+        updated = self._store.update_job(
+            job_id, expect=[current.status], changes=changes(current), events=[event]
+        )
+        if updated is None:  # the status moved under us; answer from what it is now
+            now = self.get(organization, job_id)
+            raise StateConflict(refusal(action, now.status, job_id))
+        return updated
+
+    def cancel(self, organization: str, job_id: str) -> JobRecord:
+        return self._transition(
+            organization, job_id, Action.CANCEL,
+            lambda j: {"status": Status.CANCELLED, "finished_at": int(time.time()),
+                       "estimated_finish": None,
+                       "control": "cancel" if j.lease_owner else None},
+            messages.cancelled(),
+        )
+
+    def pause(self, organization: str, job_id: str) -> JobRecord:
+        return self._transition(
+            organization, job_id, Action.PAUSE,
+            lambda j: {"status": Status.PAUSED, "estimated_finish": None,
+                       "control": "pause" if j.lease_owner else None},
+            messages.paused(),
+        )
+
+    def resume(self, organization: str, job_id: str) -> JobRecord:
+        job = self._transition(
+            organization, job_id, Action.RESUME,
+            lambda j: {"status": Status.QUEUED, "control": None},
+            messages.resumed(),
+        )
+        self._on_queued(job_id)
+        return job

@@ -1,0 +1,16 @@
+"""Pick the Store implementation from settings."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .protocol import Store
+from .sqlite import SqliteStore
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.database_url:
+        raise SystemExit(
+            "FTSERVE_DATABASE_URL is set, but this build of ftserve has only the embedded SQLite "
+            "store; unset it to use SQLite in the data dir."
+        )
+    return SqliteStore(settings.sqlite_path)

@@ -1,0 +1,85 @@
+"""Plain records that cross the Store seam. No SQL, no HTTP: the vocabulary both sides share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: str
+    organization: str
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    blob: str  # path relative to the blob dir
+    expires_at: int | None = None
+    status: str = "processed"
+    status_details: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    organization: str
+    model: str  # the resolved base model name shown to clients
+    model_source: str  # what the trainer loads: "ftserve-tiny" or an absolute directory
+    status: str
+    created_at: int
+    training_file: str
+    validation_file: str | None
+    hyperparameters: JsonObject
+    method: JsonObject
+    seed: int
+    suffix: str | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list[JsonObject] | None = None
+    extensions: JsonObject = field(default_factory=dict)
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    error: JsonObject | None = None
+    trained_tokens: int | None = None
+    result_files: list[str] = field(default_factory=list)
+    estimated_finish: int | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    control: str | None = None  # a stop the worker must act on: "cancel" or "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append: its id, time and serialised wire body are fixed by the caller.
+
+    ``key`` makes an append idempotent per job (``"step:12"``): a second append with the same key
+    is ignored, so a resumed job never records a step twice.
+    """
+
+    id: str
+    created_at: int
+    kind: str  # "message" | "metrics"
+    body: bytes
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    id: str
+    job_id: str
+    created_at: int
+    step_number: int
+    fine_tuned_model_checkpoint: str
+    metrics: JsonObject
+    path: str  # directory relative to the blob dir
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool

@@ -1,0 +1,78 @@
+-- ftserve SQLite schema, version 1. Applied in one transaction on a fresh database.
+CREATE TABLE files (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT NOT NULL UNIQUE,
+    organization   TEXT NOT NULL,
+    bytes          INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    filename       TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    blob           TEXT NOT NULL,
+    expires_at     INTEGER,
+    status         TEXT NOT NULL,
+    status_details TEXT
+);
+CREATE INDEX files_by_org ON files (organization, seq);
+
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    organization     TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    model_source     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    training_file    TEXT NOT NULL,
+    validation_file  TEXT,
+    hyperparameters  TEXT NOT NULL,
+    method           TEXT NOT NULL,
+    seed             INTEGER NOT NULL,
+    suffix           TEXT,
+    metadata         TEXT,
+    integrations     TEXT,
+    extensions       TEXT NOT NULL,
+    finished_at      INTEGER,
+    fine_tuned_model TEXT,
+    error            TEXT,
+    trained_tokens   INTEGER,
+    result_files     TEXT NOT NULL,
+    estimated_finish INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    control          TEXT
+);
+CREATE INDEX jobs_by_org ON jobs (organization, seq);
+CREATE INDEX jobs_by_status ON jobs (status, seq);
+
+-- Clustered by job so one page is one contiguous range (notes/perf.md: 1.7-3.2x faster than a
+-- rowid table). The body is the event's wire JSON, written once: events are append-only.
+CREATE TABLE events (
+    job_id     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    id         TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    key        TEXT,
+    body       BLOB NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX events_by_id ON events (id);
+CREATE UNIQUE INDEX events_by_key ON events (job_id, key) WHERE key IS NOT NULL;
+
+CREATE TABLE checkpoints (
+    id                          TEXT PRIMARY KEY,
+    job_id                      TEXT NOT NULL,
+    created_at                  INTEGER NOT NULL,
+    step_number                 INTEGER NOT NULL,
+    fine_tuned_model_checkpoint TEXT NOT NULL,
+    metrics                     TEXT NOT NULL,
+    path                        TEXT NOT NULL,
+    UNIQUE (job_id, step_number)
+);
+
+-- Append-only means append-only: the database itself refuses to change or drop an event.
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;

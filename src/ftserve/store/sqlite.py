@@ -1,0 +1,453 @@
+"""SQLite implementation of the Store: WAL, one writer connection, a read connection per thread.
+
+Writes take ``BEGIN IMMEDIATE`` on the single writer connection (serialised by a lock in this
+process, and by SQLite's own lock against other processes such as ``ftserve worker``), so a
+transaction never fails half-way on a lock upgrade. Readers never block under WAL.
+``synchronous=NORMAL`` in WAL mode loses nothing when a process is killed (the OS still holds
+the pages); only a power cut can drop the last commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import StoreError
+from .protocol import UnknownCursor
+from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent, Page
+
+SCHEMA_VERSION = 1
+
+_JSON_COLUMNS = frozenset(
+    {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
+)
+_JOB_COLUMNS = (
+    "id organization model model_source status created_at training_file validation_file "
+    "hyperparameters method seed suffix metadata integrations extensions finished_at "
+    "fine_tuned_model error trained_tokens result_files estimated_finish attempts lease_owner "
+    "lease_expires_at control"
+).split()
+_JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
+_FILE_COLUMNS = (
+    "id organization bytes created_at filename purpose blob expires_at status status_details"
+).split()
+_FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
+_CKPT_SELECT = (
+    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path "
+    "FROM checkpoints"
+)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _job(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
+    values = dict(zip(_JOB_COLUMNS, row, strict=True))
+    for name in _JSON_COLUMNS:
+        raw = values[name]
+        values[name] = None if raw is None else orjson.loads(raw)
+    return JobRecord(**values)
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    return FileRecord(**dict(zip(_FILE_COLUMNS, row, strict=True)))
+
+
+def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
+    id_, job_id, created_at, step, name, metrics, path = row
+    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA mmap_size=268435456")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not start a write transaction: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version == SCHEMA_VERSION:
+                return
+            if version != 0:
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this ftserve knows "
+                    f"{SCHEMA_VERSION}. Upgrade ftserve or point it at another data dir."
+                )
+            script = resources.files("ftserve.store").joinpath("schema_sqlite.sql").read_text()
+            for statement in _split_sql(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- files -------------------------------------------------------------------------------
+    def add_file(self, file: FileRecord) -> None:
+        cols = ", ".join(_FILE_COLUMNS)
+        marks = ", ".join("?" for _ in _FILE_COLUMNS)
+        with self._tx() as conn:
+            conn.execute(
+                f"INSERT INTO files ({cols}) VALUES ({marks})",
+                tuple(getattr(file, c) for c in _FILE_COLUMNS),
+            )
+
+    def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                f"{_FILE_SELECT} WHERE id = ? AND organization = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (file_id, organization, now),
+            )
+            .fetchone()
+        )
+        return None if row is None else _file(row)
+
+    def list_files(
+        self,
+        organization: str,
+        *,
+        purpose: str | None,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+        now: int,
+    ) -> Page[FileRecord]:
+        conn = self._reader()
+        where = ["organization = ?", "(expires_at IS NULL OR expires_at > ?)"]
+        args: list[Any] = [organization, now]
+        if purpose is not None:
+            where.append("purpose = ?")
+            args.append(purpose)
+        if after is not None:
+            row = conn.execute(
+                "SELECT seq FROM files WHERE id = ? AND organization = ?", (after, organization)
+            ).fetchone()
+            if row is None:
+                raise UnknownCursor(after)
+            where.append("seq > ?" if ascending else "seq < ?")
+            args.append(row[0])
+        order = "ASC" if ascending else "DESC"
+        rows = conn.execute(
+            f"{_FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        return Page([_file(r) for r in rows[:limit]], len(rows) > limit)
+
+    def delete_file(self, organization: str, file_id: str) -> FileRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                f"{_FILE_SELECT} WHERE id = ? AND organization = ?", (file_id, organization)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            return _file(row)
+
+    # -- jobs --------------------------------------------------------------------------------
+    def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
+        cols = ", ".join(_JOB_COLUMNS)
+        marks = ", ".join("?" for _ in _JOB_COLUMNS)
+        values = tuple(
+            _dump(getattr(job, c)) if c in _JSON_COLUMNS else getattr(job, c) for c in _JOB_COLUMNS
+        )
+        with self._tx() as conn:
+            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", values)
+            self._append(conn, job.id, events)
+
+    def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
+        if organization is None:
+            row = self._reader().execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        else:
+            row = (
+                self._reader()
+                .execute(f"{_JOB_SELECT} WHERE id = ? AND organization = ?", (job_id, organization))
+                .fetchone()
+            )
+        return None if row is None else _job(row)
+
+    def list_jobs(
+        self,
+        organization: str,
+        *,
+        after: str | None,
+        limit: int,
+        metadata: Mapping[str, str] | None,
+    ) -> Page[JobRecord]:
+        conn = self._reader()
+        where = ["organization = ?"]
+        args: list[Any] = [organization]
+        if after is not None:
+            row = conn.execute(
+                "SELECT seq FROM jobs WHERE id = ? AND organization = ?", (after, organization)
+            ).fetchone()
+            if row is None:
+                raise UnknownCursor(after)
+            where.append("seq < ?")
+            args.append(row[0])
+        for key, value in (metadata or {}).items():
+            where.append("json_extract(metadata, ?) = ?")
+            args.extend((_json_path(key), value))
+        rows = conn.execute(
+            f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Collection[str] | None,
+        changes: Mapping[str, Any],
+        events: Sequence[NewEvent] = (),
+        expect_lease_owner: str | None = None,
+    ) -> JobRecord | None:
+        unknown = set(changes) - set(_JOB_COLUMNS[1:])
+        if unknown:
+            raise StoreError(f"not job columns: {sorted(unknown)}")
+        with self._tx() as conn:
+            row = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            if expect is not None and job.status not in expect:
+                return None
+            if expect_lease_owner is not None and job.lease_owner != expect_lease_owner:
+                return None
+            if changes:
+                sets = ", ".join(f"{c} = ?" for c in changes)
+                values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
+                conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
+            self._append(conn, job_id, events)
+            new = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            return _job(new)
+
+    def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]:
+        rows = (
+            self._reader()
+            .execute(f"{_JOB_SELECT} WHERE status = ? ORDER BY seq LIMIT ?", (status, limit))
+            .fetchall()
+        )
+        return [_job(r) for r in rows]
+
+    # -- queue -------------------------------------------------------------------------------
+    def claim_job(
+        self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
+    ) -> JobRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' AND lease_owner IS NULL "
+                "ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                (worker_id, now + lease_seconds, row[0]),
+            )
+            self._append(conn, row[0], events)
+            return _job(conn.execute(f"{_JOB_SELECT} WHERE id = ?", (row[0],)).fetchone())
+
+    def renew_lease(self, job_id: str, worker_id: str, until: float) -> JobRecord | None:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+                (until, job_id, worker_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            return _job(conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
+
+    def expired_leases(self, now: float) -> list[JobRecord]:
+        rows = (
+            self._reader()
+            .execute(
+                f"{_JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < ?", (now,)
+            )
+            .fetchall()
+        )
+        return [_job(r) for r in rows]
+
+    # -- events ------------------------------------------------------------------------------
+    @staticmethod
+    def _append(conn: sqlite3.Connection, job_id: str, events: Sequence[NewEvent]) -> int:
+        if not events:
+            return 0
+        (last,) = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        added = 0
+        for event in events:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO events (job_id, seq, id, created_at, kind, key, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, last + 1, event.id, event.created_at, event.kind, event.key, event.body),
+            )
+            if cur.rowcount:
+                last += 1
+                added += 1
+        return added
+
+    def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int:
+        with self._tx() as conn:
+            return self._append(conn, job_id, events)
+
+    def event_page(
+        self, organization: str, job_id: str, *, after: str | None, limit: int
+    ) -> Page[bytes] | None:
+        conn = self._reader()
+        if (
+            conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND organization = ?", (job_id, organization)
+            ).fetchone()
+            is None
+        ):
+            return None
+        if after is None:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
+                (job_id, limit + 1),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE job_id = ?1 AND seq < "
+                "(SELECT seq FROM events WHERE id = ?2 AND job_id = ?1) "
+                "ORDER BY seq DESC LIMIT ?3",
+                (job_id, after, limit + 1),
+            ).fetchall()
+            if not rows and (
+                conn.execute(
+                    "SELECT 1 FROM events WHERE id = ? AND job_id = ?", (after, job_id)
+                ).fetchone()
+                is None
+            ):
+                raise UnknownCursor(after)
+        return Page([r[0] for r in rows[:limit]], len(rows) > limit)
+
+    def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:
+        conn = self._reader()
+        if kind is None:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE job_id = ? ORDER BY seq", (job_id,)
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE job_id = ? AND kind = ? ORDER BY seq",
+                (job_id, kind),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def add_checkpoint(self, checkpoint: CheckpointRecord, events: Sequence[NewEvent]) -> bool:
+        c = checkpoint
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO checkpoints (id, job_id, created_at, step_number, "
+                "fine_tuned_model_checkpoint, metrics, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (c.id, c.job_id, c.created_at, c.step_number, c.fine_tuned_model_checkpoint,
+                 _dump(c.metrics), c.path),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._append(conn, c.job_id, events)
+            return True
+
+    def delete_checkpoint(self, checkpoint_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM checkpoints WHERE id = ?", (checkpoint_id,))
+
+    def list_checkpoints(
+        self, organization: str | None, job_id: str, *, after: str | None, limit: int
+    ) -> Page[CheckpointRecord] | None:
+        conn = self._reader()
+        if organization is not None and (
+            conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND organization = ?", (job_id, organization)
+            ).fetchone()
+            is None
+        ):
+            return None
+        where, args = "job_id = ?", [job_id]
+        if after is not None:
+            row = conn.execute(
+                "SELECT step_number FROM checkpoints WHERE id = ? AND job_id = ?", (after, job_id)
+            ).fetchone()
+            if row is None:
+                raise UnknownCursor(after)
+            where += " AND step_number < ?"
+            args.append(row[0])
+        rows = conn.execute(
+            f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT ?", (*args, limit + 1)
+        ).fetchall()
+        return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def _json_path(key: str) -> str:
+    # Quote the key so dots and brackets in user metadata keys stay literal.
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a schema file; trigger bodies keep their inner semicolons."""
+    statements, buf = [], ""
+    for line in script.splitlines():
+        if line.strip().startswith("--") and not buf:
+            continue
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    return statements

@@ -1,0 +1,98 @@
+"""How "auto" hyperparameters are resolved, and the learning-rate schedule built from them.
+
+``n_epochs`` (OpenAI's published rule): aim for 3 epochs; if that is fewer than 100 example
+passes, use ``min(25, 100 // n)`` epochs; if it is more than 25,000, use ``max(1, 25000 // n)``.
+
+``batch_size``: about 0.2% of the training examples, rounded, at least 1 and at most 256 (and
+never more than the number of examples). 101 examples give batch size 1, as in OpenAI's
+published example (101 examples, 3 epochs, 303 steps); 1,000 give 2; 10,000 give 20; from
+128,000 on it stays at 256.
+
+``learning_rate_multiplier``: auto is 1.0. The learning rate of a job is
+``BASE_LEARNING_RATE_LORA`` (2e-4, usual for LoRA adapters) or ``BASE_LEARNING_RATE_FULL``
+(2e-5, usual for full fine-tuning, which moves every weight) times the multiplier.
+
+``beta`` (DPO only): auto is 0.1, the value of the DPO paper's experiments; supervised jobs report
+``None``.
+
+Steps: ``total_steps = n_epochs * ceil(n_examples / batch_size)``; the last batch of an epoch may
+be smaller. Examples are the usable ones: those with at least one trained token after
+truncation.
+
+Schedule: linear warm-up over the first 3% of the steps (at least one step), then linear decay
+that reaches zero one step after the last step, so no step is wasted at learning rate 0. AdamW
+(betas 0.9/0.999, eps 1e-8, no weight decay) and gradient-norm clipping at 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ftserve.training.spec import ResolvedHyperparameters, TrainingSpec
+
+BASE_LEARNING_RATE_LORA = 2e-4
+BASE_LEARNING_RATE_FULL = 2e-5
+AUTO_LEARNING_RATE_MULTIPLIER = 1.0
+AUTO_BETA = 0.1
+MAX_AUTO_BATCH_SIZE = 256
+WARMUP_FRACTION = 0.03
+MAX_GRAD_NORM = 1.0
+
+
+def auto_n_epochs(n_examples: int) -> int:
+    if n_examples * 3 < 100:
+        return min(25, 100 // n_examples)
+    if n_examples * 3 > 25000:
+        return max(1, 25000 // n_examples)
+    return 3
+
+
+def auto_batch_size(n_examples: int) -> int:
+    return max(1, min(MAX_AUTO_BATCH_SIZE, n_examples, round(n_examples * 0.002)))
+
+
+def resolve(spec: TrainingSpec, n_examples: int) -> ResolvedHyperparameters:
+    if n_examples < 1:
+        raise ValueError("cannot resolve hyperparameters for an empty training set")
+    n_epochs = spec.n_epochs if spec.n_epochs is not None else auto_n_epochs(n_examples)
+    batch_size = spec.batch_size if spec.batch_size is not None else auto_batch_size(n_examples)
+    # An explicit batch size larger than the data set would only repeat nothing; OpenAI clamps too.
+    batch_size = min(batch_size, n_examples)
+    multiplier = (
+        spec.learning_rate_multiplier
+        if spec.learning_rate_multiplier is not None
+        else AUTO_LEARNING_RATE_MULTIPLIER
+    )
+    beta: float | None = None
+    if spec.method == "dpo":
+        beta = spec.beta if spec.beta is not None else AUTO_BETA
+    return ResolvedHyperparameters(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=multiplier,
+        beta=beta,
+        total_steps=n_epochs * math.ceil(n_examples / batch_size),
+        n_examples=n_examples,
+    )
+
+
+def learning_rate(spec: TrainingSpec, hp: ResolvedHyperparameters) -> float:
+    base = BASE_LEARNING_RATE_LORA if spec.lora else BASE_LEARNING_RATE_FULL
+    return base * hp.learning_rate_multiplier
+
+
+def warmup_steps(total_steps: int) -> int:
+    return max(1, math.ceil(total_steps * WARMUP_FRACTION))
+
+
+class LinearWarmupDecay:
+    """Learning-rate factor for 0-based step ``i`` (a picklable callable for ``LambdaLR``)."""
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.warmup = warmup_steps(total_steps)
+
+    def __call__(self, i: int) -> float:
+        if i < self.warmup:
+            return (i + 1) / self.warmup
+        return max(0.0, (self.total_steps - i) / max(1, self.total_steps - self.warmup + 1))

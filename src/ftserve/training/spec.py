@@ -1,0 +1,147 @@
+"""The seam between the worker and the training engine.
+
+Everything here is plain data so the API process can import it without paying for torch:
+the worker builds a :class:`TrainingSpec`, hands it to ``ftserve.training.trainer.train`` in a
+child process together with a :class:`TrainingHooks` implementation, and learns about progress
+through the hooks, the returned :class:`TrainingResult`, or one of the two exceptions below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+TINY_MODEL_NAME = "ftserve-tiny"
+
+Method = Literal["supervised", "dpo"]
+Device = Literal["auto", "cpu", "cuda"]
+Control = Literal["continue", "cancel", "pause"]
+StopKind = Literal["cancel", "pause"]
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """One fine-tuning job, as the engine sees it.
+
+    ``None`` in a hyperparameter field means "auto"; the rules live in
+    ``ftserve.training.hyperparameters``.
+
+    Sequences longer than ``max_seq_len`` tokens are cut at the end (the start of a conversation
+    is kept); an example whose trained tokens were all cut away is dropped, and a job left with no
+    usable example fails with ``invalid_training_data``.
+
+    LoRA (``lora=True``) adapts every linear layer of the transformer body (PEFT's
+    ``"all-linear"``, which leaves the output head alone) with rank ``lora_rank``, scale
+    ``lora_alpha / lora_rank`` and dropout ``lora_dropout``.
+
+    One optimizer step sees ``batch_size`` examples; they are fed to the model in micro-batches
+    of at most ``max_tokens_per_micro_batch`` padded tokens (at least one example each) and the
+    gradients are accumulated, so a large batch does not need a large memory.
+    """
+
+    model: str
+    training_file: Path
+    validation_file: Path | None
+    method: Method
+    n_epochs: int | None
+    batch_size: int | None
+    learning_rate_multiplier: float | None
+    beta: float | None
+    seed: int
+    work_dir: Path
+    models_cache_dir: Path
+    lora: bool = True
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    device: Device = "auto"
+    torch_threads: int = 1
+    eval_interval: int | None = None
+    max_seq_len: int = 2048
+    keep_checkpoints: int = 3
+    max_tokens_per_micro_batch: int = 16384
+
+
+@dataclass(frozen=True)
+class ResolvedHyperparameters:
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    beta: float | None
+    total_steps: int
+    n_examples: int
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Metrics of one optimizer step.
+
+    For DPO, ``*_loss`` is the DPO loss and ``*_mean_token_accuracy`` is the preference accuracy:
+    the fraction of pairs whose chosen answer gets a higher implicit reward than the rejected one.
+    """
+
+    step: int
+    total_steps: int
+    train_loss: float
+    train_mean_token_accuracy: float
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A complete checkpoint directory. ``epoch`` is 1-based: the epoch the step belongs to."""
+
+    step: int
+    path: Path
+    metrics: StepMetrics
+    epoch: int
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    final_path: Path
+    trained_tokens: int
+    steps: int
+    hyperparameters: ResolvedHyperparameters
+    checkpoints: list[CheckpointInfo] = field(default_factory=list)
+
+
+class TrainingHooks(Protocol):
+    def on_start(self, hp: ResolvedHyperparameters, resumed_from_step: int) -> None: ...
+
+    def on_step(self, m: StepMetrics) -> None: ...
+
+    def on_checkpoint(self, c: CheckpointInfo) -> None: ...
+
+    def control(self) -> Control: ...
+
+
+class TrainingStopped(Exception):
+    """The job was cancelled or paused through :meth:`TrainingHooks.control`.
+
+    A pause first saves a checkpoint at the current step (``checkpoint``); calling ``train`` again
+    with the same spec resumes from it. A cancel saves nothing (``checkpoint`` is ``None``).
+    """
+
+    def __init__(self, kind: StopKind, step: int, checkpoint: CheckpointInfo | None = None) -> None:
+        super().__init__(f"training {'cancelled' if kind == 'cancel' else 'paused'} at step {step}")
+        self.kind: StopKind = kind
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class TrainingFailed(Exception):
+    """The job cannot go on; ``code`` is machine-readable, ``message`` is meant for the user.
+
+    Codes: ``model_load_failed``, ``unsupported_model``, ``invalid_training_data``,
+    ``nan_loss``, ``out_of_memory``, ``device_unavailable``, ``checkpoint_mismatch``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
