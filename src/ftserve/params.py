@@ -63,7 +63,9 @@ def query_str(query: Mapping[str, str], param: str, *, max_length: int = 512) ->
     return raw
 
 
-def query_choice(query: Mapping[str, str], param: str, choices: tuple[str, ...], default: str) -> str:
+def query_choice(
+    query: Mapping[str, str], param: str, choices: tuple[str, ...], default: str
+) -> str:
     raw = query.get(param)
     if raw is None:
         return default
@@ -84,7 +86,9 @@ def require(body: Mapping[str, Any], param: str, prefix: str = "") -> Any:
     return body[param]
 
 
-def expect_str(value: Any, param: str, *, max_length: int | None = None, min_length: int = 0) -> str:
+def expect_str(
+    value: Any, param: str, *, max_length: int | None = None, min_length: int = 0
+) -> str:
     if not isinstance(value, str):
         raise InvalidType(param, "a string", value)
     if len(value) < min_length:

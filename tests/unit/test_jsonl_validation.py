@@ -336,6 +336,29 @@ CHAT_REJECTIONS: list[tuple[str, Json, str]] = [
         chat(user(), assistant([{"type": "image_url", "image_url": {"url": "u"}}])),
         "images are only allowed in user messages",
     ),
+    (
+        "image in system message",
+        chat(
+            {"role": "system", "content": [{"type": "image_url", "image_url": {"url": "u"}}]},
+            user(),
+            assistant(),
+        ),
+        "'messages[0].content[0]' is an image, but images are only allowed in user messages",
+    ),
+    (
+        "image in tool message",
+        chat(
+            user(),
+            assistant(None, tool_calls=[tool_call()]),
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": [{"type": "image_url", "image_url": {"url": "u"}}],
+            },
+            assistant(),
+        ),
+        "'messages[2].content[0]' is an image",
+    ),
     ("name not string", chat(user(name=3), assistant()), "'messages[0].name' must be a string"),
     (
         "unknown message key",
@@ -634,7 +657,7 @@ def test_line_over_the_limit_is_rejected(
     lines = [line(CHAT), b"\n", padded(CHAT, 201) + terminator, line(CHAT)]
     error = rejection(lines)
     assert (error.line, error.example) == (3, 2)
-    assert error.reason == "is longer than the 200 bytes line limit"
+    assert error.reason == "is longer than the line limit (200 bytes)"
     path = tmp_path / "train.jsonl"
     path.write_bytes(b"".join(lines))
     with pytest.raises(JsonlError) as info:
@@ -679,7 +702,7 @@ def test_file_without_newlines_is_rejected_without_reading_it_whole(
 def test_limit_is_reported_in_mib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "MAX_LINE_BYTES", 1024 * 1024)
     error = rejection([b" " * (1024 * 1024 + 1)])
-    assert error.reason == "is longer than the 1 MiB line limit"
+    assert error.reason == "is longer than the line limit (1 MiB)"
 
 
 # --- analyse_file ---------------------------------------------------------------------------

@@ -75,7 +75,9 @@ def _dispatch(
     wrapped = {method: _wrap(h, services, azure) for method, h in handlers.items()}
 
     async def endpoint(request: Request) -> Response:
-        response: Response = await wrapped[request.method](request)
+        # Starlette answers HEAD on GET routes.
+        call = wrapped.get(request.method) or wrapped["GET"]
+        response: Response = await call(request)
         return response
 
     return endpoint
@@ -122,8 +124,9 @@ def build_routes(services: Services) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for prefix, azure in PREFIXES:
         for path, handlers in by_path.items():
-            routes.append(Route(prefix + path, _dispatch(handlers, services, azure),
-                                methods=list(handlers)))
+            routes.append(
+                Route(prefix + path, _dispatch(handlers, services, azure), methods=list(handlers))
+            )
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
@@ -137,7 +140,9 @@ def build_routes(services: Services) -> list[BaseRoute]:
     return routes
 
 
-def create_app(settings: Settings, services: Services | None = None, *, background: bool = True) -> Starlette:
+def create_app(
+    settings: Settings, services: Services | None = None, *, background: bool = True
+) -> Starlette:
     services = services or build_services(settings)
 
     @asynccontextmanager

@@ -17,7 +17,9 @@ async def list_checkpoints(request: Request, ctx: Ctx) -> Response:
         ctx.organization,
         request.path_params["job_id"],
         after=query_str(q, "after"),
-        limit=query_int(q, "limit", default=10, minimum=1, maximum=ctx.services.settings.events_max_limit),
+        limit=query_int(
+            q, "limit", default=10, minimum=1, maximum=ctx.services.settings.events_max_limit
+        ),
     )
     data = [checkpoint_object(c) for c in page.items]
     return json_response(list_body(data, page.has_more, ids=True))

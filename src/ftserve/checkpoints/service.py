@@ -9,8 +9,13 @@ from ..store.protocol import Store, UnknownCursor
 from ..store.records import CheckpointRecord, Page
 
 METRIC_KEYS = (
-    "step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
-    "full_valid_loss", "full_valid_mean_token_accuracy",
+    "step",
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
 )
 
 

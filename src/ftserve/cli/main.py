@@ -50,8 +50,11 @@ def serve(settings: Settings) -> None:
             f"    export OPENAI_API_KEY={new_key}\n    export OPENAI_BASE_URL={base}\n",
             flush=True,
         )
-    print(f"ftserve: serving {base} (Azure v1 form: {base[:-3]}/openai/v1), data in "
-          f"{settings.data_dir.resolve()}", flush=True)
+    print(
+        f"ftserve: serving {base} (Azure v1 form: {base[:-3]}/openai/v1), data in "
+        f"{settings.data_dir.resolve()}",
+        flush=True,
+    )
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -78,9 +78,7 @@ def resumed() -> NewEvent:
 
 
 def failed(message: str, code: str, param: str | None) -> NewEvent:
-    return make_event(
-        message, level="error", data={"error_code": code, "error_param": param}
-    )
+    return make_event(message, level="error", data={"error_code": code, "error_param": param})
 
 
 def format_loss(value: float) -> str:

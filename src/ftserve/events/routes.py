@@ -16,7 +16,9 @@ from ..params import query_int, query_str
 
 async def list_events(request: Request, ctx: Ctx) -> Response:
     q = request.query_params
-    limit = query_int(q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit)
+    limit = query_int(
+        q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit
+    )
     body = ctx.services.events.page_json(
         ctx.organization, request.path_params["job_id"], query_str(q, "after"), limit
     )

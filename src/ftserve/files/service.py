@@ -57,17 +57,24 @@ class FileService:
         try:
             purpose = upload.fields.get("purpose")
             if purpose is None:
-                raise InvalidValue("Missing required parameter: 'purpose'.", param="purpose",
-                                   code="missing_required_parameter")
+                raise InvalidValue(
+                    "Missing required parameter: 'purpose'.",
+                    param="purpose",
+                    code="missing_required_parameter",
+                )
             if purpose not in UPLOAD_PURPOSES:
                 raise InvalidValue(
                     f"Invalid value for 'purpose': '{purpose[:64]}'. Supported values are: "
-                    + ", ".join(f"'{p}'" for p in UPLOAD_PURPOSES) + ".",
+                    + ", ".join(f"'{p}'" for p in UPLOAD_PURPOSES)
+                    + ".",
                     param="purpose",
                 )
             if upload.file_path is None:
-                raise InvalidValue("Missing required parameter: 'file'.", param="file",
-                                   code="missing_required_parameter")
+                raise InvalidValue(
+                    "Missing required parameter: 'file'.",
+                    param="file",
+                    code="missing_required_parameter",
+                )
             created_at = int(time.time())
             expires_at = self._expiry(upload.fields, created_at)
             if purpose == "fine-tune":
@@ -110,7 +117,9 @@ class FileService:
         tmp = self._blob_dir / "tmp" / f"{fid}.part"
         tmp.write_bytes(content)
         os.replace(tmp, self._blob_dir / blob)
-        record = FileRecord(fid, organization, len(content), int(time.time()), filename, purpose, blob)
+        record = FileRecord(
+            fid, organization, len(content), int(time.time()), filename, purpose, blob
+        )
         self._store.add_file(record)
         return record
 
@@ -147,17 +156,27 @@ class FileService:
         return record
 
     def list(
-        self, organization: str, *, purpose: str | None, after: str | None, limit: int,
+        self,
+        organization: str,
+        *,
+        purpose: str | None,
+        after: str | None,
+        limit: int,
         ascending: bool,
     ) -> Page[FileRecord]:
         try:
             return self._store.list_files(
-                organization, purpose=purpose, after=after, limit=limit, ascending=ascending,
+                organization,
+                purpose=purpose,
+                after=after,
+                limit=limit,
+                ascending=ascending,
                 now=int(time.time()),
             )
         except UnknownCursor:
-            raise InvalidValue(f"Invalid 'after': no file {after!r} to page from.",
-                               param="after") from None
+            raise InvalidValue(
+                f"Invalid 'after': no file {after!r} to page from.", param="after"
+            ) from None
 
     def delete(self, organization: str, file_id: str) -> FileRecord:
         record = self._store.delete_file(organization, file_id)

@@ -123,7 +123,11 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
         )
     declared = request.headers.get("content-length")
     # The multipart framing adds a little; anything far beyond the limit is refused unread.
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + _MAX_FIELD_BYTES * 4:
+    if (
+        declared is not None
+        and declared.isdigit()
+        and int(declared) > max_bytes + _MAX_FIELD_BYTES * 4
+    ):
         raise too_large(max_bytes)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     receiver = _Receiver(tmp_dir, max_bytes)
@@ -146,7 +150,9 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
     except FormParserError as exc:
         receiver.close()
         receiver.upload.discard()
-        raise InvalidRequest(f"The multipart body could not be parsed: {exc}", param="file") from None
+        raise InvalidRequest(
+            f"The multipart body could not be parsed: {exc}", param="file"
+        ) from None
     except BaseException:
         receiver.close()
         receiver.upload.discard()

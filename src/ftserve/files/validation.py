@@ -6,10 +6,10 @@ carries the physical line number because that is what an editor shows. They must
 enough to run over a 1 GiB upload, hence one ``orjson.loads`` per line, no intermediate lists, and
 error paths (``'messages[1].role'``) that are only formatted once something is wrong.
 
-Every rule below mirrors what the OpenAI fine-tuning endpoint accepts, so a file that passes here
-also passes there and vice versa; keys OpenAI ignores or rejects (``refusal``, ``audio``) are
-rejected rather than silently dropped, because silently dropping training signal is worse than a
-clear error at upload time.
+The rules follow OpenAI's documented training formats so that files prepared for OpenAI work here
+unchanged. Keys the trainer would not use (``refusal``, ``audio``, anything unknown) are rejected
+rather than ignored: silently dropping part of someone's training data is worse than a clear error
+at upload time.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def _content_length(raw: bytes) -> int:
 def _too_long_reason() -> str:
     limit = MAX_LINE_BYTES
     shown = f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
-    return f"is longer than the {shown} line limit"
+    return f"is longer than the line limit ({shown})"
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -37,31 +37,41 @@ async def list_jobs(request: Request, ctx: Ctx) -> Response:
     page = ctx.services.jobs.list(
         ctx.organization,
         after=query_str(q, "after"),
-        limit=query_int(q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit),
+        limit=query_int(
+            q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit
+        ),
         metadata=_metadata_filter(request),
     )
     return json_response(list_body([job_object(j) for j in page.items], page.has_more))
 
 
 async def retrieve_job(request: Request, ctx: Ctx) -> Response:
-    return json_response(job_object(ctx.services.jobs.get(ctx.organization, request.path_params["job_id"])))
+    return json_response(
+        job_object(ctx.services.jobs.get(ctx.organization, request.path_params["job_id"]))
+    )
 
 
 async def cancel_job(request: Request, ctx: Ctx) -> Response:
     await json_body(request, allow_empty=True)
-    job = await run_in_threadpool(ctx.services.jobs.cancel, ctx.organization, request.path_params["job_id"])
+    job = await run_in_threadpool(
+        ctx.services.jobs.cancel, ctx.organization, request.path_params["job_id"]
+    )
     return json_response(job_object(job))
 
 
 async def pause_job(request: Request, ctx: Ctx) -> Response:
     await json_body(request, allow_empty=True)
-    job = await run_in_threadpool(ctx.services.jobs.pause, ctx.organization, request.path_params["job_id"])
+    job = await run_in_threadpool(
+        ctx.services.jobs.pause, ctx.organization, request.path_params["job_id"]
+    )
     return json_response(job_object(job))
 
 
 async def resume_job(request: Request, ctx: Ctx) -> Response:
     await json_body(request, allow_empty=True)
-    job = await run_in_threadpool(ctx.services.jobs.resume, ctx.organization, request.path_params["job_id"])
+    job = await run_in_threadpool(
+        ctx.services.jobs.resume, ctx.organization, request.path_params["job_id"]
+    )
     return json_response(job_object(job))
 
 

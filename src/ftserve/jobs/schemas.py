@@ -32,8 +32,19 @@ MAX_SEED = 2_147_483_647
 _SUFFIX_FORBIDDEN = re.compile(r"[:\s]")
 
 _TOP = frozenset(
-    {"model", "training_file", "validation_file", "hyperparameters", "method", "suffix", "seed",
-     "metadata", "integrations", "ftserve", "trainingType"}
+    {
+        "model",
+        "training_file",
+        "validation_file",
+        "hyperparameters",
+        "method",
+        "suffix",
+        "seed",
+        "metadata",
+        "integrations",
+        "ftserve",
+        "trainingType",
+    }
 )
 _HP_KEYS = frozenset({"batch_size", "learning_rate_multiplier", "n_epochs"})
 
@@ -74,21 +85,25 @@ def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> dict[str, Any]:
     reject_unknown(body, known, prefix=param + ".")
     hp: dict[str, Any] = {
         "batch_size": _auto_or(
-            body.get("batch_size"), f"{param}.batch_size",
+            body.get("batch_size"),
+            f"{param}.batch_size",
             lambda v, p: expect_int(v, p, minimum=1, maximum=256),
         ),
         "learning_rate_multiplier": _auto_or(
-            body.get("learning_rate_multiplier"), f"{param}.learning_rate_multiplier",
+            body.get("learning_rate_multiplier"),
+            f"{param}.learning_rate_multiplier",
             lambda v, p: expect_number(v, p, exclusive_minimum=0.0),
         ),
         "n_epochs": _auto_or(
-            body.get("n_epochs"), f"{param}.n_epochs",
+            body.get("n_epochs"),
+            f"{param}.n_epochs",
             lambda v, p: expect_int(v, p, minimum=1, maximum=50),
         ),
     }
     if dpo:
         hp["beta"] = _auto_or(
-            body.get("beta"), f"{param}.beta",
+            body.get("beta"),
+            f"{param}.beta",
             lambda v, p: expect_number(v, p, exclusive_minimum=0.0, maximum=2.0),
         )
     return hp
@@ -96,9 +111,12 @@ def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> dict[str, Any]:
 
 def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
     if raw is None:
-        return {"type": "supervised",
-                "supervised": {"hyperparameters": parse_hyperparameters(
-                    top_hp, "hyperparameters", dpo=False)}}
+        return {
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": parse_hyperparameters(top_hp, "hyperparameters", dpo=False)
+            },
+        }
     method = expect_object(raw, "method")
     reject_unknown(method, frozenset({"type", "supervised", "dpo", "reinforcement"}), "method.")
     kind = expect_str(require(method, "type", "method."), "method.type")
@@ -129,8 +147,11 @@ def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
             "Pass hyperparameters either in 'method' or at the top level (deprecated), not both.",
             param="hyperparameters",
         )
-    source, name = (inner_hp, f"method.{kind}.hyperparameters") if top_hp is None else (
-        top_hp, "hyperparameters")
+    source, name = (
+        (inner_hp, f"method.{kind}.hyperparameters")
+        if top_hp is None
+        else (top_hp, "hyperparameters")
+    )
     hp = parse_hyperparameters(source, name, dpo=kind == "dpo")
     return {"type": kind, kind: {"hyperparameters": hp}}
 
@@ -157,7 +178,8 @@ def _parse_integrations(raw: Any) -> list[dict[str, Any]] | None:
     items = expect_list(raw, "integrations")
     if len(items) > 5:
         raise InvalidValue(
-            "Invalid 'integrations': at most 5 integrations are allowed.", param="integrations",
+            "Invalid 'integrations': at most 5 integrations are allowed.",
+            param="integrations",
             code="array_above_max_length",
         )
     out = []
@@ -170,17 +192,23 @@ def _parse_integrations(raw: Any) -> list[dict[str, Any]] | None:
             raise InvalidValue(f"Invalid '{p}.type': only 'wandb' is supported.", param=p + ".type")
         wandb = expect_object(require(obj, "wandb", p + "."), p + ".wandb")
         reject_unknown(wandb, frozenset({"project", "name", "entity", "tags"}), p + ".wandb.")
-        project = expect_str(require(wandb, "project", p + ".wandb."), p + ".wandb.project",
-                             min_length=1)
+        project = expect_str(
+            require(wandb, "project", p + ".wandb."), p + ".wandb.project", min_length=1
+        )
         clean: dict[str, Any] = {"project": project}
         for opt in ("name", "entity"):
-            clean[opt] = None if wandb.get(opt) is None else expect_str(
-                wandb[opt], f"{p}.wandb.{opt}")
+            clean[opt] = (
+                None if wandb.get(opt) is None else expect_str(wandb[opt], f"{p}.wandb.{opt}")
+            )
         tags = wandb.get("tags")
-        clean["tags"] = None if tags is None else [
-            expect_str(t, f"{p}.wandb.tags[{j}]", max_length=64)
-            for j, t in enumerate(expect_list(tags, f"{p}.wandb.tags"))
-        ]
+        clean["tags"] = (
+            None
+            if tags is None
+            else [
+                expect_str(t, f"{p}.wandb.tags[{j}]", max_length=64)
+                for j, t in enumerate(expect_list(tags, f"{p}.wandb.tags"))
+            ]
+        )
         out.append({"type": "wandb", "wandb": clean})
     return out
 
@@ -200,8 +228,9 @@ def _parse_extensions(body: dict[str, Any]) -> dict[str, Any]:
                 )
             ext["adapter"] = adapter
         if obj.get("lora_rank") is not None:
-            ext["lora_rank"] = expect_int(obj["lora_rank"], "ftserve.lora_rank", minimum=1,
-                                          maximum=1024)
+            ext["lora_rank"] = expect_int(
+                obj["lora_rank"], "ftserve.lora_rank", minimum=1, maximum=1024
+            )
     if body.get("trainingType") is not None:
         ext["training_type"] = expect_str(body["trainingType"], "trainingType", max_length=64)
     return ext
@@ -210,12 +239,14 @@ def _parse_extensions(body: dict[str, Any]) -> dict[str, Any]:
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:
     reject_unknown(body, _TOP)
     model = expect_str(require(body, "model"), "model", min_length=1, max_length=4096)
-    training_file = expect_str(require(body, "training_file"), "training_file", min_length=1,
-                               max_length=256)
+    training_file = expect_str(
+        require(body, "training_file"), "training_file", min_length=1, max_length=256
+    )
     validation_file = body.get("validation_file")
     if validation_file is not None:
-        validation_file = expect_str(validation_file, "validation_file", min_length=1,
-                                     max_length=256)
+        validation_file = expect_str(
+            validation_file, "validation_file", min_length=1, max_length=256
+        )
     suffix = body.get("suffix")
     if suffix is not None:
         suffix = expect_str(suffix, "suffix", min_length=1, max_length=64)
@@ -226,8 +257,11 @@ def parse_create(body: dict[str, Any]) -> CreateJobRequest:
                 param="suffix",
             )
     seed_raw = body.get("seed")
-    seed = (secrets.randbelow(MAX_SEED + 1) if seed_raw is None
-            else expect_int(seed_raw, "seed", minimum=0, maximum=MAX_SEED))
+    seed = (
+        secrets.randbelow(MAX_SEED + 1)
+        if seed_raw is None
+        else expect_int(seed_raw, "seed", minimum=0, maximum=MAX_SEED)
+    )
     return CreateJobRequest(
         model=model,
         training_file=training_file,

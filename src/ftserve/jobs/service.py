@@ -62,7 +62,8 @@ class JobService:
             extensions=req.extensions,
         )
         self._store.create_job(
-            job, [messages.created(jid), messages.validating(req.training_file, req.validation_file)]
+            job,
+            [messages.created(jid), messages.validating(req.training_file, req.validation_file)],
         )
         self._on_created(jid)
         return job
@@ -91,17 +92,26 @@ class JobService:
         return job
 
     def list(
-        self, organization: str, *, after: str | None, limit: int,
+        self,
+        organization: str,
+        *,
+        after: str | None,
+        limit: int,
         metadata: Mapping[str, str] | None,
     ) -> Page[JobRecord]:
         try:
             return self._store.list_jobs(organization, after=after, limit=limit, metadata=metadata)
         except UnknownCursor:
-            raise InvalidValue(f"Invalid 'after': no fine-tuning job {after!r} to page from.",
-                               param="after") from None
+            raise InvalidValue(
+                f"Invalid 'after': no fine-tuning job {after!r} to page from.", param="after"
+            ) from None
 
     def _transition(
-        self, organization: str, job_id: str, action: Action, changes: Callable[[JobRecord], dict[str, Any]],
+        self,
+        organization: str,
+        job_id: str,
+        action: Action,
+        changes: Callable[[JobRecord], dict[str, Any]],
         event: NewEvent,
     ) -> JobRecord:
         # Ownership first: another organization's job does not exist for this caller.
@@ -118,24 +128,36 @@ class JobService:
 
     def cancel(self, organization: str, job_id: str) -> JobRecord:
         return self._transition(
-            organization, job_id, Action.CANCEL,
-            lambda j: {"status": Status.CANCELLED, "finished_at": int(time.time()),
-                       "estimated_finish": None,
-                       "control": "cancel" if j.lease_owner else None},
+            organization,
+            job_id,
+            Action.CANCEL,
+            lambda j: {
+                "status": Status.CANCELLED,
+                "finished_at": int(time.time()),
+                "estimated_finish": None,
+                "control": "cancel" if j.lease_owner else None,
+            },
             messages.cancelled(),
         )
 
     def pause(self, organization: str, job_id: str) -> JobRecord:
         return self._transition(
-            organization, job_id, Action.PAUSE,
-            lambda j: {"status": Status.PAUSED, "estimated_finish": None,
-                       "control": "pause" if j.lease_owner else None},
+            organization,
+            job_id,
+            Action.PAUSE,
+            lambda j: {
+                "status": Status.PAUSED,
+                "estimated_finish": None,
+                "control": "pause" if j.lease_owner else None,
+            },
             messages.paused(),
         )
 
     def resume(self, organization: str, job_id: str) -> JobRecord:
         job = self._transition(
-            organization, job_id, Action.RESUME,
+            organization,
+            job_id,
+            Action.RESUME,
             lambda j: {"status": Status.QUEUED, "control": None},
             messages.resumed(),
         )

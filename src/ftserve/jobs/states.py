@@ -83,9 +83,7 @@ def refusal(action: Action, status: str, job_id: str) -> str:
     if status in FINAL:
         return f"Job {job_id} has already {_finished_words(status)}; it cannot be {_past(verb)}."
     allowed = ", ".join(sorted(sources(action)))
-    return (
-        f"Job {job_id} is {status}; only a job that is {allowed} can be {_past(verb)}."
-    )
+    return f"Job {job_id} is {status}; only a job that is {allowed} can be {_past(verb)}."
 
 
 def _finished_words(status: str) -> str:

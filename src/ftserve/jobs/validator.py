@@ -127,8 +127,11 @@ class JobValidator:
                 changes={
                     "status": Status.FAILED,
                     "finished_at": int(time.time()),
-                    "error": {"code": failure.code, "message": failure.message,
-                              "param": failure.param},
+                    "error": {
+                        "code": failure.code,
+                        "message": failure.message,
+                        "param": failure.param,
+                    },
                 },
                 events=[messages.failed(failure.message, failure.code, failure.param)],
             )

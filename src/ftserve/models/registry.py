@@ -104,7 +104,8 @@ class ModelRegistry:
                 snap = _cached_snapshot(cache, repo_id)
                 if snap is not None:
                     found.setdefault(
-                        repo_id, ResolvedModel(repo_id, str(snap), _mtime(snap), repo_id.split("/")[0])
+                        repo_id,
+                        ResolvedModel(repo_id, str(snap), _mtime(snap), repo_id.split("/")[0]),
                     )
         return list(found.values())
 

@@ -21,9 +21,7 @@ async def retrieve_model(request: Request, ctx: Ctx) -> Response:
     for m in ctx.services.models.available():
         if m.name == wanted:
             return json_response(model_object(m))
-    raise NotFound(
-        f"The model '{wanted}' does not exist", param="model", code="model_not_found"
-    )
+    raise NotFound(f"The model '{wanted}' does not exist", param="model", code="model_not_found")
 
 
 ROUTES = [("GET", "/models", list_models), ("GET", "/models/{model:path}", retrieve_model)]

@@ -28,16 +28,46 @@ SCHEMA_VERSION = 1
 _JSON_COLUMNS = frozenset(
     {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
 )
-_JOB_COLUMNS = (
-    "id organization model model_source status created_at training_file validation_file "
-    "hyperparameters method seed suffix metadata integrations extensions finished_at "
-    "fine_tuned_model error trained_tokens result_files estimated_finish attempts lease_owner "
-    "lease_expires_at control"
-).split()
+_JOB_COLUMNS = [
+    "id",
+    "organization",
+    "model",
+    "model_source",
+    "status",
+    "created_at",
+    "training_file",
+    "validation_file",
+    "hyperparameters",
+    "method",
+    "seed",
+    "suffix",
+    "metadata",
+    "integrations",
+    "extensions",
+    "finished_at",
+    "fine_tuned_model",
+    "error",
+    "trained_tokens",
+    "result_files",
+    "estimated_finish",
+    "attempts",
+    "lease_owner",
+    "lease_expires_at",
+    "control",
+]
 _JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
-_FILE_COLUMNS = (
-    "id organization bytes created_at filename purpose blob expires_at status status_details"
-).split()
+_FILE_COLUMNS = [
+    "id",
+    "organization",
+    "bytes",
+    "created_at",
+    "filename",
+    "purpose",
+    "blob",
+    "expires_at",
+    "status",
+    "status_details",
+]
 _FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
 _CKPT_SELECT = (
     "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path "
@@ -397,8 +427,15 @@ class SqliteStore:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO checkpoints (id, job_id, created_at, step_number, "
                 "fine_tuned_model_checkpoint, metrics, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (c.id, c.job_id, c.created_at, c.step_number, c.fine_tuned_model_checkpoint,
-                 _dump(c.metrics), c.path),
+                (
+                    c.id,
+                    c.job_id,
+                    c.created_at,
+                    c.step_number,
+                    c.fine_tuned_model_checkpoint,
+                    _dump(c.metrics),
+                    c.path,
+                ),
             )
             if cur.rowcount == 0:
                 return False

@@ -251,9 +251,7 @@ def _finish(ids: list[int], mask: list[bool], max_seq_len: int) -> Example | Non
     return Example(input_ids=ids, target_mask=mask)
 
 
-def _chat_example(
-    encoder: ChatEncoder, row: dict[str, Any], max_seq_len: int
-) -> Example | None:
+def _chat_example(encoder: ChatEncoder, row: dict[str, Any], max_seq_len: int) -> Example | None:
     raw = row["messages"]
     if not isinstance(raw, list) or not raw:
         raise ValueError("'messages' must be a non-empty list")

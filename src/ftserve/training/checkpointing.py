@@ -1,0 +1,216 @@
+"""Checkpoints under ``<work_dir>/checkpoints`` and the final model under ``<work_dir>/final``.
+
+A checkpoint directory ``step-000123`` holds:
+
+* the weights: the LoRA adapter in PEFT format (``adapter_config.json`` +
+  ``adapter_model.safetensors``, loadable with ``PeftModel.from_pretrained``) or, for full
+  fine-tuning, the whole model as a Hugging Face directory;
+* the tokenizer (including the chat template the job used);
+* ``training_state.pt``: optimizer and scheduler state and the RNG states (torch CPU, CUDA when in
+  use, Python ``random``), loadable with ``torch.load(weights_only=True)``;
+* ``ftserve_checkpoint.json``: the training position (step, epoch, batches done in that epoch,
+  trained tokens so far), the step's metrics, the kind (``epoch`` or ``pause``) and a fingerprint
+  of the job, so a resume with a different spec or data is refused instead of silently mixing.
+
+Every directory is written under a ``.tmp-…`` name, flushed to disk and renamed into place, so a
+directory with a final name is always complete and a crash leaves at most a ``.tmp-…`` directory,
+which the next run deletes. Retention: the newest ``keep`` epoch checkpoints stay; a pause
+checkpoint is deleted as soon as a newer checkpoint of either kind exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ftserve.training.spec import CheckpointInfo, StepMetrics
+
+CheckpointKind = Literal["epoch", "pause"]
+
+CHECKPOINTS_DIR = "checkpoints"
+FINAL_DIR = "final"
+STATE_FILE = "training_state.pt"
+META_FILE = "ftserve_checkpoint.json"
+FINAL_META_FILE = "ftserve.json"
+_PREFIX = "step-"
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    info: CheckpointInfo
+    kind: CheckpointKind
+    batches_done_in_epoch: int
+    trained_tokens: int
+    fingerprint: dict[str, Any]
+
+
+def checkpoints_root(work_dir: Path) -> Path:
+    return work_dir / CHECKPOINTS_DIR
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(target: Path, fill: Any) -> None:
+    """Create directory ``target`` by calling ``fill(tmp_dir)`` and renaming the result into
+    place. An existing ``target`` is replaced (moved aside first, then deleted)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{target.name}-", dir=target.parent))
+    try:
+        fill(staging)
+        _fsync_tree(staging)
+        old: Path | None = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-", dir=target.parent))
+            os.rename(target, old / target.name)
+        os.rename(staging, target)
+        _fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_temporaries(work_dir: Path) -> None:
+    """Delete half-written directories a crashed run left behind."""
+    for parent in (work_dir, checkpoints_root(work_dir)):
+        if parent.is_dir():
+            for child in parent.iterdir():
+                if child.name.startswith(_TMP_PREFIX):
+                    shutil.rmtree(child, ignore_errors=True)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    work_dir: Path,
+    *,
+    kind: CheckpointKind,
+    epoch: int,
+    batches_done_in_epoch: int,
+    trained_tokens: int,
+    metrics: StepMetrics,
+    fingerprint: dict[str, Any],
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+) -> StoredCheckpoint:
+    target = checkpoints_root(work_dir) / f"{_PREFIX}{metrics.step:06d}"
+    meta = {
+        "step": metrics.step,
+        "epoch": epoch,
+        "batches_done_in_epoch": batches_done_in_epoch,
+        "trained_tokens": trained_tokens,
+        "kind": kind,
+        "metrics": asdict(metrics),
+        "fingerprint": fingerprint,
+    }
+
+    def fill(directory: Path) -> None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(device),
+            },
+            directory / STATE_FILE,
+        )
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    write_atomically(target, fill)
+    return _parse(target, meta)
+
+
+def _parse(path: Path, meta: dict[str, Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        info=CheckpointInfo(
+            step=int(meta["step"]),
+            path=path,
+            metrics=StepMetrics(**meta["metrics"]),
+            epoch=int(meta["epoch"]),
+        ),
+        kind=meta["kind"],
+        batches_done_in_epoch=int(meta["batches_done_in_epoch"]),
+        trained_tokens=int(meta["trained_tokens"]),
+        fingerprint=dict(meta["fingerprint"]),
+    )
+
+
+def list_checkpoints(work_dir: Path) -> list[StoredCheckpoint]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoints_root(work_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        meta_file = child / META_FILE
+        if child.name.startswith(_PREFIX) and meta_file.is_file():
+            found.append(_parse(child, json.loads(meta_file.read_text(encoding="utf-8"))))
+    return sorted(found, key=lambda c: c.info.step)
+
+
+def latest_checkpoint(work_dir: Path) -> StoredCheckpoint | None:
+    stored = list_checkpoints(work_dir)
+    return stored[-1] if stored else None
+
+
+def prune_checkpoints(work_dir: Path, keep: int) -> None:
+    stored = list_checkpoints(work_dir)
+    if not stored:
+        return
+    newest_step = stored[-1].info.step
+    epoch_checkpoints = [c for c in stored if c.kind == "epoch"]
+    doomed = [c for c in stored if c.kind == "pause" and c.info.step < newest_step]
+    doomed += epoch_checkpoints[: max(0, len(epoch_checkpoints) - max(1, keep))]
+    for checkpoint in doomed:
+        # Renaming first makes the deletion look atomic to a concurrent listing.
+        trash = checkpoint.info.path.with_name(f"{_TMP_PREFIX}trash-{checkpoint.info.path.name}")
+        os.rename(checkpoint.info.path, trash)
+        shutil.rmtree(trash)
+
+
+def load_training_state(checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    state: dict[str, Any] = torch.load(
+        checkpoint.info.path / STATE_FILE, map_location="cpu", weights_only=True
+    )
+    return state

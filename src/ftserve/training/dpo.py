@@ -1,0 +1,140 @@
+"""Direct Preference Optimization (Rafailov et al., 2023), sigmoid loss.
+
+For a pair (chosen ``c``, rejected ``r``) and the summed log-probability ``log π(y|x)`` of each
+answer's trained tokens under the policy ``π`` and the reference ``π_ref``:
+
+    reward(y) = β · (log π(y|x) − log π_ref(y|x))
+    loss      = −log σ(reward(c) − reward(r))
+
+The reference is the base model: with LoRA the same model with its adapter disabled, with full
+fine-tuning a frozen copy taken before training. Reference scores are computed in eval mode (no
+dropout), policy scores in train mode.
+
+The metric reported as "mean token accuracy" for DPO jobs is the preference accuracy: the
+fraction of pairs with ``reward(c) > reward(r)``. Before any update every reward is 0, so the
+first step's loss is log 2 and its accuracy 0. The step loss is the mean over the step's pairs.
+
+A micro-batch holds the chosen answers of its pairs followed by their rejected answers, so one
+forward pass scores both; ``trained_tokens`` counts the tokens of both answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import torch
+
+from ftserve.training.batching import Batch, collate, split_micro_batches
+from ftserve.training.data import PreferencePair
+from ftserve.training.forward import target_log_probs, target_logits
+from ftserve.training.objective import Outcome
+
+
+def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> Batch:
+    return collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+
+
+def sequence_log_probs(model: Any, batch: Batch, use_mask: bool) -> torch.Tensor:
+    """Summed log-probability of each sequence's trained tokens, shape ``(rows,)``."""
+    token_log_probs = target_log_probs(target_logits(model, batch, use_mask), batch)
+    rows = batch.keep.nonzero(as_tuple=True)[0]
+    sums = torch.zeros(batch.input_ids.shape[0], dtype=token_log_probs.dtype, device=rows.device)
+    return sums.index_add(0, rows, token_log_probs)
+
+
+def dpo_losses(
+    policy: torch.Tensor, reference: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair losses and whether the chosen reward beats the rejected one.
+
+    ``policy`` and ``reference`` hold the chosen answers' log-probabilities followed by the
+    rejected answers'."""
+    n = policy.shape[0] // 2
+    rewards = beta * (policy - reference)
+    margin = rewards[:n] - rewards[n:]
+    return -torch.nn.functional.logsigmoid(margin), (margin.detach() > 0)
+
+
+class DpoObjective:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        reference: Any | None,
+        beta: float,
+        pad_id: int,
+        device: torch.device,
+        autocast: Callable[[], AbstractContextManager[Any]],
+        max_tokens: int,
+        use_logits_mask: bool,
+    ) -> None:
+        """``reference=None`` means the model is a PEFT model whose disabled adapter gives the
+        reference."""
+        self.model = model
+        self.reference = reference
+        self.beta = beta
+        self.pad_id = pad_id
+        self.device = device
+        self.autocast = autocast
+        self.max_tokens = max_tokens
+        self.use_logits_mask = use_logits_mask
+
+    @contextmanager
+    def _reference_model(self) -> Iterator[Any]:
+        if self.reference is not None:
+            yield self.reference
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.model.disable_adapter():
+                yield self.model
+        finally:
+            self.model.train(was_training)
+
+    def _groups(self, pairs: Sequence[PreferencePair]) -> list[list[PreferencePair]]:
+        lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs]
+        # Each pair contributes two rows to the padded micro-batch.
+        groups = split_micro_batches(lengths, max(1, self.max_tokens // 2))
+        return [[pairs[i] for i in group] for group in groups]
+
+    def _scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), self._reference_model() as reference, self.autocast():
+            ref = sequence_log_probs(reference, batch, self.use_logits_mask)
+        with self.autocast():
+            policy = sequence_log_probs(self.model, batch, self.use_logits_mask)
+        return dpo_losses(policy, ref, self.beta)
+
+    def train_step(self, pairs: Sequence[PreferencePair]) -> Outcome:
+        loss_total = torch.zeros((), device=self.device)
+        wins_total = torch.zeros((), dtype=torch.long, device=self.device)
+        n_tokens = 0
+        for group in self._groups(pairs):
+            batch = collate_pairs(group, self.pad_id).to(self.device)
+            losses, wins = self._scores(batch)
+            (losses.sum() / len(pairs)).backward()
+            loss_total += losses.detach().sum()
+            wins_total += wins.sum()
+            n_tokens += batch.n_tokens
+        return Outcome(
+            loss=float(loss_total) / len(pairs),
+            accuracy=int(wins_total) / len(pairs),
+            n_tokens=n_tokens,
+        )
+
+    @torch.no_grad()
+    def evaluate(self, pairs: Sequence[PreferencePair]) -> Outcome:
+        loss_total = 0.0
+        wins_total = 0
+        n_tokens = 0
+        for group in self._groups(pairs):
+            batch = collate_pairs(group, self.pad_id).to(self.device)
+            losses, wins = self._scores(batch)
+            loss_total += float(losses.sum())
+            wins_total += int(wins.sum())
+            n_tokens += batch.n_tokens
+        return Outcome(
+            loss=loss_total / len(pairs), accuracy=wins_total / len(pairs), n_tokens=n_tokens
+        )

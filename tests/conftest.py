@@ -1,0 +1,169 @@
+"""Shared fixtures: a real ftserve server on a free loopback port, and official SDK clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+import pytest
+
+API_KEY = "sk-test-ftserve-0123456789"
+OTHER_ORG_KEY = "sk-test-other-org-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root + "/v1"
+
+    @property
+    def azure_url(self) -> str:
+        return self.root + "/openai/v1"
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {
+            **os.environ,
+            "FTSERVE_API_KEYS": f"{API_KEY},other:{OTHER_ORG_KEY}",
+            "FTSERVE_LOG_LEVEL": "warning",
+            **self.env,
+        }
+        self.log_path = self.data_dir.with_suffix(".log")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ftserve",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.root + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def client(
+        self,
+        *,
+        azure: bool = False,
+        api_key_header: bool = False,
+        strict: bool = True,
+        key: str = API_KEY,
+    ) -> openai.OpenAI:
+        headers = {"api-key": key} if api_key_header else None
+        return openai.OpenAI(
+            api_key="unused-when-api-key-header" if api_key_header else key,
+            base_url=self.azure_url if azure else self.base_url,
+            max_retries=0,
+            default_headers=headers,
+            _strict_response_validation=strict,
+        )
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # No embedded worker: these jobs are about the wire contract, not training.
+    srv = Server(tmp_path_factory.mktemp("srv") / "data", env={"FTSERVE_WORKERS": "0"})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of one's own, for tests that restart or kill it."""
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def client(server: Server) -> openai.OpenAI:
+    return server.client()
+
+
+def chat_rows(n: int, *, start: int = 0) -> list[dict[str, object]]:
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."},
+            ]
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def jsonl(rows: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def upload(client: openai.OpenAI, rows: list[dict[str, object]], name: str = "train.jsonl") -> str:
+    return client.files.create(file=(name, jsonl(rows)), purpose="fine-tune").id
+
+
+def wait_status(
+    client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float = 30.0
+) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.fine_tuning.jobs.retrieve(job_id).status
+        if status in statuses or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
