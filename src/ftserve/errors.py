@@ -77,7 +77,8 @@ class InvalidType(InvalidRequest):
 
     def __init__(self, param: str, expected: str, got: object) -> None:
         super().__init__(
-            f"Invalid type for '{param}': expected {expected}, but got {describe_type(got)} instead.",
+            f"Invalid type for '{param}': expected {expected}, "
+            f"but got {describe_type(got)} instead.",
             param=param,
         )
 

@@ -109,16 +109,18 @@ def expect_str(
 
 
 def expect_int(value: Any, param: str, *, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise InvalidType(param, "an integer", value)
-    if value < minimum:
-        raise below_min(param, minimum, value)
-    if value > maximum:
-        raise above_max(param, maximum, value)
-    return value
+    number: int
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise InvalidType(param, "an integer", value)
+    if number < minimum:
+        raise below_min(param, minimum, number)
+    if number > maximum:
+        raise above_max(param, maximum, number)
+    return number
 
 
 def expect_number(

@@ -34,10 +34,7 @@ class KeyChecker:
             auth = headers.get("authorization")
             if auth is not None:
                 scheme, _, presented = auth.partition(" ")
-                if scheme.lower() != "bearer":
-                    presented = None
-                else:
-                    presented = presented.strip()
+                presented = presented.strip() if scheme.lower() == "bearer" else None
         if not presented:
             raise AuthenticationFailed(_MISSING, code=None)
         candidate = presented.encode()

@@ -1,0 +1,386 @@
+"""The training loop: ``train(spec, hooks)`` runs (or resumes) one fine-tuning job.
+
+Why a loop of our own rather than Hugging Face's ``Trainer``: the worker needs a callback and a
+cancel/pause decision after every optimizer step, a checkpoint that captures the exact position
+inside an epoch (so a resumed run reproduces an uninterrupted one step for step), checkpoints
+written atomically in a layout we control, and failures reported as typed errors rather than
+logged. ``Trainer`` can be bent towards each of these, but its resume skips data through its own
+sampler state, its checkpoints are not atomic, and its per-step machinery (callbacks, logging,
+accelerate wrapping) costs time on small models; a plain loop over AdamW is shorter than the
+adaptations would be, and ``bench/train_throughput.py`` measures it against ``Trainer``.
+
+One step: the step's examples (``batch_size`` of them, the last batch of an epoch may be smaller)
+are taken from a permutation of the training set drawn from ``(seed, epoch)``, so a resumed run
+can recompute the order without saved sampler state; forward and backward run in micro-batches;
+gradients are clipped to norm 1.0; AdamW steps; the learning rate follows a linear warm-up and
+decay (see ``ftserve.training.hyperparameters``).
+
+After every step: validation metrics when due (every ``eval_interval`` steps on a fixed batch:
+the first ``max(batch_size, 8)`` validation examples; at the last step also on the whole file),
+``hooks.on_step``, an epoch checkpoint at the end of each epoch, then ``hooks.control()``.
+
+Determinism: the seed fixes the LoRA initialisation, the data order and dropout; the same spec on
+the same machine gives bit-identical losses on CPU. Resuming restores weights, optimizer,
+scheduler and RNG states, so a paused-and-resumed run reports the same losses as one that never
+stopped. On CUDA, kernels may be non-deterministic; the run is then reproducible only up to
+floating-point noise.
+
+``trained_tokens`` counts every token (prompt and trained) of every sequence fed to a training
+step over all epochs, padding excluded; for DPO both answers of a pair count.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The worker's child process imports this module first; make sure nothing reaches for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import contextlib
+import hashlib
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftserve.training import checkpointing, hyperparameters, loading
+from ftserve.training.checkpointing import StoredCheckpoint
+from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
+from ftserve.training.dpo import DpoObjective
+from ftserve.training.forward import supports_logits_mask
+from ftserve.training.objective import Objective, Outcome
+from ftserve.training.sft import SupervisedObjective
+from ftserve.training.spec import (
+    CheckpointInfo,
+    ResolvedHyperparameters,
+    StepMetrics,
+    TrainingFailed,
+    TrainingHooks,
+    TrainingResult,
+    TrainingSpec,
+    TrainingStopped,
+)
+
+MIN_VALIDATION_BATCH = 8
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
+    """The data order of 0-based ``epoch``: a permutation that depends on nothing else."""
+    digest = hashlib.sha256(f"ftserve-data-order:{seed}:{epoch}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return [int(i) for i in torch.randperm(n, generator=generator)]
+
+
+def auto_eval_interval(total_steps: int) -> int:
+    return max(1, round(total_steps / 10))
+
+
+def _fingerprint(spec: TrainingSpec, hp: ResolvedHyperparameters) -> dict[str, Any]:
+    return {
+        "model": spec.model,
+        "method": spec.method,
+        "lora": spec.lora,
+        "lora_rank": spec.lora_rank if spec.lora else None,
+        "lora_alpha": spec.lora_alpha if spec.lora else None,
+        "seed": spec.seed,
+        "max_seq_len": spec.max_seq_len,
+        "hyperparameters": asdict(hp),
+    }
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+class _Job:
+    """Everything one ``train`` call sets up, and the step loop."""
+
+    def __init__(self, spec: TrainingSpec, hooks: TrainingHooks) -> None:
+        self.spec = spec
+        self.hooks = hooks
+        self.choice = loading.resolve_device(spec.device)
+        self.model_dir = loading.resolve_model_dir(spec)
+        self.tokenizer = loading.load_tokenizer(self.model_dir)
+        self.train_items, self.valid_items = self._load_data()
+        self.hp = hyperparameters.resolve(spec, len(self.train_items))
+        self.fingerprint = _fingerprint(spec, self.hp)
+        self.eval_interval = spec.eval_interval or auto_eval_interval(self.hp.total_steps)
+        self.steps_per_epoch = math.ceil(self.hp.n_examples / self.hp.batch_size)
+
+        checkpointing.remove_stale_temporaries(spec.work_dir)
+        self.resume_from = checkpointing.latest_checkpoint(spec.work_dir)
+        if self.resume_from is not None and self.resume_from.fingerprint != self.fingerprint:
+            raise TrainingFailed(
+                "checkpoint_mismatch",
+                f"The checkpoint {self.resume_from.info.path} was written by a job with different "
+                "settings or data; remove it to start over.",
+            )
+        self.model, reference = self._build_model()
+        self.optimizer, self.scheduler = self._build_optimizer()
+        self.objective = self._build_objective(reference)
+        self.trained_tokens = 0
+        self.current_step = 0
+        self.last_metrics: StepMetrics | None = None
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+
+    def _load_data(self) -> tuple[list[Any], list[Any]]:
+        spec = self.spec
+        load: Callable[..., Sequence[Example] | Sequence[PreferencePair]]
+        load = load_preference if spec.method == "dpo" else load_supervised
+        train_items = list(load(spec.training_file, self.tokenizer, spec.max_seq_len))
+        valid_items: list[Any] = []
+        if spec.validation_file is not None:
+            valid_items = list(
+                load(
+                    spec.validation_file,
+                    self.tokenizer,
+                    spec.max_seq_len,
+                    what="validation file",
+                )
+            )
+        return train_items, valid_items
+
+    def _build_model(self) -> tuple[Any, Any | None]:
+        spec = self.spec
+        # Seeding before loading fixes the LoRA initialisation (and anything else drawn at load).
+        random.seed(spec.seed)
+        torch.manual_seed(spec.seed)
+        resume_full = self.resume_from is not None and not spec.lora
+        source = self.resume_from.info.path if resume_full else self.model_dir
+        model = loading.load_model(source, self.choice, frozen_base=spec.lora)
+        reference: Any | None = None
+        if spec.method == "dpo" and not spec.lora:
+            reference = (
+                loading.load_model(self.model_dir, self.choice, frozen_base=True)
+                if resume_full
+                else loading.frozen_copy(model)
+            )
+        if spec.lora:
+            model = loading.attach_lora(model, spec)
+            if self.resume_from is not None:
+                self._load_adapter(model, self.resume_from.info.path)
+        model.train()
+        return model, reference
+
+    @staticmethod
+    def _load_adapter(model: Any, path: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = load_file(path / "adapter_model.safetensors")
+        result = set_peft_model_state_dict(model, weights)
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing or result.unexpected_keys:
+            raise TrainingFailed(
+                "checkpoint_mismatch",
+                f"The adapter in {path} does not match the model (missing {missing[:3]}, "
+                f"unexpected {list(result.unexpected_keys)[:3]}).",
+            )
+
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=hyperparameters.learning_rate(self.spec, self.hp),
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            weight_decay=0.0,
+            fused=True,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, hyperparameters.LinearWarmupDecay(self.hp.total_steps)
+        )
+        return optimizer, scheduler
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.choice.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.choice.autocast_dtype)
+
+    def _build_objective(self, reference: Any | None) -> Objective:
+        common: dict[str, Any] = {
+            "pad_id": self.tokenizer.pad_token_id,
+            "device": self.choice.device,
+            "autocast": self._autocast,
+            "max_tokens": self.spec.max_tokens_per_micro_batch,
+            "use_logits_mask": supports_logits_mask(self.model),
+        }
+        if self.spec.method == "dpo":
+            assert self.hp.beta is not None
+            return DpoObjective(self.model, reference=reference, beta=self.hp.beta, **common)
+        return SupervisedObjective(self.model, **common)
+
+    def _restore(self, checkpoint: StoredCheckpoint) -> None:
+        state = checkpointing.load_training_state(checkpoint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        checkpointing.restore_rng_state(state["rng"])
+        self.trained_tokens = checkpoint.trained_tokens
+        self.last_metrics = checkpoint.info.metrics
+
+    def _step(self, step: int, items: Sequence[Any]) -> Outcome:
+        outcome = self.objective.train_step(items)
+        if not math.isfinite(outcome.loss):
+            raise TrainingFailed(
+                "nan_loss",
+                f"Training loss became {outcome.loss} at step {step}; the learning rate "
+                "(learning_rate_multiplier) is probably too high for this model and data.",
+            )
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, hyperparameters.MAX_GRAD_NORM)
+        if not math.isfinite(float(norm)):
+            raise TrainingFailed(
+                "nan_loss",
+                f"Training loss became NaN at step {step}: the gradient norm is {float(norm)}; "
+                "the learning rate (learning_rate_multiplier) is probably too high.",
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return outcome
+
+    def _evaluate(self, items: Sequence[Any]) -> Outcome:
+        self.model.eval()
+        try:
+            return self.objective.evaluate(items)
+        finally:
+            self.model.train()
+
+    def _metrics(self, step: int, outcome: Outcome) -> StepMetrics:
+        last = step == self.hp.total_steps
+        valid = full = None
+        if self.valid_items and (step % self.eval_interval == 0 or last):
+            fixed = self.valid_items[: max(self.hp.batch_size, MIN_VALIDATION_BATCH)]
+            valid = self._evaluate(fixed)
+            if last:
+                covers_all = len(fixed) == len(self.valid_items)
+                full = valid if covers_all else self._evaluate(self.valid_items)
+        return StepMetrics(
+            step=step,
+            total_steps=self.hp.total_steps,
+            train_loss=outcome.loss,
+            train_mean_token_accuracy=outcome.accuracy,
+            valid_loss=valid.loss if valid else None,
+            valid_mean_token_accuracy=valid.accuracy if valid else None,
+            full_valid_loss=full.loss if full else None,
+            full_valid_mean_token_accuracy=full.accuracy if full else None,
+        )
+
+    def _checkpoint(self, kind: checkpointing.CheckpointKind, step: int) -> CheckpointInfo:
+        assert self.last_metrics is not None
+        epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
+        stored = checkpointing.save_checkpoint(
+            self.spec.work_dir,
+            kind=kind,
+            epoch=epoch + 1,
+            batches_done_in_epoch=batch_index + 1,
+            trained_tokens=self.trained_tokens,
+            metrics=self.last_metrics,
+            fingerprint=self.fingerprint,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            device=self.choice.device,
+        )
+        self.hooks.on_checkpoint(stored.info)
+        checkpointing.prune_checkpoints(self.spec.work_dir, self.spec.keep_checkpoints)
+        return stored.info
+
+    def run(self) -> TrainingResult:
+        start = self.resume_from.info.step if self.resume_from is not None else 0
+        self.hooks.on_start(self.hp, start)
+        order: list[int] = []
+        order_epoch = -1
+        for step in range(start + 1, self.hp.total_steps + 1):
+            epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(self.spec.seed, epoch, self.hp.n_examples), epoch
+            chosen = order[batch_index * self.hp.batch_size : (batch_index + 1) * self.hp.batch_size]
+            self.current_step = step
+            outcome = self._step(step, [self.train_items[i] for i in chosen])
+            self.trained_tokens += outcome.n_tokens
+            self.last_metrics = self._metrics(step, outcome)
+            self.hooks.on_step(self.last_metrics)
+            checkpoint: CheckpointInfo | None = None
+            if batch_index == self.steps_per_epoch - 1:
+                checkpoint = self._checkpoint("epoch", step)
+            control = self.hooks.control()
+            if control == "cancel":
+                raise TrainingStopped("cancel", step)
+            if control == "pause":
+                raise TrainingStopped("pause", step, checkpoint or self._checkpoint("pause", step))
+            if control != "continue":
+                raise ValueError(f"hooks.control() returned {control!r}")
+        return self._finish()
+
+    def _finish(self) -> TrainingResult:
+        spec = self.spec
+        final = spec.work_dir / checkpointing.FINAL_DIR
+        description = {
+            "base_model": spec.model,
+            "base_model_path": str(self.model_dir),
+            "lora": spec.lora,
+            "lora_rank": spec.lora_rank if spec.lora else None,
+            "lora_alpha": spec.lora_alpha if spec.lora else None,
+            "method": spec.method,
+            "hyperparameters": asdict(self.hp),
+            "trained_tokens": self.trained_tokens,
+            "steps": self.hp.total_steps,
+        }
+
+        def fill(directory: Path) -> None:
+            self.model.save_pretrained(directory)
+            self.tokenizer.save_pretrained(directory)
+            (directory / checkpointing.FINAL_META_FILE).write_text(
+                json.dumps(description, indent=2), encoding="utf-8"
+            )
+
+        checkpointing.write_atomically(final, fill)
+        return TrainingResult(
+            final_path=final,
+            trained_tokens=self.trained_tokens,
+            steps=self.hp.total_steps,
+            hyperparameters=self.hp,
+            checkpoints=[c.info for c in checkpointing.list_checkpoints(spec.work_dir)],
+        )
+
+
+def train(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
+    """Run the job described by ``spec``, resuming from its newest checkpoint if there is one.
+
+    Raises :class:`TrainingStopped` on cancel/pause and :class:`TrainingFailed` when the job
+    cannot succeed; anything else is a bug and propagates unchanged.
+    """
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(max(1, spec.torch_threads))
+    # Progress bars from model loading/saving would only clutter the worker's log.
+    hf_logging.disable_progress_bar()
+    spec.work_dir.mkdir(parents=True, exist_ok=True)
+    job: _Job | None = None
+    try:
+        job = _Job(spec, hooks)
+        return job.run()
+    except Exception as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        where = f"at step {job.current_step}" if job and job.current_step else "while loading"
+        raise TrainingFailed(
+            "out_of_memory",
+            f"Out of memory {where} ({exc}). Try a smaller batch_size, max_seq_len or "
+            "max_tokens_per_micro_batch, or LoRA instead of full fine-tuning.",
+        ) from exc
