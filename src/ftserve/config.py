@@ -44,6 +44,9 @@ class Settings:
     log_level: str = "info"
     torch_threads: int = 1
     device: str = "auto"
+    concurrency: int = 1  # jobs trained at once by one worker
+    lease_seconds: float = 30.0  # a worker silent this long is presumed dead
+    max_attempts: int = 3  # crashes before a job is failed for good
 
     @property
     def blob_dir(self) -> Path:
@@ -128,6 +131,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         torch_threads=_int(env, "FTSERVE_TORCH_THREADS", 1, 1, 1024),
         device=device,
+        concurrency=_int(env, "FTSERVE_CONCURRENCY", 1, 1, 64),
+        lease_seconds=float(_int(env, "FTSERVE_LEASE_SECONDS", 30, 2, 86_400)),
+        max_attempts=_int(env, "FTSERVE_MAX_ATTEMPTS", 3, 1, 100),
     )
 
 

@@ -9,6 +9,7 @@ and any exception it raises comes back as OpenAI's error envelope. Reads run on 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -147,12 +148,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threads: list[threading.Thread] = []
         if background:
             services.validator.start()
+            for i, worker in enumerate(services.workers):
+                thread = threading.Thread(target=worker.run, name=f"ftserve-worker-{i}", daemon=True)
+                thread.start()
+                threads.append(thread)
         try:
             yield
         finally:
             if background:
+                for worker in services.workers:
+                    worker.stop()
+                for thread in threads:
+                    thread.join(timeout=30)
                 services.validator.stop()
 
     app = Starlette(

@@ -13,6 +13,7 @@ from ..jobs.validator import JobValidator
 from ..models.registry import ModelRegistry
 from ..store.open import open_store
 from ..store.protocol import Store
+from ..worker.runner import Worker
 from .auth import KeyChecker
 
 
@@ -27,14 +28,21 @@ class Services:
     checkpoints: CheckpointService
     models: ModelRegistry
     validator: JobValidator
+    workers: list[Worker]
 
 
 def build_services(settings: Settings, store: Store | None = None) -> Services:
     store = store or open_store(settings)
     files = FileService(store, settings.blob_dir)
     models = ModelRegistry(settings)
-    validator = JobValidator(store, files, settings.min_training_examples)
-    jobs = JobService(store, files, models, on_created=validator.submit)
+    workers = [Worker(settings, store) for _ in range(settings.workers)]
+
+    def wake_workers(job_id: str) -> None:
+        for worker in workers:
+            worker.wake(job_id)
+
+    validator = JobValidator(store, files, settings.min_training_examples, on_queued=wake_workers)
+    jobs = JobService(store, files, models, on_created=validator.submit, on_queued=wake_workers)
     return Services(
         settings=settings,
         store=store,
@@ -45,4 +53,5 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         checkpoints=CheckpointService(store),
         models=models,
         validator=validator,
+        workers=workers,
     )

@@ -23,15 +23,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000, FTSERVE_PORT)")
     serve.add_argument("--data-dir", type=Path, help="data directory (default ./ftserve-data)")
     serve.add_argument("--log-level", help="error, warning, info or debug")
+    serve.add_argument("--workers", type=int,
+                       help="embedded training workers (default 1, FTSERVE_WORKERS; 0 = none)")
+    worker = sub.add_parser("worker", help="run training workers only (no API)")
+    worker.add_argument("--data-dir", type=Path, help="data directory shared with the API")
+    worker.add_argument("--concurrency", type=int,
+                        help="jobs trained at once (default 1 on CPU, one per GPU)")
+    worker.add_argument("--log-level", help="error, warning, info or debug")
     return parser
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
     settings = settings_from_env().with_overrides(
-        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
+        host=getattr(args, "host", None), port=getattr(args, "port", None),
+        data_dir=args.data_dir, log_level=args.log_level,
+        workers=getattr(args, "workers", None), concurrency=getattr(args, "concurrency", None),
     )
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"--port {settings.port}: must be between 0 and 65535")
+    if not 0 <= settings.workers <= 64:
+        raise ConfigError(f"--workers {settings.workers}: must be between 0 and 64")
+    if not 1 <= settings.concurrency <= 64:
+        raise ConfigError(f"--concurrency {settings.concurrency}: must be between 1 and 64")
     validate_paths(settings)
     return settings
 
@@ -67,6 +80,24 @@ def serve(settings: Settings) -> None:
     )
 
 
+def run_worker(settings: Settings) -> None:
+    import signal
+
+    from ..store.open import open_store
+    from ..worker.runner import Worker
+
+    if not settings.sqlite_path.exists() and not settings.database_url:
+        print(f"ftserve worker: no database at {settings.sqlite_path}; start `ftserve serve` "
+              "with the same --data-dir first.", file=sys.stderr)
+        sys.exit(2)
+    worker = Worker(settings, open_store(settings))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    print(f"ftserve worker {worker.worker_id}: {worker.slots} slot(s), data in "
+          f"{settings.data_dir.resolve()}", flush=True)
+    worker.run()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -81,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if args.command == "serve":
         serve(settings)
+    elif args.command == "worker":
+        run_worker(settings)
 
 
 if __name__ == "__main__":

@@ -61,10 +61,6 @@ def files_validated() -> NewEvent:
     return make_event("Files validated, moving job to queued state")
 
 
-def started() -> NewEvent:
-    return make_event("Fine-tuning job started", data=None)
-
-
 def cancelled() -> NewEvent:
     return make_event("Fine-tuning job cancelled")
 
@@ -83,3 +79,62 @@ def failed(message: str, code: str, param: str | None) -> NewEvent:
 
 def format_loss(value: float) -> str:
     return f"{value:.2f}"
+
+
+def metrics(
+    step: int,
+    total_steps: int,
+    train_loss: float,
+    train_mean_token_accuracy: float,
+    valid_loss: float | None = None,
+    valid_mean_token_accuracy: float | None = None,
+    full_valid_loss: float | None = None,
+    full_valid_mean_token_accuracy: float | None = None,
+) -> NewEvent:
+    """``Step N/M: training loss=x.xx[, validation loss=…][, full validation loss=…]`` — the
+    text cookbook notebooks parse — keyed by step so a resumed job never records a step twice."""
+    text = f"Step {step}/{total_steps}: training loss={format_loss(train_loss)}"
+    data: dict[str, Any] = {
+        "step": step,
+        "train_loss": train_loss,
+        "total_steps": total_steps,
+        "train_mean_token_accuracy": train_mean_token_accuracy,
+    }
+    if valid_loss is not None:
+        text += f", validation loss={format_loss(valid_loss)}"
+        data["valid_loss"] = valid_loss
+        data["valid_mean_token_accuracy"] = valid_mean_token_accuracy
+    if full_valid_loss is not None:
+        text += f", full validation loss={format_loss(full_valid_loss)}"
+        data["full_valid_loss"] = full_valid_loss
+        data["full_valid_mean_token_accuracy"] = full_valid_mean_token_accuracy
+    return make_event(text, kind="metrics", data=data, key=f"step:{step}")
+
+
+def training_started() -> NewEvent:
+    # Keyed: a job that resumes after a pause or a crash does not announce a second start.
+    return make_event("Fine-tuning job started", data=None, key="started")
+
+
+def training_resumed(step: int) -> NewEvent:
+    return make_event(f"Fine-tuning job resumed from the checkpoint at step {step}")
+
+
+def checkpoint_created(step: int, name: str) -> NewEvent:
+    return make_event(
+        f"Checkpoint created at step {step} with Snapshot ID: {name}", key=f"checkpoint:{step}"
+    )
+
+
+def model_created(name: str) -> NewEvent:
+    return make_event(f"New fine-tuned model created: {name}", key="model")
+
+
+def succeeded() -> NewEvent:
+    return make_event("The job has successfully completed", key="succeeded")
+
+
+def requeued(reason: str) -> NewEvent:
+    return make_event(
+        f"{reason}; the job will resume from its last checkpoint", level="warn"
+    )

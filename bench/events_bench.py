@@ -1,0 +1,866 @@
+#!/usr/bin/env python
+"""Benchmark of ``GET /v1/fine_tuning/jobs/{job_id}/events`` (the seed endpoint).
+
+One run:
+
+1. fills a fresh data dir with N events over >= 1,000 jobs straight through ``SqliteStore``
+   (``create_job`` with each job's first events, then ``append_events`` in ~1,000-event
+   transactions), with bodies built by ``ftserve.events.messages.make_event``;
+2. starts the real server (``python -m ftserve serve``, one uvicorn process) and a baseline: the
+   same uvicorn options serving one fixed, pre-serialised 20-event page (bytes of a real page)
+   from a minimal Starlette app;
+3. checks a sample of real pages (JSON, 20 events, the right ids and ``has_more``), then drives
+   both with ``wrk -t1 -c32 --latency`` and a random real cursor per request, alternating
+   fixed/real, and reports medians and the ratio real / fixed;
+4. times ``EventService.page_json`` in-process (first page, deep cursor, random cursors), and with
+   ``--deep-10m`` the same on a second store of 10M events.
+
+Goals (from the issue): ratio >= 0.5 with one worker, p99 <= 8 ms, zero errors, <= 30 us per page
+in-process.
+
+    .venv/bin/python bench/events_bench.py                # ~2 minutes
+    .venv/bin/python bench/events_bench.py --deep-10m     # + ~3 minutes to fill 10M events
+
+Needs ``wrk`` on PATH (``apt-get install -y wrk``). Everything listens on 127.0.0.1 only; servers
+are stopped and the temp dir removed on exit, Ctrl-C and errors (``--keep`` keeps the dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import http.client
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ftserve.config import Settings
+from ftserve.events.messages import format_loss, make_event
+from ftserve.events.service import EventService
+from ftserve.ids import file_id, job_id, short_model_id
+from ftserve.store.records import JobRecord, NewEvent
+from ftserve.store.sqlite import SqliteStore
+
+API_KEY = "sk-bench-ftserve-0123456789"
+ORG = "personal"  # the organization FTSERVE_API_KEYS gives a key without an ORG: prefix
+PAGE = 20
+APPEND_BATCH = 1_000  # events per append_events transaction, as a busy trainer would batch them
+START_EVENTS = 4  # created, validating, validated, started: what create_job stores up front
+MIN_EVENTS_PER_JOB = 40  # room for a deep cursor with a full page (and more) behind it
+BASE_MODEL = "gpt-4o-mini-2024-07-18"
+LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_cursors.lua")
+HERE = Path(__file__).resolve()
+
+GOAL_RATIO = 0.5
+GOAL_P99_MS = 8.0
+GOAL_PAGE_US = 30.0
+
+
+# -- filling a store ----------------------------------------------------------------------------
+
+
+@dataclass
+class Filled:
+    """A filled data dir and what the bench needs to know about it without asking the server."""
+
+    data_dir: Path
+    jobs: list[str]
+    counts: list[int]  # events per job, index-aligned with jobs; seq runs 1..count
+    events: int
+    seconds: float
+    build_seconds: float  # of which: building NewEvents (ids + orjson bodies)
+    db_bytes: int = 0
+
+
+def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> JobRecord:
+    hyper = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
+    return JobRecord(
+        id=jid,
+        organization=ORG,
+        model=BASE_MODEL,
+        model_source="ftserve-tiny",
+        # Finished: the API process's validator only picks up jobs in validating_files.
+        status="succeeded",
+        created_at=created_at,
+        training_file=file_id(),
+        validation_file=file_id() if rng.random() < 0.3 else None,
+        hyperparameters=hyper,
+        method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
+        seed=rng.randrange(1 << 31),
+        finished_at=created_at + 60 + 2 * steps,
+        fine_tuned_model=f"ft:{BASE_MODEL}:{ORG}::{short_model_id()}",
+        trained_tokens=steps * 512,
+        result_files=[file_id()],
+    )
+
+
+def _job_events(rng: random.Random, job: JobRecord, total: int) -> Iterator[NewEvent]:
+    """``total`` events of one finished job in the order a real job writes them.
+
+    Mostly metrics (one per step, with full-precision floats as trainers report them), the
+    start/end messages, and three checkpoint messages, as in OpenAI's own event streams
+    (shared/spec/observed-wire-examples.md §7-9).
+    """
+    t0 = job.created_at
+    steps = total - START_EVENTS - 3 - 2
+    validating = f"Validating training file: {job.training_file}"
+    if job.validation_file:
+        validating += f" and validation file: {job.validation_file}"
+    yield make_event(f"Created fine-tuning job: {job.id}", created_at=t0)
+    yield make_event(validating, created_at=t0)
+    yield make_event("Files validated, moving job to queued state", created_at=t0 + 20)
+    yield make_event("Fine-tuning job started", data=None, created_at=t0 + 30)
+    checkpoints = (steps // 3, 2 * steps // 3, steps)
+    model = job.fine_tuned_model
+    loss, acc = 2.0 + rng.random(), 0.3 + 0.2 * rng.random()
+    for step in range(1, steps + 1):
+        loss = max(1e-6, loss * (0.995 + 0.004 * rng.random()) - 0.0005 * rng.random())
+        acc = min(1.0, acc + 0.002 * rng.random())
+        data: dict[str, Any] = {
+            "step": step,
+            "train_loss": loss,
+            "total_steps": steps,
+            "train_mean_token_accuracy": acc,
+        }
+        text = f"Step {step}/{steps}: training loss={format_loss(loss)}"
+        if job.validation_file and step % 10 == 0:
+            vloss = loss * (1.05 + 0.1 * rng.random())
+            data["valid_loss"] = vloss
+            data["valid_mean_token_accuracy"] = acc * 0.95
+            text += f", validation loss={format_loss(vloss)}"
+        yield make_event(
+            text, kind="metrics", data=data, key=f"step:{step}", created_at=t0 + 40 + 2 * step
+        )
+        if step in checkpoints:
+            yield make_event(
+                f"Checkpoint created at step {step} with Snapshot ID: {model}:ckpt-step-{step}",
+                created_at=t0 + 41 + 2 * step,
+            )
+    yield make_event(f"New fine-tuned model created: {model}", created_at=job.finished_at)
+    yield make_event("The job has successfully completed", created_at=job.finished_at)
+
+
+def _job_sizes(rng: random.Random, events: int, jobs: int) -> list[int]:
+    """Sizes that vary +-50 % around the mean (jobs differ in steps) and sum to ``events``."""
+    weights = [0.5 + rng.random() for _ in range(jobs)]
+    scale = (events - MIN_EVENTS_PER_JOB * jobs) / sum(weights)
+    sizes = [MIN_EVENTS_PER_JOB + int(w * scale) for w in weights]
+    for i in range(events - sum(sizes)):  # rounding leftovers, one each
+        sizes[i % jobs] += 1
+    return sizes
+
+
+def fill_store(data_dir: Path, events: int, jobs: int, seed: int, label: str) -> Filled:
+    """Fill through the Store API, interleaving jobs in ~1,000-event appends.
+
+    Jobs are appended round-robin rather than one after another so that, at 10M events, the
+    clustered ``(job_id, seq)`` table is built the way concurrent trainers build it: many jobs
+    growing at once, not each job's pages laid out back to back.
+    """
+    rng = random.Random(seed)
+    sizes = _job_sizes(rng, events, jobs)
+    store = SqliteStore(Settings(data_dir=data_dir).sqlite_path)
+    now = int(time.time())
+    jids: list[str] = []
+    streams: list[Iterator[NewEvent]] = []
+    counts = [0] * jobs
+    build = 0.0
+    t_start = time.perf_counter()
+    last_report = t_start
+    done = 0
+    try:
+        for i, size in enumerate(sizes):
+            jid = job_id()
+            steps = size - START_EVENTS - 5
+            record = _job_record(rng, jid, now - 86_400 * 30 + 600 * i, steps)
+            stream = _job_events(rng, record, size)
+            t = time.perf_counter()
+            first = list(itertools.islice(stream, START_EVENTS))
+            build += time.perf_counter() - t
+            store.create_job(record, first)
+            counts[i] = len(first)
+            done += len(first)
+            jids.append(jid)
+            streams.append(stream)
+        pending = list(range(jobs))
+        while pending:
+            still = []
+            for i in pending:
+                t = time.perf_counter()
+                batch = list(itertools.islice(streams[i], APPEND_BATCH))
+                build += time.perf_counter() - t
+                if not batch:
+                    continue
+                added = store.append_events(jids[i], batch)
+                if added != len(batch):
+                    raise RuntimeError(f"append_events stored {added} of {len(batch)} events")
+                counts[i] += added
+                done += added
+                still.append(i)
+                now_t = time.perf_counter()
+                if now_t - last_report > 10:
+                    last_report = now_t
+                    rate = done / (now_t - t_start)
+                    print(f"  [{label}] {done:,}/{events:,} events, {rate:,.0f}/s", flush=True)
+            pending = still
+    finally:
+        # Closing the last connection checkpoints the WAL into the main file, as a long-running
+        # server's periodic checkpoints would: reads then come from the (mmapped) db file.
+        store.close()
+    seconds = time.perf_counter() - t_start
+    if counts != sizes:
+        raise RuntimeError("fill: stored event counts differ from the plan")
+    db = Settings(data_dir=data_dir).sqlite_path
+    size_bytes = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    return Filled(data_dir, jids, counts, done, seconds, build, size_bytes)
+
+
+# -- cursors ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    job: str
+    seq: int  # the cursor event's seq: the page holds seq-1 down to seq-20
+    event: str
+
+    @property
+    def path(self) -> str:
+        return f"/v1/fine_tuning/jobs/{self.job}/events?after={self.event}&limit={PAGE}"
+
+    @property
+    def has_more(self) -> bool:
+        return self.seq - 1 > PAGE
+
+
+def sample_cursors(filled: Filled, n: int, seed: int) -> list[Cursor]:
+    """Random (job, event) pairs with a full page behind each one.
+
+    A uniformly random job, then a uniformly random event of it with at least 20 older events,
+    so every request carries the same 20-event payload as the fixed baseline page.
+    """
+    rng = random.Random(seed)
+    db = sqlite3.connect(f"file:{Settings(data_dir=filled.data_dir).sqlite_path}?mode=ro", uri=True)
+    try:
+        out = []
+        for _ in range(n):
+            i = rng.randrange(len(filled.jobs))
+            seq = rng.randint(PAGE + 1, filled.counts[i])
+            row = db.execute(
+                "SELECT id FROM events WHERE job_id = ? AND seq = ?", (filled.jobs[i], seq)
+            ).fetchone()
+            out.append(Cursor(filled.jobs[i], seq, row[0]))
+        return out
+    finally:
+        db.close()
+
+
+def expected_ids(db: sqlite3.Connection, job: str, below: int | None) -> list[str]:
+    if below is None:
+        rows = db.execute(
+            "SELECT id FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT ?", (job, PAGE)
+        ).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT id FROM events WHERE job_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (job, below, PAGE),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str, *, auth: bool = True, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {API_KEY}"} if auth else {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.argv, "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} server exited early:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if http_get(self.port, "/health", auth=False, timeout=1)[0] == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} server did not answer /health:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far (uvicorn runs in this one process)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve_fixed(port: int, body_path: Path) -> None:
+    """The baseline server: uvicorn + Starlette answering every events request with one page.
+
+    Same uvicorn options as ``ftserve serve`` (cli/main.py) at log level warning, same route
+    template (so routing does the same path match), no auth, no store: what is left is the
+    framework's own cost per request.
+    """
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    body = body_path.read_bytes()
+
+    async def page(request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/v1/fine_tuning/jobs/{job_id}/events", page, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )
+
+
+# -- wrk ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    server_cpu_us: float  # server CPU per request, from /proc: independent of wrk's share
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(text: str) -> tuple[float, float, float, int, int, int]:
+    """req/s, p50 ms, p99 ms, requests, non-2xx, socket errors from ``wrk --latency`` output."""
+
+    def need(pattern: str) -> re.Match[str]:
+        m = re.search(pattern, text, re.MULTILINE)
+        if m is None:
+            raise RuntimeError(f"unexpected wrk output (no {pattern!r}):\n{text}")
+        return m
+
+    def latency(pct: str) -> float:
+        m = need(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$")
+        return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+    rps = float(need(r"^Requests/sec:\s+([\d.]+)").group(1))
+    requests = int(need(r"^\s+(\d+) requests in").group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    non_2xx = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    sock = sum(int(g) for g in m.groups()) if m else 0
+    return rps, latency("50"), latency("99"), requests, non_2xx, sock
+
+
+def run_wrk(
+    server: Server, paths_file: Path, duration: float, connections: int, seed: int
+) -> WrkResult:
+    cmd = [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s",
+        "-H", f"Authorization: Bearer {API_KEY}", "-s", str(LUA_SCRIPT),
+        f"http://127.0.0.1:{server.port}/", "--", str(paths_file), str(seed),
+    ]  # fmt: skip
+    cpu0 = server.cpu_seconds()
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    cpu = server.cpu_seconds() - cpu0
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    rps, p50, p99, requests, non_2xx, sock = parse_wrk(out.stdout)
+    return WrkResult(rps, p50, p99, requests, non_2xx, sock, cpu / max(requests, 1) * 1e6)
+
+
+# -- in-process timing --------------------------------------------------------------------------
+
+
+def median_ns_per_call(run_batch: Callable[[], int], batches: int) -> float:
+    """Median over batches of (batch time / calls in batch); ``run_batch`` returns its calls."""
+    per_call = []
+    for _ in range(batches):
+        t = time.perf_counter_ns()
+        calls = run_batch()
+        per_call.append((time.perf_counter_ns() - t) / calls)
+    return statistics.median(per_call)
+
+
+@dataclass(frozen=True, slots=True)
+class InProcess:
+    events: int
+    first_us: float
+    deep_us: float
+    random_us: float
+
+
+def time_in_process(filled: Filled, cursors: Sequence[Cursor], iterations: int) -> InProcess:
+    """µs per ``EventService.page_json`` call on a store opened as the server opens it.
+
+    First page and deep cursor repeat one call (the pages stay hot, like a client polling one
+    job); the random case cycles through the sampled cursors, as the load test does.
+    """
+    store = SqliteStore(Settings(data_dir=filled.data_dir).sqlite_path)
+    service = EventService(store)
+    # A job of median size: its deep cursor is ~(size - 25) events below the newest one.
+    i = sorted(range(len(filled.jobs)), key=lambda k: filled.counts[k])[len(filled.jobs) // 2]
+    job = filled.jobs[i]
+    db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+    (deep_event,) = db.execute(
+        "SELECT id FROM events WHERE job_id = ? AND seq = ?", (job, PAGE + 5)
+    ).fetchone()
+    db.close()
+    page_json = service.page_json
+    pairs = [(c.job, c.event) for c in cursors]
+
+    def check(body: bytes, has_more: bool) -> None:
+        page = json.loads(body)
+        if len(page["data"]) != PAGE or page["has_more"] is not has_more:
+            raise RuntimeError("in-process page has the wrong shape")
+
+    check(page_json(ORG, job, None, PAGE), True)
+    check(page_json(ORG, job, deep_event, PAGE), True)
+
+    def first() -> int:
+        for _ in range(iterations):
+            page_json(ORG, job, None, PAGE)
+        return iterations
+
+    def deep() -> int:
+        for _ in range(iterations):
+            page_json(ORG, job, deep_event, PAGE)
+        return iterations
+
+    def rand() -> int:
+        for jid, after in pairs:
+            page_json(ORG, jid, after, PAGE)
+        return len(pairs)
+
+    try:
+        for fn in (first, deep, rand):  # warm caches and the page cache mappings
+            fn()
+        gc.collect()
+        return InProcess(
+            filled.events,
+            median_ns_per_call(first, 7) / 1e3,
+            median_ns_per_call(deep, 7) / 1e3,
+            median_ns_per_call(rand, 7) / 1e3,
+        )
+    finally:
+        store.close()
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def verify_real(port: int, filled: Filled, cursors: Sequence[Cursor]) -> int:
+    """Real pages parse, hold 20 events with the expected ids, and say has_more correctly."""
+    db = sqlite3.connect(f"file:{Settings(data_dir=filled.data_dir).sqlite_path}?mode=ro", uri=True)
+    checked = 0
+    try:
+        cases: list[tuple[str, str, int | None, bool]] = [
+            (c.path, c.job, c.seq, c.has_more) for c in cursors
+        ]
+        for jid, count in list(zip(filled.jobs, filled.counts, strict=True))[:5]:
+            first = f"/v1/fine_tuning/jobs/{jid}/events?limit={PAGE}"
+            cases.append((first, jid, None, count > PAGE))
+        for path, jid, seq, has_more in cases:
+            status, body = http_get(port, path)
+            if status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+            page = json.loads(body)
+            ids = [e["id"] for e in page["data"]]
+            if page.get("object") != "list" or len(ids) != PAGE:
+                raise RuntimeError(f"GET {path}: expected a list of {PAGE} events: {body[:300]!r}")
+            if page["has_more"] is not has_more:
+                raise RuntimeError(f"GET {path}: has_more={page['has_more']}, expected {has_more}")
+            if ids != expected_ids(db, jid, seq):
+                raise RuntimeError(f"GET {path}: wrong events or order")
+            if any(e.get("object") != "fine_tuning.job.event" for e in page["data"]):
+                raise RuntimeError(f"GET {path}: an item is not a fine_tuning.job.event")
+            checked += 1
+        # The endpoint must also refuse: a wrong key and an unknown cursor.
+        if http_get(port, cursors[0].path, auth=False)[0] != 401:
+            raise RuntimeError("a request without a key was not refused with 401")
+        bad = f"/v1/fine_tuning/jobs/{cursors[0].job}/events?after=ftevent-nope&limit={PAGE}"
+        if http_get(port, bad)[0] != 400:
+            raise RuntimeError("an unknown cursor was not refused with 400")
+    finally:
+        db.close()
+    return checked
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def machine_line() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB"
+    return f"{os.cpu_count()} cores{mem}, {cpu or platform.machine()}"
+
+
+def versions_line() -> str:
+    import starlette
+    import uvicorn
+
+    extras = []
+    for mod in ("uvloop", "httptools"):
+        try:
+            extras.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            extras.append(f"no {mod}")
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    wrk_v = (wrk.stdout + wrk.stderr).split()[:2]
+    return (
+        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} "
+        f"({', '.join(extras)}), starlette {starlette.__version__}, "
+        f"SQLite {sqlite3.sqlite_version}, {' '.join(wrk_v)}"
+    )
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> list[str]:
+    """The whole run; returns the summary block's lines."""
+    summary: list[str] = []
+    t_run = time.perf_counter()
+
+    print(f"== fill: {args.events:,} events over {args.jobs:,} jobs", flush=True)
+    filled = fill_store(workdir / "data", args.events, args.jobs, args.seed, "fill")
+    fill_rate = filled.events / filled.seconds
+    insert_rate = filled.events / max(filled.seconds - filled.build_seconds, 1e-9)
+    print(
+        f"  {filled.events:,} events in {filled.seconds:.1f} s: {fmt_rate(fill_rate)} events/s "
+        f"(store alone {fmt_rate(insert_rate)}/s; building events {filled.build_seconds:.1f} s), "
+        f"db {filled.db_bytes / 2**20:,.0f} MiB",
+        flush=True,
+    )
+
+    cursors = sample_cursors(filled, args.cursors, args.seed + 1)
+    paths_file = workdir / "paths.txt"
+    paths_file.write_text("".join(c.path + "\n" for c in cursors))
+
+    env = {**os.environ, "FTSERVE_API_KEYS": API_KEY, "FTSERVE_LOG_LEVEL": "warning"}
+    real = Server(
+        "real",
+        [sys.executable, "-m", "ftserve", "serve", "--data-dir", str(filled.data_dir)],
+        env,
+        workdir / "real.log",
+    )
+    servers.append(real)
+    real.start()
+    print(f"== real server on 127.0.0.1:{real.port} (pid {real.proc.pid if real.proc else '?'})")
+
+    checked = verify_real(real.port, filled, cursors[: args.verify])
+    print(f"  verified {checked} real pages (JSON, {PAGE} events, ids, has_more), 401 and 400")
+
+    # The baseline serves the bytes of a real page, so both send the same payload size.
+    status, page_bytes = http_get(real.port, cursors[0].path)
+    assert status == 200
+    body_file = workdir / "fixed_page.json"
+    body_file.write_bytes(page_bytes)
+    fixed = Server(
+        "fixed",
+        [sys.executable, str(HERE), "--serve-fixed", str(body_file)],
+        env,
+        workdir / "fixed.log",
+    )
+    servers.append(fixed)
+    fixed.start()
+    if http_get(fixed.port, cursors[1].path)[1] != page_bytes:
+        raise RuntimeError("the fixed server does not serve the real page's bytes")
+    print(
+        f"== fixed-page baseline on 127.0.0.1:{fixed.port}, page {len(page_bytes):,} bytes",
+        flush=True,
+    )
+
+    print(
+        f"== load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, random real "
+        f"cursors ({len(cursors):,}), {args.rounds} rounds fixed/real alternating",
+        flush=True,
+    )
+    for srv in (fixed, real):  # warm up: first requests, JIT-free but caches and allocator
+        run_wrk(srv, paths_file, args.warmup, args.connections, args.seed)
+    results: dict[str, list[WrkResult]] = {"fixed": [], "real": []}
+    header = f"  {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'errors':>8}"
+    print(header)
+    for rnd in range(1, args.rounds + 1):
+        for srv in (fixed, real):
+            r = run_wrk(srv, paths_file, args.duration, args.connections, args.seed + rnd)
+            results[srv.name].append(r)
+            print(
+                f"  {srv.name + ' ' + str(rnd):<10}{r.rps:>9,.0f}{r.p50_ms:>9.2f}"
+                f"{r.p99_ms:>9.2f}{r.server_cpu_us:>12.1f}{r.errors:>8}",
+                flush=True,
+            )
+
+    def med(name: str, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in results[name])
+
+    errors = {name: sum(r.errors for r in rs) for name, rs in results.items()}
+    ratio = med("real", "rps") / med("fixed", "rps")
+    cpu_ratio = med("fixed", "server_cpu_us") / med("real", "server_cpu_us")
+    for srv in (real, fixed):
+        srv.stop()
+    for name in ("real", "fixed"):
+        if "Traceback" in (real if name == "real" else fixed).log_tail(400):
+            print(f"  !! the {name} server logged a traceback; see {workdir}/{name}.log")
+
+    print("== in-process EventService.page_json, limit 20", flush=True)
+    inproc = [time_in_process(filled, cursors, args.iterations)]
+    _print_inproc(inproc[-1])
+    db_size = {filled.events: filled.db_bytes}
+    fills = [(filled.events, len(filled.jobs), filled.seconds, fill_rate)]
+
+    if args.deep_10m:
+        if not args.keep:
+            shutil.rmtree(filled.data_dir)  # keeps disk use and page cache to one store
+        print(f"== fill: {args.deep_events:,} events over {args.jobs:,} jobs", flush=True)
+        big = fill_store(workdir / "data10m", args.deep_events, args.jobs, args.seed + 7, "10M")
+        big_rate = big.events / big.seconds
+        print(
+            f"  {big.events:,} events in {big.seconds:.1f} s: {fmt_rate(big_rate)} events/s, "
+            f"db {big.db_bytes / 2**20:,.0f} MiB",
+            flush=True,
+        )
+        fills.append((big.events, len(big.jobs), big.seconds, big_rate))
+        db_size[big.events] = big.db_bytes
+        print(f"== in-process EventService.page_json at {big.events:,} events", flush=True)
+        big_cursors = sample_cursors(big, args.cursors, args.seed + 8)
+        inproc.append(time_in_process(big, big_cursors, args.iterations))
+        _print_inproc(inproc[-1])
+
+    total = time.perf_counter() - t_run
+    real_p99 = med("real", "p99_ms")
+    worst_us = max(max(x.first_us, x.deep_us, x.random_us) for x in inproc)
+    cmd = "python bench/events_bench.py " + " ".join(args.argv) if args.argv else ""
+    summary += [
+        "### Events endpoint benchmark",
+        "",
+        "```",
+        f"$ {cmd or 'python bench/events_bench.py'}",
+        f"machine: {machine_line()}",
+        f"stack:   {versions_line()}",
+        f"load:    wrk -t1 -c{args.connections} -d{args.duration:g}s --latency on 127.0.0.1, "
+        f"random real cursors ({len(cursors):,} sampled), limit {PAGE}, "
+        f"page {len(page_bytes):,} bytes, medians of {args.rounds} alternating rounds",
+        "```",
+        "",
+        "| fill | jobs | time | events/s | db size |",
+        "|---|---|---|---|---|",
+    ]
+    for n, j, secs, rate in fills:
+        summary.append(
+            f"| {n:,} events | {j:,} | {secs:.0f} s | {fmt_rate(rate)} | "
+            f"{db_size[n] / 2**20:,.0f} MiB |"
+        )
+    summary += [
+        "",
+        "| server (1 uvicorn worker) | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, label in (("fixed", "fixed pre-serialised page"), ("real", "real endpoint")):
+        summary.append(
+            f"| {label} | {fmt_rate(med(name, 'rps'))} | {med(name, 'p50_ms'):.2f} | "
+            f"{med(name, 'p99_ms'):.2f} | {med(name, 'server_cpu_us'):.1f} | {errors[name]} |"
+        )
+    summary += [
+        "",
+        f"ratio real / fixed (req/s): **{ratio:.2f}** (by server CPU per request: {cpu_ratio:.2f})",
+        "",
+        "| in-process `page_json` | first page µs | deep cursor µs | random cursors µs |",
+        "|---|---|---|---|",
+    ]
+    for x in inproc:
+        summary.append(
+            f"| {x.events:,} events | {x.first_us:.1f} | {x.deep_us:.1f} | {x.random_us:.1f} |"
+        )
+    summary += [
+        "",
+        "| goal | measured | |",
+        "|---|---|---|",
+        f"| ratio ≥ {GOAL_RATIO} (1 worker) | {ratio:.2f} | {verdict(ratio >= GOAL_RATIO)} |",
+        f"| p99 ≤ {GOAL_P99_MS:g} ms | {real_p99:.2f} ms | {verdict(real_p99 <= GOAL_P99_MS)} |",
+        f"| zero errors | real {errors['real']}, fixed {errors['fixed']} | "
+        f"{verdict(errors['real'] == 0 and errors['fixed'] == 0)} |",
+        f"| ≤ {GOAL_PAGE_US:g} µs per page in-process | worst {worst_us:.1f} µs | "
+        f"{verdict(worst_us <= GOAL_PAGE_US)} |",
+        "",
+        f"Total run time {total:.0f} s.",
+    ]
+    return summary
+
+
+def _print_inproc(x: InProcess) -> None:
+    print(
+        f"  {x.events:,} events: first page {x.first_us:.1f} µs, deep cursor {x.deep_us:.1f} µs, "
+        f"random cursors {x.random_us:.1f} µs (median of 7 batches)",
+        flush=True,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--events", type=int, default=1_000_000, help="events in the store (1,000,000)")
+    p.add_argument("--jobs", type=int, default=1_000, help="jobs they belong to (1,000)")
+    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    p.add_argument("--rounds", type=int, default=2, help="fixed/real rounds (2); medians reported")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of unreported load per server")
+    p.add_argument("--cursors", type=int, default=4_000, help="random cursors sampled for wrk")
+    p.add_argument("--verify", type=int, default=200, help="real pages checked before the load")
+    p.add_argument("--iterations", type=int, default=20_000, help="calls per in-process batch")
+    p.add_argument("--deep-10m", action="store_true", help="also time page_json at 10M events")
+    p.add_argument("--deep-events", type=int, default=10_000_000, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=1, help="seed for sizes, values and cursors")
+    p.add_argument("--workdir", type=Path, help="parent of the temp dir (default: system temp)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (stores, logs)")
+    # Internal: the baseline server process (started by this script with this flag).
+    p.add_argument("--serve-fixed", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    return p
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.serve_fixed is not None:
+        serve_fixed(args.port, args.serve_fixed)
+        return 0
+    args.argv = argv
+    if shutil.which("wrk") is None:
+        print("events_bench: wrk is not on PATH (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    if args.jobs < 1 or args.events < args.jobs * MIN_EVENTS_PER_JOB:
+        print(f"events_bench: need >= {MIN_EVENTS_PER_JOB} events per job", file=sys.stderr)
+        return 2
+    if args.deep_10m and args.deep_events < args.jobs * MIN_EVENTS_PER_JOB:
+        print(f"events_bench: need >= {MIN_EVENTS_PER_JOB} events per job", file=sys.stderr)
+        return 2
+    # SIGTERM (and SIGHUP) take the Ctrl-C path, so the finally below always stops the servers.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="ftserve-events-bench-", dir=args.workdir))
+    servers: list[Server] = []
+    try:
+        summary = bench(args, workdir, servers)
+    except KeyboardInterrupt:
+        print("\nevents_bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        # The server logs explain most failures; print them before the temp dir goes.
+        for srv in servers:
+            print(f"--- {srv.name} server log (tail) ---\n{srv.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        for srv in servers:
+            srv.stop()
+        if args.keep:
+            print(f"events_bench: files kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\n" + "\n".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
