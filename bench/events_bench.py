@@ -37,6 +37,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -68,6 +69,11 @@ MIN_EVENTS_PER_JOB = 40  # room for a deep cursor with a full page (and more) be
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_cursors.lua")
 HERE = Path(__file__).resolve()
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Other processes' CPU (in cores) above which a load run is flagged: with wrk and the server on
+# 2 cores, anything else running skews req/s (server CPU per request much less so).
+BUSY_WARN = 0.15
 
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 8.0
@@ -337,7 +343,7 @@ class Server:
         """User + system CPU of the server process so far (uvicorn runs in this one process)."""
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -407,6 +413,7 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     server_cpu_us: float  # server CPU per request, from /proc: independent of wrk's share
+    other_cpu: float  # cores' worth of CPU used by neither the server nor wrk during the run
 
     @property
     def errors(self) -> int:
@@ -446,15 +453,32 @@ def run_wrk(
         "-H", f"Authorization: Bearer {API_KEY}", "-s", str(LUA_SCRIPT),
         f"http://127.0.0.1:{server.port}/", "--", str(paths_file), str(seed),
     ]  # fmt: skip
-    cpu0 = server.cpu_seconds()
+    cpu0, busy0, kids0 = server.cpu_seconds(), busy_cpu_seconds(), children_cpu_seconds()
+    t0 = time.monotonic()
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=duration + 60, check=False
     )
+    wall = time.monotonic() - t0
     cpu = server.cpu_seconds() - cpu0
+    wrk_cpu = children_cpu_seconds() - kids0  # wrk is the only child reaped in between
+    other = max(0.0, busy_cpu_seconds() - busy0 - cpu - wrk_cpu) / wall
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     rps, p50, p99, requests, non_2xx, sock = parse_wrk(out.stdout)
-    return WrkResult(rps, p50, p99, requests, non_2xx, sock, cpu / max(requests, 1) * 1e6)
+    per_req = cpu / max(requests, 1) * 1e6
+    return WrkResult(rps, p50, p99, requests, non_2xx, sock, per_req, other)
+
+
+def busy_cpu_seconds() -> float:
+    """Non-idle CPU time of the whole machine so far, all cores (first line of /proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 # -- in-process timing --------------------------------------------------------------------------
@@ -674,18 +698,21 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
         f"cursors ({len(cursors):,}), {args.rounds} rounds fixed/real alternating",
         flush=True,
     )
-    for srv in (fixed, real):  # warm up: first requests, JIT-free but caches and allocator
+    for srv in (fixed, real):  # unreported warm-up: connections, SQLite caches, allocator arenas
         run_wrk(srv, paths_file, args.warmup, args.connections, args.seed)
     results: dict[str, list[WrkResult]] = {"fixed": [], "real": []}
-    header = f"  {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>12}{'errors':>8}"
-    print(header)
+    print(
+        f"  {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'srv cpu µs/req':>16}"
+        f"{'errors':>8}{'other cpu':>11}"
+    )
     for rnd in range(1, args.rounds + 1):
         for srv in (fixed, real):
             r = run_wrk(srv, paths_file, args.duration, args.connections, args.seed + rnd)
             results[srv.name].append(r)
             print(
                 f"  {srv.name + ' ' + str(rnd):<10}{r.rps:>9,.0f}{r.p50_ms:>9.2f}"
-                f"{r.p99_ms:>9.2f}{r.server_cpu_us:>12.1f}{r.errors:>8}",
+                f"{r.p99_ms:>9.2f}{r.server_cpu_us:>16.1f}{r.errors:>8}{r.other_cpu:>10.0%}"
+                + ("  <- machine busy" if r.other_cpu > BUSY_WARN else ""),
                 flush=True,
             )
 
@@ -693,6 +720,7 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
         return statistics.median(getattr(r, attr) for r in results[name])
 
     errors = {name: sum(r.errors for r in rs) for name, rs in results.items()}
+    busiest = max(r.other_cpu for rs in results.values() for r in rs)
     ratio = med("real", "rps") / med("fixed", "rps")
     cpu_ratio = med("fixed", "server_cpu_us") / med("real", "server_cpu_us")
     for srv in (real, fixed):
@@ -762,6 +790,15 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
     summary += [
         "",
         f"ratio real / fixed (req/s): **{ratio:.2f}** (by server CPU per request: {cpu_ratio:.2f})",
+        *(
+            [
+                "",
+                f"Warning: other processes used up to {busiest:.0%} of a core during the load "
+                "runs; req/s and latencies are skewed, server CPU per request less so.",
+            ]
+            if busiest > BUSY_WARN
+            else []
+        ),
         "",
         "| in-process `page_json` | first page µs | deep cursor µs | random cursors µs |",
         "|---|---|---|---|",

@@ -41,11 +41,15 @@ def strip_generation_markers(template: str) -> str:
 
 def trained_text(tokenizer: Any, example: Example) -> str:
     return str(
-        tokenizer.decode([t for t, m in zip(example.input_ids, example.target_mask, strict=True) if m])
+        tokenizer.decode(
+            [t for t, m in zip(example.input_ids, example.target_mask, strict=True) if m]
+        )
     )
 
 
-def test_chat_trains_every_assistant_turn_and_its_end_marker(tmp_path: Path, tokenizer: Any) -> None:
+def test_chat_trains_every_assistant_turn_and_its_end_marker(
+    tmp_path: Path, tokenizer: Any
+) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [{"messages": CONVERSATION}])
     [example] = load_supervised(path, tokenizer, 2048)
     assert trained_text(tokenizer, example) == "Hello!<|im_end|>See you.<|im_end|>"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,19 @@ def spec(**overrides: object) -> TrainingSpec:
 
 @pytest.mark.parametrize(
     ("n", "epochs"),
-    [(1, 25), (3, 25), (10, 10), (33, 3), (34, 3), (50, 3), (101, 3), (8333, 3), (8334, 2),
-     (20000, 1), (100000, 1)],
+    [
+        (1, 25),
+        (3, 25),
+        (10, 10),
+        (33, 3),
+        (34, 3),
+        (50, 3),
+        (101, 3),
+        (8333, 3),
+        (8334, 2),
+        (20000, 1),
+        (100000, 1),
+    ],
 )
 def test_auto_epochs_follow_openai_rule(n: int, epochs: int) -> None:
     assert auto_n_epochs(n) == epochs
@@ -58,7 +70,10 @@ def test_openai_cookbook_example_gives_303_steps() -> None:
 def test_explicit_values_win_and_batch_is_clamped_to_the_data() -> None:
     hp = resolve(spec(n_epochs=2, batch_size=64, learning_rate_multiplier=0.5), 10)
     assert (hp.n_epochs, hp.batch_size, hp.total_steps, hp.learning_rate_multiplier) == (
-        2, 10, 2, 0.5
+        2,
+        10,
+        2,
+        0.5,
     )
     assert resolve(spec(method="dpo"), 10).beta == 0.1
     assert resolve(spec(method="dpo", beta=0.3), 10).beta == 0.3
@@ -69,7 +84,7 @@ def test_schedule_warms_up_then_decays_without_a_zero_step() -> None:
     values = [factor(i) for i in range(100)]
     assert values[0] == pytest.approx(1 / 3)
     assert values[2] == 1.0
-    assert all(a >= b for a, b in zip(values[2:], values[3:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values[2:]))
     assert values[-1] > 0
 
 

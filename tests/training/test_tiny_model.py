@@ -10,10 +10,7 @@ from ftserve.training.tiny_model import ensure_tiny_model
 
 
 def digests(directory: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.iterdir())
-    }
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
 
 
 def test_build_is_byte_for_byte_reproducible(tmp_path: Path, models_cache: Path) -> None:

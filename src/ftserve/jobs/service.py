@@ -30,12 +30,14 @@ class JobService:
         models: ModelRegistry,
         on_created: Callable[[str], None] = lambda _id: None,
         on_queued: Callable[[str], None] = lambda _id: None,
+        on_stop: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._store = store
         self._files = files
         self._models = models
         self._on_created = on_created
         self._on_queued = on_queued
+        self._on_stop = on_stop  # a running job was cancelled or paused: tell its worker now
 
     def create(self, organization: str, body: dict[str, Any]) -> JobRecord:
         req = parse_create(body)
@@ -127,7 +129,7 @@ class JobService:
         return updated
 
     def cancel(self, organization: str, job_id: str) -> JobRecord:
-        return self._transition(
+        job = self._transition(
             organization,
             job_id,
             Action.CANCEL,
@@ -139,9 +141,11 @@ class JobService:
             },
             messages.cancelled(),
         )
+        self._on_stop(job_id)
+        return job
 
     def pause(self, organization: str, job_id: str) -> JobRecord:
-        return self._transition(
+        job = self._transition(
             organization,
             job_id,
             Action.PAUSE,
@@ -152,6 +156,8 @@ class JobService:
             },
             messages.paused(),
         )
+        self._on_stop(job_id)
+        return job
 
     def resume(self, organization: str, job_id: str) -> JobRecord:
         job = self._transition(

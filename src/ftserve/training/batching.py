@@ -72,7 +72,7 @@ def collate(examples: Sequence[Example], pad_id: int) -> Batch:
 
 
 def split_micro_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Group consecutive items so each group's padded size (count × longest) stays within
+    """Group consecutive items so each group's padded size (count * longest) stays within
     ``max_tokens``; an item longer than that gets a group of its own."""
     groups: list[list[int]] = []
     current: list[int] = []

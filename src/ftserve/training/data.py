@@ -29,6 +29,8 @@ cut away is dropped.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -118,10 +120,9 @@ def _normalize_tool_call(call: Any) -> Any:
     function = dict(call["function"])
     arguments = function.get("arguments")
     if isinstance(arguments, str):
-        try:
+        # Not JSON: the template gets the string as it is.
+        with contextlib.suppress(json.JSONDecodeError):
             function["arguments"] = json.loads(arguments)
-        except json.JSONDecodeError:
-            pass
     return {**call, "function": function}
 
 
@@ -200,7 +201,7 @@ class ChatEncoder:
         # Slow tokenizers have no offsets: tokenize the pieces between span edges separately.
         edges = sorted({0, len(text), *(e for span in spans for e in span)})
         ids, mask = [], []
-        for start, end in zip(edges, edges[1:], strict=False):
+        for start, end in itertools.pairwise(edges):
             piece = self.tokenizer(text[start:end], add_special_tokens=False)["input_ids"]
             ids.extend(piece)
             mask.extend([_overlaps(start, end, spans)] * len(piece))

@@ -1,10 +1,10 @@
 """Direct Preference Optimization (Rafailov et al., 2023), sigmoid loss.
 
-For a pair (chosen ``c``, rejected ``r``) and the summed log-probability ``log π(y|x)`` of each
-answer's trained tokens under the policy ``π`` and the reference ``π_ref``:
+For a pair (chosen ``c``, rejected ``r``) and the summed log-probability ``logp(y|x)`` of each
+answer's trained tokens under the policy and ``logp_ref(y|x)`` under the reference:
 
-    reward(y) = β · (log π(y|x) − log π_ref(y|x))
-    loss      = −log σ(reward(c) − reward(r))
+    reward(y) = beta * (logp(y|x) - logp_ref(y|x))
+    loss      = -log(sigmoid(reward(c) - reward(r)))
 
 The reference is the base model: with LoRA the same model with its adapter disabled, with full
 fine-tuning a frozen copy taken before training. Reference scores are computed in eval mode (no
@@ -114,7 +114,7 @@ class DpoObjective:
         for group in self._groups(pairs):
             batch = collate_pairs(group, self.pad_id).to(self.device)
             losses, wins = self._scores(batch)
-            (losses.sum() / len(pairs)).backward()
+            (losses.sum() / len(pairs)).backward()  # type: ignore[no-untyped-call]
             loss_total += losses.detach().sum()
             wins_total += wins.sum()
             n_tokens += batch.n_tokens

@@ -1,9 +1,9 @@
 """Finding the base model, choosing the device, loading model and tokenizer, attaching LoRA.
 
 Models are loaded from local directories only (``local_files_only=True``; no remote code).
-Tokenizers without a chat template get :data:`~ftserve.training.chat_templates.CHATML_FALLBACK_TEMPLATE`;
-tokenizers without a pad token pad with their EOS token (padding positions are never scored, so
-which id fills them does not matter).
+Tokenizers without a chat template get ``CHATML_FALLBACK_TEMPLATE`` (see
+``ftserve.training.chat_templates``); tokenizers without a pad token pad with their EOS token
+(padding positions are never scored, so which id fills them does not matter).
 
 Device: ``"auto"`` is CUDA when available, else CPU. On CUDA the forward pass runs under bf16
 autocast (fp32 when the card has no bf16); with LoRA the frozen base weights are loaded in bf16 to
@@ -120,7 +120,9 @@ def load_model(model_dir: Path, choice: DeviceChoice, *, frozen_base: bool) -> A
     if frozen_base and choice.autocast_dtype is not None:
         dtype = choice.autocast_dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype, local_files_only=True
+        )
     except Exception as exc:
         raise TrainingFailed(
             "model_load_failed", f"Could not load the model weights from {model_dir}: {exc}"

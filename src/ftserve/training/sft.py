@@ -59,7 +59,7 @@ class SupervisedObjective:
         n_tokens = 0
         for group in self._groups(examples):
             loss_sum, correct, tokens = self._loss_sum(group)
-            (loss_sum / n_targets).backward()
+            (loss_sum / n_targets).backward()  # type: ignore[no-untyped-call]
             loss_total += loss_sum.detach()
             correct_total += correct
             n_tokens += tokens

@@ -65,7 +65,7 @@ def build_byte_tokenizer(chat_template: str | None = TINY_CHAT_TEMPLATE):  # typ
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         pad_token="<|pad|>",
         bos_token="<|bos|>",
@@ -103,7 +103,7 @@ def _build(target: Path) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
         model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=ids["<|bos|>"],
         pad_token_id=ids["<|pad|>"],
         eos_token_id=[ids["<|eos|>"], ids["<|im_end|>"]],

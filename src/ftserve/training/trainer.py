@@ -159,7 +159,9 @@ class _Job:
         random.seed(spec.seed)
         torch.manual_seed(spec.seed)
         resume_full = self.resume_from is not None and not spec.lora
-        source = self.resume_from.info.path if resume_full else self.model_dir
+        source = self.model_dir
+        if self.resume_from is not None and not spec.lora:
+            source = self.resume_from.info.path
         model = loading.load_model(source, self.choice, frozen_base=spec.lora)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
@@ -181,7 +183,7 @@ class _Job:
         from safetensors.torch import load_file
 
         weights = load_file(path / "adapter_model.safetensors")
-        result = set_peft_model_state_dict(model, weights)
+        result: Any = set_peft_model_state_dict(model, weights)
         missing = [k for k in result.missing_keys if "lora_" in k]
         if missing or result.unexpected_keys:
             raise TrainingFailed(
@@ -309,7 +311,9 @@ class _Job:
             epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(self.spec.seed, epoch, self.hp.n_examples), epoch
-            chosen = order[batch_index * self.hp.batch_size : (batch_index + 1) * self.hp.batch_size]
+            chosen = order[
+                batch_index * self.hp.batch_size : (batch_index + 1) * self.hp.batch_size
+            ]
             self.current_step = step
             outcome = self._step(step, [self.train_items[i] for i in chosen])
             self.trained_tokens += outcome.n_tokens
@@ -369,7 +373,7 @@ def train(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
 
     torch.set_num_threads(max(1, spec.torch_threads))
     # Progress bars from model loading/saving would only clutter the worker's log.
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     job: _Job | None = None
     try:

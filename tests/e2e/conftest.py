@@ -1,0 +1,76 @@
+"""A server with an embedded worker, for jobs that really train."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import Server
+from tests.training.conftest import gpt2_dir, llama_dir  # noqa: F401 - shared model fixtures
+
+FAST_LEASE = "4"
+
+
+@pytest.fixture(scope="module")
+def trainer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("train") / "data",
+                 env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_trainer_server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data",
+                 env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE})
+    yield srv
+    srv.stop(signal.SIGKILL)
+
+
+def wait_final(client: openai.OpenAI, job_id: str, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.fine_tuning.jobs.retrieve(job_id).status
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} did not finish in {timeout}s")
+
+
+def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
+    return [int(e.data["step"]) for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)
+            if e.type == "metrics" and isinstance(e.data, dict)]
+
+
+def wait_steps(client: openai.OpenAI, job_id: str, at_least: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(metric_steps(client, job_id)) >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{job_id} logged fewer than {at_least} steps in {timeout}s")
+
+
+def training_children(server_pid: int) -> list[int]:
+    """PIDs of the spawned training processes of a server (children running multiprocessing)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if ppid == server_pid and b"multiprocessing" in cmd and b"spawn_main" in cmd:
+            found.append(int(entry))
+    return found
