@@ -57,7 +57,8 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # Both documented schemes get the real key: schemathesis then sends one of them with each request
 # (so both header forms are exercised) and never makes up a credential of its own.
 CONFIG = {"auth": {"openapi": {"bearerAuth": {"bearer": API_KEY},
-                               "apiKeyAuth": {"api_key": API_KEY}}}}
+                               "apiKeyAuth": {"api_key": API_KEY}}},
+          "generation": {"with-security-parameters": False}}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -188,7 +189,7 @@ def _pick(values: dict[str, list[str]], op: schemathesis.APIOperation) -> list[s
 
 def _with_real_values(op: schemathesis.APIOperation, seeded: Seeded) -> st.SearchStrategy[Any]:
     """The operation's generated cases, where each id-like value is, half the time, a real one."""
-    base = op.as_strategy()
+    base = op.as_strategy(schemathesis.GenerationMode(__import__("os").environ.get("FUZZ_MODE", "positive")))
 
     @st.composite
     def cases(draw: st.DrawFn) -> Any:

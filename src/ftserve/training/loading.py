@@ -157,8 +157,11 @@ def attach_lora(model: Any, spec: TrainingSpec) -> Any:
         return get_peft_model(model, lora_config(spec, model))
 
 
+def freeze(model: Any) -> Any:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
 def frozen_copy(model: Any) -> Any:
-    reference = copy.deepcopy(model)
-    reference.eval()
-    reference.requires_grad_(False)
-    return reference
+    return freeze(copy.deepcopy(model))

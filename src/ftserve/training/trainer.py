@@ -165,8 +165,9 @@ class _Job:
         model = loading.load_model(source, self.choice, frozen_base=spec.lora)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
+            # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
             reference = (
-                loading.load_model(self.model_dir, self.choice, frozen_base=True)
+                loading.freeze(loading.load_model(self.model_dir, self.choice, frozen_base=False))
                 if resume_full
                 else loading.frozen_copy(model)
             )

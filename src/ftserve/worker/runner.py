@@ -54,6 +54,7 @@ class _Running:
     slot: int
     renewed_at: float
     stop_sent_at: float | None = None
+    released: bool = False  # the child let go of its job and is only exiting
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             self._supervise()
-            while len(self._running) < self.slots and not self._stop.is_set():
+            while self._busy_slots() < self.slots and not self._stop.is_set():
                 if not self._claim():
                     break
             if time.monotonic() - last_recover > self.settings.lease_seconds / 2:
@@ -101,6 +102,11 @@ class Worker:
             self._wake.wait(POLL_SECONDS)
         self._shutdown()
 
+    def _busy_slots(self) -> int:
+        # A child that has released its job only has interpreter teardown left (a second or
+        # two with torch loaded); its slot is free for the next job already.
+        return sum(1 for r in self._running.values() if not r.released)
+
     def _claim(self) -> bool:
         job = self.store.claim_job(
             self.worker_id, time.time(), self.settings.lease_seconds,
@@ -108,7 +114,7 @@ class Worker:
         )
         if job is None:
             return False
-        used = {r.slot for r in self._running.values()}
+        used = {r.slot for r in self._running.values() if not r.released}
         slot = next(i for i in range(self.slots) if i not in used)
         command: Synchronized[int] = self._ctx.Value("i", CONTINUE)  # type: ignore[assignment]
         process = self._ctx.Process(
@@ -119,17 +125,24 @@ class Worker:
             daemon=False,
         )
         process.start()
+        if job.id in self._running:  # an earlier run of this job is still exiting
+            self._running[f"{job.id}#{process.pid}"] = self._running.pop(job.id)
         self._running[job.id] = _Running(job.id, process, command, slot, time.monotonic())
         log.info("worker %s: training %s (attempt %d)", self.worker_id, job.id, job.attempts)
         return True
 
     def _supervise(self) -> None:
         now = time.monotonic()
-        for run in list(self._running.values()):
+        for key, run in list(self._running.items()):
             if not run.process.is_alive():
                 run.process.join()
-                del self._running[run.job_id]
-                self._after_exit(run)
+                del self._running[key]
+                if not run.released:
+                    self._after_exit(run)
+                continue
+            if run.released:
+                if run.stop_sent_at is not None and now - run.stop_sent_at > EXIT_GRACE_SECONDS:
+                    run.process.kill()
                 continue
             job = self.store.get_job(run.job_id)
             if job is None or job.lease_owner != self.worker_id:
@@ -138,10 +151,10 @@ class Worker:
                     log.warning("worker %s lost the lease of %s to %s; stopping it",
                                 self.worker_id, run.job_id, job.lease_owner)
                     run.process.kill()
-                elif run.stop_sent_at is None:
-                    run.stop_sent_at = now  # finished and released: let it exit by itself
-                elif now - run.stop_sent_at > EXIT_GRACE_SECONDS:
-                    run.process.kill()
+                else:
+                    run.released = True  # finished and released: let it exit by itself
+                    run.stop_sent_at = now
+                    self._wake.set()
                 continue
             if job.status == Status.CANCELLED or job.control == "cancel":
                 if run.stop_sent_at is None:

@@ -1,0 +1,156 @@
+"""Worker overheads, measured side by side in one run.
+
+1. Recording cost: the same training job run twice in this process — once with the worker's real
+   hooks (batched metrics events written to a real SQLite store, checkpoint rows, progress
+   updates) and once with hooks that do nothing — printing the share of training time spent
+   inside the real hooks and the wall-time ratio of the two runs. Goal: ≤ 2 %.
+2. Pickup latency: a real `ftserve serve` with one embedded worker; for each of N jobs, the time
+   from the job becoming `queued` to its becoming `running`, seen by polling every 2 ms.
+   Goal: ≤ 1 s.
+
+Run: .venv/bin/python bench/worker_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Value
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from ftserve.events import messages  # noqa: E402
+from ftserve.ids import job_id  # noqa: E402
+from ftserve.store.records import JobRecord  # noqa: E402
+from ftserve.store.sqlite import SqliteStore  # noqa: E402
+from ftserve.training.spec import TrainingSpec  # noqa: E402
+from ftserve.worker.hooks import StoreHooks  # noqa: E402
+
+
+def rows(n: int) -> list[dict[str, object]]:
+    return [{"messages": [
+        {"role": "user", "content": f"What is {i} plus {i}? Answer in words, please."},
+        {"role": "assistant", "content": f"{i} plus {i} is {2 * i}, which is an even number."},
+    ]} for i in range(n)]
+
+
+class NullHooks:
+    def on_start(self, hp: object, resumed_from_step: int) -> None: ...
+    def on_step(self, m: object) -> None: ...
+    def on_checkpoint(self, c: object) -> None: ...
+    def control(self) -> str:
+        return "continue"
+
+
+def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
+    from ftserve.training.trainer import train
+
+    data = work / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(examples)))
+    blob_dir = work / "blobs"
+    store = SqliteStore(work / "bench.db")
+
+    def spec(name: str) -> TrainingSpec:
+        return TrainingSpec(
+            model="ftserve-tiny", training_file=data, validation_file=None, method="supervised",
+            n_epochs=epochs, batch_size=1, learning_rate_multiplier=None, beta=None, seed=0,
+            work_dir=blob_dir / "jobs" / name, models_cache_dir=work / "models",
+        )
+
+    # Warm-up: builds ftserve-tiny and pays the import and first-step costs once for both runs.
+    train(spec("warmup"), NullHooks())  # type: ignore[arg-type]
+
+    results: dict[str, list[float]] = {"null": [], "real": [], "share": []}
+    for round_ in range(3):
+        t0 = time.perf_counter()
+        train(spec(f"null{round_}"), NullHooks())  # type: ignore[arg-type]
+        results["null"].append(time.perf_counter() - t0)
+
+        job = JobRecord(id=job_id(), organization="personal", model="ftserve-tiny",
+                        model_source="ftserve-tiny", status="queued", created_at=int(time.time()),
+                        training_file="file-x", validation_file=None, hyperparameters={},
+                        method={"type": "supervised"}, seed=0)
+        store.create_job(job, [messages.created(job.id)])
+        claimed = store.claim_job("bench", time.time(), 3600, [messages.training_started()])
+        assert claimed is not None
+        command = Value("i", 0)
+        hooks = StoreHooks(store, claimed, "bench", command, os.getppid(), blob_dir)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        train(spec(job.id), hooks)  # type: ignore[arg-type]
+        hooks.flush()
+        elapsed = time.perf_counter() - t0
+        results["real"].append(elapsed)
+        results["share"].append(hooks.hook_seconds / elapsed)
+    store.close()
+    return {
+        "steps": examples * epochs,
+        "null_s": statistics.median(results["null"]),
+        "real_s": statistics.median(results["real"]),
+        "hook_share": statistics.median(results["share"]),
+    }
+
+
+def pickup_latency(work: Path, jobs: int) -> list[float]:
+    import openai
+    from conftest import Server, jsonl
+
+    srv = Server(work / "srv", env={"FTSERVE_WORKERS": "1", "FTSERVE_LOG_LEVEL": "warning"})
+    srv.start()
+    try:
+        client = srv.client(strict=False)
+        fid = client.files.create(file=("t.jsonl", jsonl(rows(10))), purpose="fine-tune").id
+        latencies = []
+        for _ in range(jobs):
+            job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid,
+                                                 hyperparameters={"n_epochs": 1})
+            seen_queued = None
+            while True:
+                status = client.fine_tuning.jobs.retrieve(job.id).status
+                now = time.perf_counter()
+                if status == "queued" and seen_queued is None:
+                    seen_queued = now
+                if status in ("running", "succeeded", "failed"):
+                    latencies.append(0.0 if seen_queued is None else now - seen_queued)
+                    break
+                time.sleep(0.002)
+            while client.fine_tuning.jobs.retrieve(job.id).status not in (
+                "succeeded", "failed", "cancelled"
+            ):
+                time.sleep(0.05)
+        _ = openai
+        return latencies
+    finally:
+        srv.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs")
+    args = parser.parse_args()
+    examples, epochs, jobs = (30, 2, 3) if args.quick else (100, 3, 8)
+    with tempfile.TemporaryDirectory(prefix="ftserve-worker-bench-") as tmp:
+        work = Path(tmp)
+        cost = recording_cost(work, examples, epochs)
+        lat = pickup_latency(work, jobs)
+    print("\n== worker overheads (ftserve-tiny, 1 torch thread, median of 3 rounds)")
+    print(f"steps per run                     {cost['steps']:.0f}")
+    print(f"train with no-op hooks            {cost['null_s']:.2f} s")
+    print(f"train with the worker's hooks     {cost['real_s']:.2f} s")
+    print(f"ratio real / no-op                {cost['real_s'] / cost['null_s']:.3f}")
+    print(f"share of time inside the hooks    {100 * cost['hook_share']:.2f} %   (goal <= 2 %)")
+    print(f"\n== queued -> running pickup, {len(lat)} jobs (polled every 2 ms)")
+    print(f"median {1000 * statistics.median(lat):.0f} ms   max {1000 * max(lat):.0f} ms"
+          "   (goal <= 1000 ms)")
+
+
+if __name__ == "__main__":
+    main()
