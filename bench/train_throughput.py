@@ -217,7 +217,7 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
 
     losses: list[float] = []
 
-    class LossLog(TrainerCallback):  # type: ignore[misc]
+    class LossLog(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
@@ -283,8 +283,8 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(1)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     results: dict[tuple[str, str], list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="ftserve-bench-") as tmp:

@@ -43,10 +43,10 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
     )
-    end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    end = backend.token_to_id("<|endoftext|>")
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=512,

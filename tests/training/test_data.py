@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from training_helpers import preference_rows, write_jsonl
 
 from ftserve.training.chat_templates import CHATML_FALLBACK_TEMPLATE, TINY_CHAT_TEMPLATE
 from ftserve.training.data import (
@@ -18,6 +17,7 @@ from ftserve.training.data import (
 )
 from ftserve.training.spec import TrainingFailed
 from ftserve.training.tiny_model import build_byte_tokenizer
+from tests.training.training_helpers import preference_rows, write_jsonl
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -57,7 +57,7 @@ def test_chat_trains_every_assistant_turn_and_its_end_marker(
 
 
 def test_weight_zero_turn_is_context_only(tmp_path: Path, tokenizer: Any) -> None:
-    messages = [dict(m) for m in CONVERSATION]
+    messages: list[dict[str, object]] = [dict(m) for m in CONVERSATION]
     messages[2]["weight"] = 0
     path = write_jsonl(tmp_path / "t.jsonl", [{"messages": messages}])
     [example] = load_supervised(path, tokenizer, 2048)
@@ -81,7 +81,7 @@ def test_template_without_generation_markers_masks_by_prefix_rendering(tokenizer
 
 def test_weight_zero_with_template_without_markers(tmp_path: Path) -> None:
     tok = build_byte_tokenizer(strip_generation_markers(CHATML_FALLBACK_TEMPLATE))
-    messages = [dict(m) for m in CONVERSATION]
+    messages: list[dict[str, object]] = [dict(m) for m in CONVERSATION]
     messages[4]["weight"] = 0
     path = write_jsonl(tmp_path / "t.jsonl", [{"messages": messages}])
     [example] = load_supervised(path, tok, 2048)
@@ -92,7 +92,7 @@ def test_prompt_completion_trains_completion_and_eos_only(tmp_path: Path, tokeni
     path = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "2+2=", "completion": " 4"}])
     [example] = load_supervised(path, tokenizer, 2048)
     assert trained_text(tokenizer, example) == " 4<|eos|>"
-    assert tokenizer.decode(example.input_ids) == "2+2= 4<|eos|>"
+    assert tokenizer.decode(example.input_ids) == "<|bos|>2+2= 4<|eos|>"
 
 
 def test_tools_reach_the_template_and_tool_call_arguments_are_parsed(

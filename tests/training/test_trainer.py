@@ -6,10 +6,14 @@ import json
 import math
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
 import pytest
 import torch
-from training_helpers import (
+
+from ftserve.training.spec import TrainingFailed, TrainingSpec, TrainingStopped
+from ftserve.training.trainer import train
+from tests.training.training_helpers import (
     Recorder,
     chat_rows,
     completion_rows,
@@ -18,9 +22,6 @@ from training_helpers import (
     respec,
     write_jsonl,
 )
-
-from ftserve.training.spec import TrainingFailed, TrainingSpec, TrainingStopped
-from ftserve.training.trainer import train
 
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` when wrapping a model;
 # ftserve silences it around its own call, but PeftModel.from_pretrained in a test triggers it too.
@@ -122,10 +123,10 @@ def test_llama_from_a_path_with_a_plain_template(
 
 
 def test_weight_zero_turns_do_not_change_the_loss(base: TrainingSpec, tmp_path: Path) -> None:
-    def rows(last: str | None) -> list[dict[str, object]]:
+    def rows(last: str | None) -> list[dict[str, Any]]:
         out = []
         for row in chat_rows(6):
-            messages = list(row["messages"])  # type: ignore[call-overload]
+            messages = list(row["messages"])
             if last is not None:
                 messages += [
                     {"role": "user", "content": "And more?"},
@@ -199,12 +200,19 @@ def test_same_seed_same_losses_other_seed_other_losses(base: TrainingSpec, tmp_p
     assert runs[0] != runs[2]
 
 
-@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+@pytest.mark.parametrize(
+    ("lora", "method", "epoch_steps"),
+    [(True, "supervised", [12, 24]), (False, "supervised", [12, 24]), (False, "dpo", [10, 20])],
+    ids=["lora", "full", "dpo-full"],
+)
 def test_pause_then_resume_reproduces_an_uninterrupted_run(
-    base: TrainingSpec, tmp_path: Path, lora: bool
+    base: TrainingSpec, tmp_path: Path, lora: bool, method: str, epoch_steps: list[int]
 ) -> None:
     # Dropout on, so resuming must restore the RNG state too.
-    spec = respec(base, lora=lora, lora_dropout=0.1, n_epochs=2)
+    spec = respec(base, lora=lora, lora_dropout=0.1, n_epochs=2, method=method)
+    if method == "dpo":
+        data = write_jsonl(tmp_path / "pref.jsonl", preference_rows(20))
+        spec = respec(spec, training_file=data, learning_rate_multiplier=1.0)
     straight = Recorder()
     uninterrupted = train(respec(spec, work_dir=tmp_path / "straight"), straight)
 
@@ -220,11 +228,11 @@ def test_pause_then_resume_reproduces_an_uninterrupted_run(
     second = Recorder()
     resumed = train(spec, second)
     assert second.starts[0][1] == 7
-    assert [m.step for m in second.steps] == list(range(8, 25))
+    assert [m.step for m in second.steps] == list(range(8, epoch_steps[-1] + 1))
     assert first.losses + second.losses == straight.losses
     assert resumed.trained_tokens == uninterrupted.trained_tokens
     # The pause checkpoint is gone once newer epoch checkpoints exist.
-    assert [c.step for c in resumed.checkpoints] == [12, 24]
+    assert [c.step for c in resumed.checkpoints] == epoch_steps
 
 
 def test_pause_on_an_epoch_boundary_reuses_the_epoch_checkpoint(base: TrainingSpec) -> None:

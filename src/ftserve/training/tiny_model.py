@@ -56,7 +56,7 @@ def build_byte_tokenizer(chat_template: str | None = TINY_CHAT_TEMPLATE):  # typ
     Returns a ``PreTrainedTokenizerFast``; with ``chat_template=None`` it has no chat template
     (tests use that to exercise the fallback).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
@@ -65,6 +65,12 @@ def build_byte_tokenizer(chat_template: str | None = TINY_CHAT_TEMPLATE):  # typ
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(SPECIAL_TOKENS))
+    bos = ("<|bos|>", backend.token_to_id("<|bos|>"))
+    # Plain text (a prompt/completion row) starts with BOS like a rendered chat does; chat
+    # templates add it themselves and are tokenized without special tokens.
+    backend.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[bos]
+    )
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         pad_token="<|pad|>",

@@ -96,7 +96,7 @@ def _fingerprint(spec: TrainingSpec, hp: ResolvedHyperparameters) -> dict[str, A
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and (
@@ -158,10 +158,9 @@ class _Job:
         # Seeding before loading fixes the LoRA initialisation (and anything else drawn at load).
         random.seed(spec.seed)
         torch.manual_seed(spec.seed)
-        resume_full = self.resume_from is not None and not spec.lora
-        source = self.model_dir
-        if self.resume_from is not None and not spec.lora:
-            source = self.resume_from.info.path
+        checkpoint = self.resume_from
+        resume_full = checkpoint is not None and not spec.lora
+        source = checkpoint.info.path if checkpoint is not None and resume_full else self.model_dir
         model = loading.load_model(source, self.choice, frozen_base=spec.lora)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
