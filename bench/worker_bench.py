@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,19 +27,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ftserve.events import messages  # noqa: E402
-from ftserve.ids import job_id  # noqa: E402
-from ftserve.store.records import JobRecord  # noqa: E402
-from ftserve.store.sqlite import SqliteStore  # noqa: E402
-from ftserve.training.spec import TrainingSpec  # noqa: E402
-from ftserve.worker.hooks import StoreHooks  # noqa: E402
+from ftserve.events import messages
+from ftserve.ids import job_id
+from ftserve.store.records import JobRecord
+from ftserve.store.sqlite import SqliteStore
+from ftserve.training.spec import TrainingSpec
+from ftserve.worker.hooks import StoreHooks
 
 
 def rows(n: int) -> list[dict[str, object]]:
-    return [{"messages": [
-        {"role": "user", "content": f"What is {i} plus {i}? Answer in words, please."},
-        {"role": "assistant", "content": f"{i} plus {i} is {2 * i}, which is an even number."},
-    ]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} plus {i}? Answer in words, please."},
+                {
+                    "role": "assistant",
+                    "content": f"{i} plus {i} is {2 * i}, which is an even number.",
+                },
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 class NullHooks:
@@ -61,9 +68,17 @@ def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
 
     def spec(name: str) -> TrainingSpec:
         return TrainingSpec(
-            model="ftserve-tiny", training_file=data, validation_file=None, method="supervised",
-            n_epochs=epochs, batch_size=1, learning_rate_multiplier=None, beta=None, seed=0,
-            work_dir=blob_dir / "jobs" / name, models_cache_dir=work / "models",
+            model="ftserve-tiny",
+            training_file=data,
+            validation_file=None,
+            method="supervised",
+            n_epochs=epochs,
+            batch_size=1,
+            learning_rate_multiplier=None,
+            beta=None,
+            seed=0,
+            work_dir=blob_dir / "jobs" / name,
+            models_cache_dir=work / "models",
         )
 
     # Warm-up: builds ftserve-tiny and pays the import and first-step costs once for both runs.
@@ -75,10 +90,19 @@ def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
         train(spec(f"null{round_}"), NullHooks())  # type: ignore[arg-type]
         results["null"].append(time.perf_counter() - t0)
 
-        job = JobRecord(id=job_id(), organization="personal", model="ftserve-tiny",
-                        model_source="ftserve-tiny", status="queued", created_at=int(time.time()),
-                        training_file="file-x", validation_file=None, hyperparameters={},
-                        method={"type": "supervised"}, seed=0)
+        job = JobRecord(
+            id=job_id(),
+            organization="personal",
+            model="ftserve-tiny",
+            model_source="ftserve-tiny",
+            status="queued",
+            created_at=int(time.time()),
+            training_file="file-x",
+            validation_file=None,
+            hyperparameters={},
+            method={"type": "supervised"},
+            seed=0,
+        )
         store.create_job(job, [messages.created(job.id)])
         claimed = store.claim_job("bench", time.time(), 3600, [messages.training_started()])
         assert claimed is not None
@@ -110,8 +134,9 @@ def pickup_latency(work: Path, jobs: int) -> list[float]:
         fid = client.files.create(file=("t.jsonl", jsonl(rows(10))), purpose="fine-tune").id
         latencies = []
         for _ in range(jobs):
-            job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid,
-                                                 hyperparameters={"n_epochs": 1})
+            job = client.fine_tuning.jobs.create(
+                model="ftserve-tiny", training_file=fid, hyperparameters={"n_epochs": 1}
+            )
             seen_queued = None
             while True:
                 status = client.fine_tuning.jobs.retrieve(job.id).status
@@ -123,7 +148,9 @@ def pickup_latency(work: Path, jobs: int) -> list[float]:
                     break
                 time.sleep(0.002)
             while client.fine_tuning.jobs.retrieve(job.id).status not in (
-                "succeeded", "failed", "cancelled"
+                "succeeded",
+                "failed",
+                "cancelled",
             ):
                 time.sleep(0.05)
         _ = openai
@@ -148,8 +175,10 @@ def main() -> None:
     print(f"ratio real / no-op                {cost['real_s'] / cost['null_s']:.3f}")
     print(f"share of time inside the hooks    {100 * cost['hook_share']:.2f} %   (goal <= 2 %)")
     print(f"\n== queued -> running pickup, {len(lat)} jobs (polled every 2 ms)")
-    print(f"median {1000 * statistics.median(lat):.0f} ms   max {1000 * max(lat):.0f} ms"
-          "   (goal <= 1000 ms)")
+    print(
+        f"median {1000 * statistics.median(lat):.0f} ms   max {1000 * max(lat):.0f} ms"
+        "   (goal <= 1000 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ FAST_LEASE = "4"
 
 @pytest.fixture(scope="module")
 def trainer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("train") / "data",
-                 env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE})
+    srv = Server(
+        tmp_path_factory.mktemp("train") / "data",
+        env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE},
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -28,8 +30,9 @@ def trainer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 @pytest.fixture
 def own_trainer_server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data",
-                 env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE})
+    srv = Server(
+        tmp_path / "data", env={"FTSERVE_WORKERS": "1", "FTSERVE_LEASE_SECONDS": FAST_LEASE}
+    )
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -45,8 +48,11 @@ def wait_final(client: openai.OpenAI, job_id: str, timeout: float = 120.0) -> st
 
 
 def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
-    return [int(e.data["step"]) for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)
-            if e.type == "metrics" and isinstance(e.data, dict)]
+    return [
+        int(e.data["step"])
+        for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)
+        if e.type == "metrics" and isinstance(e.data, dict)
+    ]
 
 
 def wait_steps(client: openai.OpenAI, job_id: str, at_least: int, timeout: float = 60.0) -> None:

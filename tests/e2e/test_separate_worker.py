@@ -22,11 +22,17 @@ class WorkerProc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "FTSERVE_API_KEYS": API_KEY, "FTSERVE_LEASE_SECONDS": FAST_LEASE,
-               "FTSERVE_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "FTSERVE_API_KEYS": API_KEY,
+            "FTSERVE_LEASE_SECONDS": FAST_LEASE,
+            "FTSERVE_LOG_LEVEL": "warning",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ftserve", "worker", "--data-dir", str(self.data_dir)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def kill(self) -> None:
@@ -49,8 +55,11 @@ def test_separate_worker_trains_and_survives_kill_9(api_only: Server) -> None:
     try:
         client = api_only.client()
         job = client.fine_tuning.jobs.create(
-            model="ftserve-tiny", training_file=upload(client, chat_rows(40)), seed=2,
-            hyperparameters={"n_epochs": 8, "batch_size": 1})
+            model="ftserve-tiny",
+            training_file=upload(client, chat_rows(40)),
+            seed=2,
+            hyperparameters={"n_epochs": 8, "batch_size": 1},
+        )
         wait_steps(client, job.id, 60)
         assert worker.proc is not None
         children = training_children(worker.proc.pid)
@@ -68,8 +77,12 @@ def test_separate_worker_trains_and_survives_kill_9(api_only: Server) -> None:
 
 
 def test_worker_without_a_database_says_so(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "ftserve", "worker", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "ftserve", "worker", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "start `ftserve serve`" in out.stderr
 
 
@@ -81,14 +94,19 @@ def test_model_that_cannot_load_fails_the_job(tmp_path: Path) -> None:
     srv.start()
     try:
         client = srv.client()
-        job = client.fine_tuning.jobs.create(model=str(broken), training_file=upload(client, chat_rows(10)))
+        job = client.fine_tuning.jobs.create(
+            model=str(broken), training_file=upload(client, chat_rows(10))
+        )
         assert wait_final(client, job.id) == "failed"
         err = client.fine_tuning.jobs.retrieve(job.id).error
         assert err is not None and err.code == "model_load_failed"
         events = list(client.fine_tuning.jobs.list_events(job.id))
         assert events[0].level == "error"
-        ok = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=upload(client, chat_rows(10)),
-                                            hyperparameters={"n_epochs": 1})
+        ok = client.fine_tuning.jobs.create(
+            model="ftserve-tiny",
+            training_file=upload(client, chat_rows(10)),
+            hyperparameters={"n_epochs": 1},
+        )
         assert wait_final(client, ok.id) == "succeeded"
     finally:
         srv.stop()
@@ -96,8 +114,13 @@ def test_model_that_cannot_load_fails_the_job(tmp_path: Path) -> None:
 
 def test_bad_settings_stop_the_start(tmp_path: Path) -> None:
     env = {**os.environ, "FTSERVE_PORT": "not-a-port"}
-    out = subprocess.run([sys.executable, "-m", "ftserve", "serve", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "ftserve", "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert out.returncode == 2 and "FTSERVE_PORT" in out.stderr
 
 

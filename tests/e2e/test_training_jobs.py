@@ -22,17 +22,20 @@ STEP_RE = re.compile(r"^Step (\d+)/(\d+): training loss=(\d+\.\d\d)")
 
 
 def losses(client: openai.OpenAI, job_id: str) -> dict[int, float]:
-    return {int(e.data["step"]): float(e.data["train_loss"])
-            for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)
-            if e.type == "metrics" and isinstance(e.data, dict)}
+    return {
+        int(e.data["step"]): float(e.data["train_loss"])
+        for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)
+        if e.type == "metrics" and isinstance(e.data, dict)
+    }
 
 
 def test_tiny_model_job_reads_like_openai(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(50))
     t0 = time.monotonic()
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=7,
-                                         suffix="demo")
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=7, suffix="demo"
+    )
     assert wait_final(client, job.id) == "succeeded"
     elapsed = time.monotonic() - t0
     assert elapsed < 60, f"the demo job took {elapsed:.1f}s"
@@ -45,10 +48,16 @@ def test_tiny_model_job_reads_like_openai(trainer_server: Server) -> None:
 
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=7))  # SDK pages newest first
     texts = [e.message for e in reversed(events)]  # chronological
-    assert texts[:4] == [f"Created fine-tuning job: {job.id}", f"Validating training file: {fid}",
-                         "Files validated, moving job to queued state", "Fine-tuning job started"]
-    assert texts[-2:] == [f"New fine-tuned model created: {job.fine_tuned_model}",
-                          "The job has successfully completed"]
+    assert texts[:4] == [
+        f"Created fine-tuning job: {job.id}",
+        f"Validating training file: {fid}",
+        "Files validated, moving job to queued state",
+        "Fine-tuning job started",
+    ]
+    assert texts[-2:] == [
+        f"New fine-tuned model created: {job.fine_tuned_model}",
+        "The job has successfully completed",
+    ]
     started = next(e for e in events if e.message == "Fine-tuning job started")
     assert started.data is None
     metrics = [e for e in reversed(events) if e.type == "metrics"]
@@ -73,12 +82,22 @@ def test_tiny_model_job_reads_like_openai(trainer_server: Server) -> None:
     assert [c.step_number for c in ckpts.data] == [150, 100, 50]
     assert ckpts.data[0].fine_tuned_model_checkpoint == job.fine_tuned_model
     assert all(c.id.startswith("ftckpt_") and c.metrics.train_loss is not None for c in ckpts.data)
-    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=1)] == [150, 100, 50]
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=1)] == [
+        150,
+        100,
+        50,
+    ]
 
     result = client.files.retrieve(job.result_files[0])
     assert result.purpose == "fine-tune-results"
     rows = list(csv.reader(io.StringIO(client.files.content(result.id).text)))
-    assert rows[0] == ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+    assert rows[0] == [
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+    ]
     assert [int(r[0]) for r in rows[1:]] == list(range(1, total + 1))
 
     # The adapter is a real PEFT adapter on disk.
@@ -90,9 +109,15 @@ def test_same_seed_same_losses(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(12))
     hp = {"n_epochs": 2, "batch_size": 2}
-    a = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=3, hyperparameters=hp)
-    b = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=3, hyperparameters=hp)
-    c = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=4, hyperparameters=hp)
+    a = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=3, hyperparameters=hp
+    )
+    b = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=3, hyperparameters=hp
+    )
+    c = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=4, hyperparameters=hp
+    )
     for j in (a, b, c):
         assert wait_final(client, j.id) == "succeeded"
     la, lb, lc = losses(client, a.id), losses(client, b.id), losses(client, c.id)
@@ -103,10 +128,17 @@ def test_same_seed_same_losses(trainer_server: Server) -> None:
 def test_validation_file_metrics(trainer_server: Server) -> None:
     client = trainer_server.client()
     t, v = upload(client, chat_rows(20)), upload(client, chat_rows(6, start=100))
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=t, validation_file=v,
-                                         seed=1, hyperparameters={"n_epochs": 2, "batch_size": 2})
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=t,
+        validation_file=v,
+        seed=1,
+        hyperparameters={"n_epochs": 2, "batch_size": 2},
+    )
     assert wait_final(client, job.id) == "succeeded"
-    metrics = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=1000) if e.type == "metrics"]
+    metrics = [
+        e for e in client.fine_tuning.jobs.list_events(job.id, limit=1000) if e.type == "metrics"
+    ]
     last = metrics[0]
     assert isinstance(last.data, dict)
     assert "full validation loss=" in last.message
@@ -118,13 +150,15 @@ def test_validation_file_metrics(trainer_server: Server) -> None:
 
 
 @pytest.mark.parametrize("which", ["llama", "gpt2"])
-def test_local_hugging_face_model_by_path(trainer_server: Server, which: str,
-                                          llama_dir: Path, gpt2_dir: Path) -> None:
+def test_local_hugging_face_model_by_path(
+    trainer_server: Server, which: str, llama_dir: Path, gpt2_dir: Path
+) -> None:
     client = trainer_server.client()
     path = llama_dir if which == "llama" else gpt2_dir
     fid = upload(client, chat_rows(10))
-    job = client.fine_tuning.jobs.create(model=str(path), training_file=fid, seed=0,
-                                         hyperparameters={"n_epochs": 1, "batch_size": 2})
+    job = client.fine_tuning.jobs.create(
+        model=str(path), training_file=fid, seed=0, hyperparameters={"n_epochs": 1, "batch_size": 2}
+    )
     assert job.model == str(path.resolve())
     assert wait_final(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
     name = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
@@ -134,15 +168,27 @@ def test_local_hugging_face_model_by_path(trainer_server: Server, which: str,
 def test_full_fine_tuning_and_dpo(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(10))
-    full = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=0,
-                                          hyperparameters={"n_epochs": 1},
-                                          extra_body={"ftserve": {"adapter": "full"}})
-    rows = [{"input": {"messages": [{"role": "user", "content": f"Say hi {i}"}]},
-             "preferred_output": [{"role": "assistant", "content": f"Hi {i}!"}],
-             "non_preferred_output": [{"role": "assistant", "content": "No."}]} for i in range(10)]
+    full = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=fid,
+        seed=0,
+        hyperparameters={"n_epochs": 1},
+        extra_body={"ftserve": {"adapter": "full"}},
+    )
+    rows = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"Say hi {i}"}]},
+            "preferred_output": [{"role": "assistant", "content": f"Hi {i}!"}],
+            "non_preferred_output": [{"role": "assistant", "content": "No."}],
+        }
+        for i in range(10)
+    ]
     dpo = client.fine_tuning.jobs.create(
-        model="ftserve-tiny", training_file=upload(client, rows), seed=0,
-        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1, "n_epochs": 1}}})
+        model="ftserve-tiny",
+        training_file=upload(client, rows),
+        seed=0,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1, "n_epochs": 1}}},
+    )
     assert wait_final(client, full.id) == "succeeded"
     path = Path(client.fine_tuning.jobs.retrieve(full.id).model_extra["ftserve"]["model_path"])  # type: ignore[index]
     assert (path / "config.json").is_file() and not (path / "adapter_config.json").exists()
@@ -156,8 +202,9 @@ def test_full_fine_tuning_and_dpo(trainer_server: Server) -> None:
 def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(50))
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid,
-                                         hyperparameters={"n_epochs": 50})
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, hyperparameters={"n_epochs": 50}
+    )
     wait_steps(client, job.id, 5)
     t0 = time.monotonic()
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
@@ -178,11 +225,13 @@ def test_pause_resume_gives_the_same_losses(trainer_server: Server) -> None:
     client = trainer_server.client(strict=False)  # the SDK's strict status Literal lacks "paused"
     fid = upload(client, chat_rows(30))
     hp = {"n_epochs": 10, "batch_size": 1}
-    straight = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=11,
-                                              hyperparameters=hp)
+    straight = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=11, hyperparameters=hp
+    )
     assert wait_final(client, straight.id) == "succeeded"
-    paused = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=11,
-                                            hyperparameters=hp)
+    paused = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=11, hyperparameters=hp
+    )
     wait_steps(client, paused.id, 40)
     assert client.fine_tuning.jobs.pause(paused.id).status == "paused"
     store = SqliteStore(Settings(data_dir=trainer_server.data_dir).sqlite_path)
@@ -208,8 +257,12 @@ def test_pause_resume_gives_the_same_losses(trainer_server: Server) -> None:
 def test_kill_9_of_the_training_child_resumes(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(40))
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=5,
-                                         hyperparameters={"n_epochs": 8, "batch_size": 1})
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=fid,
+        seed=5,
+        hyperparameters={"n_epochs": 8, "batch_size": 1},
+    )
     wait_steps(client, job.id, 50)  # past the first epoch checkpoint (step 40)
     assert trainer_server.proc is not None
     children = training_children(trainer_server.proc.pid)
@@ -220,7 +273,9 @@ def test_kill_9_of_the_training_child_resumes(trainer_server: Server) -> None:
     assert sorted(steps) == list(range(1, 321)), "a step is missing or was recorded twice"
     msgs = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
     assert any(m.startswith("The training process ended unexpectedly (signal 9)") for m in msgs)
-    resumed = [m for m in msgs if m.startswith("Fine-tuning job resumed from the checkpoint at step")]
+    resumed = [
+        m for m in msgs if m.startswith("Fine-tuning job resumed from the checkpoint at step")
+    ]
     assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) % 40 == 0
     assert msgs.count("Fine-tuning job started") == 1
 
@@ -230,8 +285,12 @@ def test_kill_9_of_the_whole_server_resumes(own_trainer_server: Server) -> None:
     srv.start()
     client = srv.client()
     fid = upload(client, chat_rows(40))
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid, seed=6,
-                                         hyperparameters={"n_epochs": 8, "batch_size": 1})
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=fid,
+        seed=6,
+        hyperparameters={"n_epochs": 8, "batch_size": 1},
+    )
     wait_steps(client, job.id, 50)
     srv.stop(signal.SIGKILL)
     srv.start()
@@ -248,8 +307,11 @@ def test_repeated_crashes_fail_the_job(own_trainer_server: Server) -> None:
     srv.env["FTSERVE_MAX_ATTEMPTS"] = "1"
     srv.start()
     client = srv.client()
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=upload(client, chat_rows(30)),
-                                         hyperparameters={"n_epochs": 20})
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=upload(client, chat_rows(30)),
+        hyperparameters={"n_epochs": 20},
+    )
     wait_steps(client, job.id, 3)
     assert srv.proc is not None
     for pid in training_children(srv.proc.pid):
@@ -258,16 +320,22 @@ def test_repeated_crashes_fail_the_job(own_trainer_server: Server) -> None:
     err = client.fine_tuning.jobs.retrieve(job.id).error
     assert err is not None and err.code == "training_crashed"
     # The worker survived and takes the next job.
-    nxt = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=upload(client, chat_rows(10)),
-                                         hyperparameters={"n_epochs": 1})
+    nxt = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=upload(client, chat_rows(10)),
+        hyperparameters={"n_epochs": 1},
+    )
     assert wait_final(client, nxt.id) == "succeeded"
 
 
 def test_nan_loss_fails_cleanly_and_worker_goes_on(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(10))
-    bad = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid,
-                                         hyperparameters={"learning_rate_multiplier": 1e30, "n_epochs": 3})
+    bad = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=fid,
+        hyperparameters={"learning_rate_multiplier": 1e30, "n_epochs": 3},
+    )
     assert wait_final(client, bad.id) == "failed"
     job = client.fine_tuning.jobs.retrieve(bad.id)
     assert job.error is not None and job.error.code == "nan_loss"
@@ -278,9 +346,13 @@ def test_nan_loss_fails_cleanly_and_worker_goes_on(trainer_server: Server) -> No
 def test_pickup_is_quick(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(10))
-    job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid,
-                                         hyperparameters={"n_epochs": 1})
-    assert wait_status(client, job.id, {"running", "succeeded"}, timeout=3) in {"running", "succeeded"}
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, hyperparameters={"n_epochs": 1}
+    )
+    assert wait_status(client, job.id, {"running", "succeeded"}, timeout=3) in {
+        "running",
+        "succeeded",
+    }
     wait_final(client, job.id)
 
 
@@ -293,7 +365,9 @@ def test_same_job_on_cuda(tmp_path: Path) -> None:
     srv.start()
     try:
         client = srv.client()
-        job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=upload(client, chat_rows(50)))
+        job = client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=upload(client, chat_rows(50))
+        )
         assert wait_final(client, job.id) == "succeeded"
     finally:
         srv.stop()

@@ -15,8 +15,10 @@ def test_formats() -> None:
     assert re.fullmatch(f"ftevent-{B62}{{24}}", ids.event_id())
     assert re.fullmatch(f"file-{B62}{{24}}", ids.file_id())
     assert re.fullmatch(f"ftckpt_{B62}{{24}}", ids.checkpoint_id())
-    assert ids.fine_tuned_model_name("gpt-4o-mini", "personal", None, "abcdefgh") == \
-        "ft:gpt-4o-mini:personal::abcdefgh"
+    assert (
+        ids.fine_tuned_model_name("gpt-4o-mini", "personal", None, "abcdefgh")
+        == "ft:gpt-4o-mini:personal::abcdefgh"
+    )
     assert ids.fine_tuned_model_name("m", "org", "sfx", "abcdefgh") == "ft:m:org:sfx:abcdefgh"
 
 

@@ -15,7 +15,8 @@ def test_limit_messages() -> None:
     with pytest.raises(InvalidValue) as info:
         query_int({"limit": "0"}, "limit", default=20, minimum=1, maximum=100)
     assert info.value.message == (
-        "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead.")
+        "Invalid 'limit': integer below minimum value. Expected a value >= 1, but got 0 instead."
+    )
     assert (info.value.param, info.value.code) == ("limit", "integer_below_min_value")
     with pytest.raises(InvalidValue) as info:
         query_int({"limit": "x"}, "limit", default=20, minimum=1, maximum=100)
@@ -41,18 +42,32 @@ def test_expect_int_rejects_bools_and_fractions() -> None:
 
 
 def test_settings_from_env() -> None:
-    s = settings_from_env({"FTSERVE_PORT": "9000", "FTSERVE_API_KEYS": "key-one-123, team:key-two-456",
-                           "FTSERVE_MODEL_ALIASES": "gpt-4o-mini=ftserve-tiny"})
+    s = settings_from_env(
+        {
+            "FTSERVE_PORT": "9000",
+            "FTSERVE_API_KEYS": "key-one-123, team:key-two-456",
+            "FTSERVE_MODEL_ALIASES": "gpt-4o-mini=ftserve-tiny",
+        }
+    )
     assert s.port == 9000
     assert [(k.key, k.organization) for k in s.api_keys] == [
-        ("key-one-123", "personal"), ("key-two-456", "team")]
+        ("key-one-123", "personal"),
+        ("key-two-456", "team"),
+    ]
     assert s.model_aliases == {"gpt-4o-mini": "ftserve-tiny"}
 
 
-@pytest.mark.parametrize("env", [
-    {"FTSERVE_PORT": "eighty"}, {"FTSERVE_PORT": "70000"}, {"FTSERVE_API_KEYS": "short"},
-    {"FTSERVE_DEVICE": "tpu"}, {"FTSERVE_MODEL_ALIASES": "nonsense"}, {"FTSERVE_WORKERS": "-1"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"FTSERVE_PORT": "eighty"},
+        {"FTSERVE_PORT": "70000"},
+        {"FTSERVE_API_KEYS": "short"},
+        {"FTSERVE_DEVICE": "tpu"},
+        {"FTSERVE_MODEL_ALIASES": "nonsense"},
+        {"FTSERVE_WORKERS": "-1"},
+    ],
+)
 def test_bad_settings_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
         settings_from_env(env)

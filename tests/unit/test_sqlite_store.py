@@ -17,9 +17,17 @@ from ftserve.store.sqlite import SqliteStore
 
 def _job(org: str = "personal") -> JobRecord:
     return JobRecord(
-        id=job_id(), organization=org, model="ftserve-tiny", model_source="ftserve-tiny",
-        status="queued", created_at=1, training_file="file-x", validation_file=None,
-        hyperparameters={"n_epochs": "auto"}, method={"type": "supervised"}, seed=1,
+        id=job_id(),
+        organization=org,
+        model="ftserve-tiny",
+        model_source="ftserve-tiny",
+        status="queued",
+        created_at=1,
+        training_file="file-x",
+        validation_file=None,
+        hyperparameters={"n_epochs": "auto"},
+        method={"type": "supervised"},
+        seed=1,
     )
 
 
@@ -52,8 +60,12 @@ def test_keyed_events_are_written_once(store: SqliteStore) -> None:
     job = _job()
     store.create_job(job, [])
     assert store.append_events(job.id, [make_event("a", key="step:1")]) == 1
-    assert store.append_events(job.id, [make_event("a again", key="step:1"),
-                                        make_event("b", key="step:2")]) == 1
+    assert (
+        store.append_events(
+            job.id, [make_event("a again", key="step:1"), make_event("b", key="step:2")]
+        )
+        == 1
+    )
     page = store.event_page("personal", job.id, after=None, limit=10)
     assert page is not None
     assert [orjson.loads(b)["message"] for b in page.items] == ["b", "a"]
@@ -91,12 +103,14 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version=99")
     conn.close()
     from ftserve.errors import StoreError
+
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteStore(path)
 
 
 def test_metadata_filter_keys_are_literal(store: SqliteStore) -> None:
     from dataclasses import replace
+
     a = replace(_job(), metadata={"a.b": "1"})
     b = replace(_job(), metadata={"a": "1"})
     store.create_job(a, [])

@@ -152,7 +152,9 @@ def create_app(
         if background:
             services.validator.start()
             for i, worker in enumerate(services.workers):
-                thread = threading.Thread(target=worker.run, name=f"ftserve-worker-{i}", daemon=True)
+                thread = threading.Thread(
+                    target=worker.run, name=f"ftserve-worker-{i}", daemon=True
+                )
                 thread.start()
                 threads.append(thread)
         try:

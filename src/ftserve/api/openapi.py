@@ -46,9 +46,9 @@ missing or wrong key is a 401 with `WWW-Authenticate`.
 finished job) is a 400, never a 409, because the SDKs retry 409. JSON bodies are limited to
 {MAX_JSON_BODY} bytes (413 beyond).
 
-**Lists** are `{{"object": "list", "data": [...], "has_more": bool}}`, newest first; `after` is
-the id of the last item of the previous page (exclusive), and an `after` that names no item of
-the list is a 400. Files and checkpoints lists add `first_id`/`last_id`. `limit` is checked:
+**Lists** are `{{"object": "list", "data": [...], "has_more": bool}}`, newest first (files:
+unless `order=asc`); `after` is the id of the last item of the previous page (exclusive), and an
+`after` that names no item of the list is a 400. Files and checkpoints lists add `first_id`/`last_id`. `limit` is checked:
 1..{_FILES_LIST_MAX} for files; 1..{_LIST_MAX} for jobs, events and checkpoints (that upper bound
 is the server setting `FTSERVE_EVENTS_MAX_LIMIT`, default {_LIST_MAX}).
 
@@ -102,9 +102,7 @@ def _whitespace_class() -> str:
             ranges[-1] = (ranges[-1][0], c)
         else:
             ranges.append((c, c))
-    return "".join(
-        f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges
-    )
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
 
 
 # -- shared schemas -----------------------------------------------------------------------------
@@ -138,10 +136,12 @@ def _hyperparameter_values(*, dpo: bool, request: bool) -> Json:
 
 def _method_response() -> Json:
     def variant(kind: str, hp: str) -> Json:
-        return _obj({
-            "type": _const(kind),
-            kind: _obj({"hyperparameters": _ref(hp)}),
-        })
+        return _obj(
+            {
+                "type": _const(kind),
+                kind: _obj({"hyperparameters": _ref(hp)}),
+            }
+        )
 
     return {
         "description": "The fine-tuning method and its hyperparameters, `auto` resolved or not.",
@@ -207,11 +207,15 @@ def _job() -> Json:
                 "description": "Deprecated mirror of the method's common hyperparameters.",
             },
             "trained_tokens": {"type": ["integer", "null"]},
-            "error": _or_null(_obj({
-                "code": _STR,
-                "message": _STR,
-                "param": {"type": ["string", "null"]},
-            })),
+            "error": _or_null(
+                _obj(
+                    {
+                        "code": _STR,
+                        "message": _STR,
+                        "param": {"type": ["string", "null"]},
+                    }
+                )
+            ),
             "user_provided_suffix": {"type": ["string", "null"]},
             "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
             "estimated_finish": {"type": ["integer", "null"]},
@@ -237,9 +241,11 @@ def _create_job_request() -> Json:
     return _obj(
         {
             "model": {
-                "type": "string", "minLength": 1, "maxLength": 4096,
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 4096,
                 "description": "A base model from `GET /models`, an alias, a local Hugging Face "
-                               "model directory or a model id in the local Hugging Face cache.",
+                "model directory or a model id in the local Hugging Face cache.",
                 "examples": ["ftserve-tiny"],
             },
             "training_file": {**file_id, "description": "A file uploaded with purpose fine-tune."},
@@ -250,25 +256,34 @@ def _create_job_request() -> Json:
             },
             "method": _method_request(),
             "suffix": {
-                "type": ["string", "null"], "minLength": 1, "maxLength": 64,
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 64,
                 "pattern": f"^[^:{_whitespace_class()}]+$",
                 "description": "Part of the fine-tuned model's name: no `:` and no whitespace.",
             },
             "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_SEED},
             "metadata": _or_null(_ref("Metadata")),
-            "integrations": _or_null({
-                "type": "array", "maxItems": 5, "items": _ref("WandbIntegrationRequest"),
-            }),
-            "ftserve": _or_null(_obj(
+            "integrations": _or_null(
                 {
-                    "adapter": {"type": ["string", "null"], "enum": ["lora", "full", None]},
-                    "lora_rank": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
-                },
-                required=(),
-                description="ftserve's extension (default: adapter `lora`, lora_rank 8).",
-            )),
+                    "type": "array",
+                    "maxItems": 5,
+                    "items": _ref("WandbIntegrationRequest"),
+                }
+            ),
+            "ftserve": _or_null(
+                _obj(
+                    {
+                        "adapter": {"type": ["string", "null"], "enum": ["lora", "full", None]},
+                        "lora_rank": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
+                    },
+                    required=(),
+                    description="ftserve's extension (default: adapter `lora`, lora_rank 8).",
+                )
+            ),
             "trainingType": {
-                "type": ["string", "null"], "maxLength": 64,
+                "type": ["string", "null"],
+                "maxLength": 64,
                 "description": "Azure's training tier; recorded, has no effect here.",
             },
         },
@@ -279,51 +294,65 @@ def _create_job_request() -> Json:
 
 def _schemas() -> Json:
     return {
-        "Error": _obj({
-            "message": _STR,
-            "type": {"type": "string", "enum": ["invalid_request_error", "server_error"]},
-            "param": {"type": ["string", "null"]},
-            "code": {"type": ["string", "null"]},
-        }),
+        "Error": _obj(
+            {
+                "message": _STR,
+                "type": {"type": "string", "enum": ["invalid_request_error", "server_error"]},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            }
+        ),
         "ErrorResponse": _obj({"error": _ref("Error")}),
-        "OpenAIFile": _obj({
-            "object": _const("file"),
-            "id": {"type": "string", "pattern": "^file-"},
-            "purpose": {"type": "string", "enum": list(LIST_PURPOSES)},
-            "filename": _STR,
-            "bytes": {"type": "integer", "minimum": 0},
-            "created_at": _TIMESTAMP,
-            "expires_at": {"type": ["integer", "null"]},
-            "status": {
-                "type": "string", "enum": ["processed"],
-                "description": "Deprecated; always `processed`: uploads are checked before the "
-                               "response is sent.",
-            },
-            "status_details": {"type": ["string", "null"]},
-        }),
-        "ListFilesResponse": _obj({
-            "object": _const("list"),
-            "data": {"type": "array", "items": _ref("OpenAIFile")},
-            "has_more": {"type": "boolean"},
-            "first_id": {"type": ["string", "null"]},
-            "last_id": {"type": ["string", "null"]},
-        }),
-        "DeleteFileResponse": _obj({
-            "object": _const("file"),
-            "id": _STR,
-            "deleted": {"type": "boolean", "const": True},
-        }),
+        "OpenAIFile": _obj(
+            {
+                "object": _const("file"),
+                "id": {"type": "string", "pattern": "^file-"},
+                "purpose": {"type": "string", "enum": list(LIST_PURPOSES)},
+                "filename": _STR,
+                "bytes": {"type": "integer", "minimum": 0},
+                "created_at": _TIMESTAMP,
+                "expires_at": {"type": ["integer", "null"]},
+                "status": {
+                    "type": "string",
+                    "enum": ["processed"],
+                    "description": "Deprecated; always `processed`: uploads are checked before the "
+                    "response is sent.",
+                },
+                "status_details": {"type": ["string", "null"]},
+            }
+        ),
+        "ListFilesResponse": _obj(
+            {
+                "object": _const("list"),
+                "data": {"type": "array", "items": _ref("OpenAIFile")},
+                "has_more": {"type": "boolean"},
+                "first_id": {"type": ["string", "null"]},
+                "last_id": {"type": ["string", "null"]},
+            }
+        ),
+        "DeleteFileResponse": _obj(
+            {
+                "object": _const("file"),
+                "id": _STR,
+                "deleted": {"type": "boolean", "const": True},
+            }
+        ),
         "CreateFileRequest": {
             "type": "object",
             "required": ["file", "purpose"],
             "properties": {
-                "file": {"type": "string", "format": "binary",
-                         "description": "The file. With purpose `fine-tune` it must be JSONL in "
-                                        "the chat, prompt/completion or preference format."},
+                "file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "The file. With purpose `fine-tune` it must be JSONL in "
+                    "the chat, prompt/completion or preference format.",
+                },
                 "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
                 "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
                 "expires_after[seconds]": {
-                    "type": "integer", "minimum": MIN_EXPIRY, "maximum": MAX_EXPIRY,
+                    "type": "integer",
+                    "minimum": MIN_EXPIRY,
+                    "maximum": MAX_EXPIRY,
                 },
             },
             "dependentRequired": {
@@ -331,7 +360,7 @@ def _schemas() -> Json:
                 "expires_after[seconds]": ["expires_after[anchor]"],
             },
             "description": "Form fields as OpenAI's SDKs send them; `expires_after` is the two "
-                           "bracketed fields, both or neither.",
+            "bracketed fields, both or neither.",
         },
         "Metadata": {
             "type": "object",
@@ -348,62 +377,76 @@ def _schemas() -> Json:
         "WandbIntegrationRequest": _integration(request=True),
         "CreateFineTuningJobRequest": _create_job_request(),
         "FineTuningJob": _job(),
-        "ListPaginatedFineTuningJobsResponse": _obj({
-            "object": _const("list"),
-            "data": {"type": "array", "items": _ref("FineTuningJob")},
-            "has_more": {"type": "boolean"},
-        }),
-        "FineTuningJobEvent": _obj({
-            "object": _const("fine_tuning.job.event"),
-            "id": {"type": "string", "pattern": "^ftevent-"},
-            "created_at": _TIMESTAMP,
-            "level": {"type": "string", "enum": ["info", "warn", "error"]},
-            "message": _STR,
-            "data": {"type": ["object", "null"]},
-            "type": {"type": "string", "enum": ["message", "metrics"]},
-        }),
-        "ListFineTuningJobEventsResponse": _obj({
-            "object": _const("list"),
-            "data": {"type": "array", "items": _ref("FineTuningJobEvent")},
-            "has_more": {"type": "boolean"},
-        }),
-        "FineTuningJobCheckpoint": _obj({
-            "object": _const("fine_tuning.job.checkpoint"),
-            "id": {"type": "string", "pattern": "^ftckpt_"},
-            "created_at": _TIMESTAMP,
-            "fine_tuned_model_checkpoint": _STR,
-            "fine_tuning_job_id": _STR,
-            "metrics": _obj(
-                {
-                    "step": {"type": "number"},
-                    "train_loss": {"type": "number"},
-                    "train_mean_token_accuracy": {"type": "number"},
-                    "valid_loss": {"type": "number"},
-                    "valid_mean_token_accuracy": {"type": "number"},
-                    "full_valid_loss": {"type": "number"},
-                    "full_valid_mean_token_accuracy": {"type": "number"},
-                },
-                required=(),
-            ),
-            "step_number": _INT,
-        }),
-        "ListFineTuningJobCheckpointsResponse": _obj({
-            "object": _const("list"),
-            "data": {"type": "array", "items": _ref("FineTuningJobCheckpoint")},
-            "has_more": {"type": "boolean"},
-            "first_id": {"type": ["string", "null"]},
-            "last_id": {"type": ["string", "null"]},
-        }),
-        "Model": _obj({
-            "id": _STR,
-            "object": _const("model"),
-            "created": _TIMESTAMP,
-            "owned_by": _STR,
-        }),
-        "ListModelsResponse": _obj({
-            "object": _const("list"),
-            "data": {"type": "array", "items": _ref("Model")},
-        }),
+        "ListPaginatedFineTuningJobsResponse": _obj(
+            {
+                "object": _const("list"),
+                "data": {"type": "array", "items": _ref("FineTuningJob")},
+                "has_more": {"type": "boolean"},
+            }
+        ),
+        "FineTuningJobEvent": _obj(
+            {
+                "object": _const("fine_tuning.job.event"),
+                "id": {"type": "string", "pattern": "^ftevent-"},
+                "created_at": _TIMESTAMP,
+                "level": {"type": "string", "enum": ["info", "warn", "error"]},
+                "message": _STR,
+                "data": {"type": ["object", "null"]},
+                "type": {"type": "string", "enum": ["message", "metrics"]},
+            }
+        ),
+        "ListFineTuningJobEventsResponse": _obj(
+            {
+                "object": _const("list"),
+                "data": {"type": "array", "items": _ref("FineTuningJobEvent")},
+                "has_more": {"type": "boolean"},
+            }
+        ),
+        "FineTuningJobCheckpoint": _obj(
+            {
+                "object": _const("fine_tuning.job.checkpoint"),
+                "id": {"type": "string", "pattern": "^ftckpt_"},
+                "created_at": _TIMESTAMP,
+                "fine_tuned_model_checkpoint": _STR,
+                "fine_tuning_job_id": _STR,
+                "metrics": _obj(
+                    {
+                        "step": {"type": "number"},
+                        "train_loss": {"type": "number"},
+                        "train_mean_token_accuracy": {"type": "number"},
+                        "valid_loss": {"type": "number"},
+                        "valid_mean_token_accuracy": {"type": "number"},
+                        "full_valid_loss": {"type": "number"},
+                        "full_valid_mean_token_accuracy": {"type": "number"},
+                    },
+                    required=(),
+                ),
+                "step_number": _INT,
+            }
+        ),
+        "ListFineTuningJobCheckpointsResponse": _obj(
+            {
+                "object": _const("list"),
+                "data": {"type": "array", "items": _ref("FineTuningJobCheckpoint")},
+                "has_more": {"type": "boolean"},
+                "first_id": {"type": ["string", "null"]},
+                "last_id": {"type": ["string", "null"]},
+            }
+        ),
+        "Model": _obj(
+            {
+                "id": _STR,
+                "object": _const("model"),
+                "created": _TIMESTAMP,
+                "owned_by": _STR,
+            }
+        ),
+        "ListModelsResponse": _obj(
+            {
+                "object": _const("list"),
+                "data": {"type": "array", "items": _ref("Model")},
+            }
+        ),
     }
 
 
@@ -430,10 +473,12 @@ def _responses() -> Json:
         ),
         "Unauthorized": _error_response(
             "No API key, or a wrong one (`code` `invalid_api_key`).",
-            **{"WWW-Authenticate": {
-                "required": True,
-                "schema": {"type": "string", "pattern": "^Bearer realm="},
-            }},
+            **{
+                "WWW-Authenticate": {
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^Bearer realm="},
+                }
+            },
         ),
         "NotFound": _error_response("No such object for this API key's organization."),
         "MethodNotAllowed": _error_response(
@@ -451,21 +496,28 @@ def _responses() -> Json:
 def _parameters() -> Json:
     def cursor(what: str) -> Json:
         return {
-            "name": "after", "in": "query", "required": False,
+            "name": "after",
+            "in": "query",
+            "required": False,
             "description": f"The id of the last {what} of the previous page; a value that names "
-                           f"no {what} of this list is a 400.",
+            f"no {what} of this list is a 400.",
             "schema": {"type": "string", "minLength": 1, "maxLength": _ID_MAX},
         }
 
     def limit(default: int, maximum: int) -> Json:
         return {
-            "name": "limit", "in": "query", "required": False,
+            "name": "limit",
+            "in": "query",
+            "required": False,
             "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
         }
 
     def path(name: str, description: str) -> Json:
         return {
-            "name": name, "in": "path", "required": True, "description": description,
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
             "schema": {"type": "string", "minLength": 1},
         }
 
@@ -496,14 +548,24 @@ def _ok(schema: str, description: str) -> Json:
 
 
 def _errors(*codes: int) -> Json:
-    names = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
-             413: "PayloadTooLarge"}
+    names = {
+        400: "BadRequest",
+        401: "Unauthorized",
+        404: "NotFound",
+        405: "MethodNotAllowed",
+        413: "PayloadTooLarge",
+    }
     return {str(c): {"$ref": f"#/components/responses/{names[c]}"} for c in codes}
 
 
 def _op(op_id: str, tag: str, summary: str, responses: Json, **extra: Any) -> Json:
-    return {"operationId": op_id, "tags": [tag], "summary": summary, **extra,
-            "responses": responses}
+    return {
+        "operationId": op_id,
+        "tags": [tag],
+        "summary": summary,
+        **extra,
+        "responses": responses,
+    }
 
 
 def _empty_body(action: str) -> Json:
@@ -521,7 +583,8 @@ def _paths() -> Json:
     return {
         "/files": {
             "post": _op(
-                "createFile", "Files",
+                "createFile",
+                "Files",
                 "Upload a file (streamed to disk; fine-tune files are checked as JSONL).",
                 {"200": _ok("OpenAIFile", "The stored file."), **_errors(400, 401, 413)},
                 requestBody={
@@ -530,14 +593,24 @@ def _paths() -> Json:
                 },
             ),
             "get": _op(
-                "listFiles", "Files", "List files, newest first unless `order=asc`.",
+                "listFiles",
+                "Files",
+                "List files, newest first unless `order=asc`.",
                 {"200": _ok("ListFilesResponse", "A page of files."), **_errors(400, 401)},
                 parameters=[
-                    {"name": "purpose", "in": "query", "required": False,
-                     "schema": {"type": "string", "enum": list(LIST_PURPOSES)}},
+                    {
+                        "name": "purpose",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(LIST_PURPOSES)},
+                    },
                     _param("FilesLimit"),
-                    {"name": "order", "in": "query", "required": False,
-                     "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+                    {
+                        "name": "order",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                    },
                     _param("FilesAfter"),
                 ],
             ),
@@ -545,18 +618,24 @@ def _paths() -> Json:
         "/files/{file_id}": {
             "parameters": [_param("FileId")],
             "get": _op(
-                "retrieveFile", "Files", "Describe a file.",
+                "retrieveFile",
+                "Files",
+                "Describe a file.",
                 {"200": _ok("OpenAIFile", "The file."), **_errors(401, 404)},
             ),
             "delete": _op(
-                "deleteFile", "Files", "Delete a file and its content.",
+                "deleteFile",
+                "Files",
+                "Delete a file and its content.",
                 {"200": _ok("DeleteFileResponse", "The file is gone."), **_errors(401, 404, 405)},
             ),
         },
         "/files/{file_id}/content": {
             "parameters": [_param("FileId")],
             "get": _op(
-                "downloadFile", "Files", "The file's bytes, as uploaded.",
+                "downloadFile",
+                "Files",
+                "The file's bytes, as uploaded.",
                 {
                     "200": {
                         "description": "The content, as an attachment named after the file.",
@@ -567,9 +646,11 @@ def _paths() -> Json:
                                 "schema": {"type": "string", "pattern": "^attachment;"},
                             },
                         },
-                        "content": {"application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"},
-                        }},
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"},
+                            }
+                        },
                     },
                     **_errors(401, 404),
                 },
@@ -577,42 +658,57 @@ def _paths() -> Json:
         },
         "/fine_tuning/jobs": {
             "post": _op(
-                "createFineTuningJob", tune,
+                "createFineTuningJob",
+                tune,
                 "Create a job; it starts in `validating_files` while its files are checked.",
                 {"200": _ok("FineTuningJob", "The new job."), **_errors(400, 401, 413)},
                 requestBody={
                     "required": True,
-                    "content": {"application/json": {
-                        "schema": _ref("CreateFineTuningJobRequest"),
-                    }},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateFineTuningJobRequest"),
+                        }
+                    },
                 },
             ),
             "get": _op(
-                "listPaginatedFineTuningJobs", tune, "List jobs, newest first.",
-                {"200": _ok("ListPaginatedFineTuningJobsResponse", "A page of jobs."),
-                 **_errors(400, 401)},
+                "listPaginatedFineTuningJobs",
+                tune,
+                "List jobs, newest first.",
+                {
+                    "200": _ok("ListPaginatedFineTuningJobsResponse", "A page of jobs."),
+                    **_errors(400, 401),
+                },
                 parameters=[
                     _param("JobsAfter"),
                     _param("JobsLimit"),
-                    {"name": "metadata", "in": "query", "required": False,
-                     "style": "deepObject", "explode": True,
-                     "description": "Only jobs whose metadata has every `metadata[key]=value` "
-                                    "pair given; `metadata=null` (or empty) means no filter.",
-                     "schema": {"type": "object", "additionalProperties": _STR}},
+                    {
+                        "name": "metadata",
+                        "in": "query",
+                        "required": False,
+                        "style": "deepObject",
+                        "explode": True,
+                        "description": "Only jobs whose metadata has every `metadata[key]=value` "
+                        "pair given; `metadata=null` (or empty) means no filter.",
+                        "schema": {"type": "object", "additionalProperties": _STR},
+                    },
                 ],
             ),
         },
         "/fine_tuning/jobs/{fine_tuning_job_id}": {
             "parameters": job,
             "get": _op(
-                "retrieveFineTuningJob", tune, "Describe a job.",
+                "retrieveFineTuningJob",
+                tune,
+                "Describe a job.",
                 {"200": _ok("FineTuningJob", "The job."), **_errors(401, 404, 405)},
             ),
         },
         "/fine_tuning/jobs/{fine_tuning_job_id}/cancel": {
             "parameters": job,
             "post": _op(
-                "cancelFineTuningJob", tune,
+                "cancelFineTuningJob",
+                tune,
                 "Cancel a job that is validating_files, queued, running or paused.",
                 {"200": _ok("FineTuningJob", "The job, `cancelled`."), **state_change},
                 requestBody=_empty_body("A finished job is a 400 `invalid_job_state`."),
@@ -621,7 +717,8 @@ def _paths() -> Json:
         "/fine_tuning/jobs/{fine_tuning_job_id}/pause": {
             "parameters": job,
             "post": _op(
-                "pauseFineTuningJob", tune,
+                "pauseFineTuningJob",
+                tune,
                 "Pause a queued or running job (a running one checkpoints and stops).",
                 {"200": _ok("FineTuningJob", "The job, `paused`."), **state_change},
                 requestBody=_empty_body("Any other state is a 400 `invalid_job_state`."),
@@ -630,7 +727,9 @@ def _paths() -> Json:
         "/fine_tuning/jobs/{fine_tuning_job_id}/resume": {
             "parameters": job,
             "post": _op(
-                "resumeFineTuningJob", tune, "Resume a paused job (it goes back to `queued`).",
+                "resumeFineTuningJob",
+                tune,
+                "Resume a paused job (it goes back to `queued`).",
                 {"200": _ok("FineTuningJob", "The job, `queued`."), **state_change},
                 requestBody=_empty_body("Any other state is a 400 `invalid_job_state`."),
             ),
@@ -638,36 +737,51 @@ def _paths() -> Json:
         "/fine_tuning/jobs/{fine_tuning_job_id}/events": {
             "parameters": job,
             "get": _op(
-                "listFineTuningEvents", tune, "A job's events, newest first.",
-                {"200": _ok("ListFineTuningJobEventsResponse", "A page of events."),
-                 **_errors(400, 401, 404)},
+                "listFineTuningEvents",
+                tune,
+                "A job's events, newest first.",
+                {
+                    "200": _ok("ListFineTuningJobEventsResponse", "A page of events."),
+                    **_errors(400, 401, 404),
+                },
                 parameters=[_param("EventsAfter"), _param("EventsLimit")],
             ),
         },
         "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": {
             "parameters": job,
             "get": _op(
-                "listFineTuningJobCheckpoints", tune, "A job's checkpoints, newest first.",
-                {"200": _ok("ListFineTuningJobCheckpointsResponse", "A page of checkpoints."),
-                 **_errors(400, 401, 404)},
+                "listFineTuningJobCheckpoints",
+                tune,
+                "A job's checkpoints, newest first.",
+                {
+                    "200": _ok("ListFineTuningJobCheckpointsResponse", "A page of checkpoints."),
+                    **_errors(400, 401, 404),
+                },
                 parameters=[_param("CheckpointsAfter"), _param("CheckpointsLimit")],
             ),
         },
         "/models": {
             "get": _op(
-                "listModels", "Models", "Base models that can be fine-tuned on this server.",
-                {"200": _ok("ListModelsResponse", "Every available base model."),
-                 **_errors(401)},
+                "listModels",
+                "Models",
+                "Base models that can be fine-tuned on this server.",
+                {"200": _ok("ListModelsResponse", "Every available base model."), **_errors(401)},
             ),
         },
         "/models/{model}": {
-            "parameters": [{
-                "name": "model", "in": "path", "required": True,
-                "description": "A model id from `GET /models`; may contain `/` (org/name).",
-                "schema": {"type": "string", "minLength": 1},
-            }],
+            "parameters": [
+                {
+                    "name": "model",
+                    "in": "path",
+                    "required": True,
+                    "description": "A model id from `GET /models`; may contain `/` (org/name).",
+                    "schema": {"type": "string", "minLength": 1},
+                }
+            ],
             "get": _op(
-                "retrieveModel", "Models", "Describe one base model.",
+                "retrieveModel",
+                "Models",
+                "Describe one base model.",
                 {"200": _ok("Model", "The model."), **_errors(401, 404)},
             ),
         },
@@ -695,10 +809,17 @@ def openapi_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "`Authorization: Bearer KEY` (OpenAI)."},
-                "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "api-key",
-                               "description": "`api-key: KEY` (Azure)."},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer KEY` (OpenAI).",
+                },
+                "apiKeyAuth": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "api-key",
+                    "description": "`api-key: KEY` (Azure).",
+                },
             },
             "headers": {
                 "RequestId": {

@@ -43,7 +43,11 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
 
     validator = JobValidator(store, files, settings.min_training_examples, on_queued=wake_workers)
     jobs = JobService(
-        store, files, models, on_created=validator.submit, on_queued=wake_workers,
+        store,
+        files,
+        models,
+        on_created=validator.submit,
+        on_queued=wake_workers,
         on_stop=wake_workers,
     )
     return Services(

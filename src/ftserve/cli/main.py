@@ -23,21 +23,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000, FTSERVE_PORT)")
     serve.add_argument("--data-dir", type=Path, help="data directory (default ./ftserve-data)")
     serve.add_argument("--log-level", help="error, warning, info or debug")
-    serve.add_argument("--workers", type=int,
-                       help="embedded training workers (default 1, FTSERVE_WORKERS; 0 = none)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="embedded training workers (default 1, FTSERVE_WORKERS; 0 = none)",
+    )
     worker = sub.add_parser("worker", help="run training workers only (no API)")
     worker.add_argument("--data-dir", type=Path, help="data directory shared with the API")
-    worker.add_argument("--concurrency", type=int,
-                        help="jobs trained at once (default 1 on CPU, one per GPU)")
+    worker.add_argument(
+        "--concurrency", type=int, help="jobs trained at once (default 1 on CPU, one per GPU)"
+    )
     worker.add_argument("--log-level", help="error, warning, info or debug")
     return parser
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
     settings = settings_from_env().with_overrides(
-        host=getattr(args, "host", None), port=getattr(args, "port", None),
-        data_dir=args.data_dir, log_level=args.log_level,
-        workers=getattr(args, "workers", None), concurrency=getattr(args, "concurrency", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=args.data_dir,
+        log_level=args.log_level,
+        workers=getattr(args, "workers", None),
+        concurrency=getattr(args, "concurrency", None),
     )
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"--port {settings.port}: must be between 0 and 65535")
@@ -87,14 +94,20 @@ def run_worker(settings: Settings) -> None:
     from ..worker.runner import Worker
 
     if not settings.sqlite_path.exists() and not settings.database_url:
-        print(f"ftserve worker: no database at {settings.sqlite_path}; start `ftserve serve` "
-              "with the same --data-dir first.", file=sys.stderr)
+        print(
+            f"ftserve worker: no database at {settings.sqlite_path}; start `ftserve serve` "
+            "with the same --data-dir first.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     worker = Worker(settings, open_store(settings))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    print(f"ftserve worker {worker.worker_id}: {worker.slots} slot(s), data in "
-          f"{settings.data_dir.resolve()}", flush=True)
+    print(
+        f"ftserve worker {worker.worker_id}: {worker.slots} slot(s), data in "
+        f"{settings.data_dir.resolve()}",
+        flush=True,
+    )
     worker.run()
 
 

@@ -135,6 +135,4 @@ def succeeded() -> NewEvent:
 
 
 def requeued(reason: str) -> NewEvent:
-    return make_event(
-        f"{reason}; the job will resume from its last checkpoint", level="warn"
-    )
+    return make_event(f"{reason}; the job will resume from its last checkpoint", level="warn")

@@ -42,8 +42,9 @@ def main(
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     store = open_store(settings)
     try:
         _run(job_id, worker_id, settings, store, command, parent_pid)
@@ -56,32 +57,53 @@ def _fail(store: Store, job: JobRecord, worker_id: str, code: str, message: str)
         job.id,
         expect=[Status.RUNNING],
         expect_lease_owner=worker_id,
-        changes={"status": Status.FAILED, "finished_at": int(time.time()),
-                 "error": {"code": code, "message": message, "param": None},
-                 "estimated_finish": None, "lease_owner": None, "lease_expires_at": None,
-                 "control": None},
+        changes={
+            "status": Status.FAILED,
+            "finished_at": int(time.time()),
+            "error": {"code": code, "message": message, "param": None},
+            "estimated_finish": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "control": None,
+        },
         events=[messages.failed(message, code, None)],
     )
 
 
 def _release(store: Store, job_id: str, worker_id: str) -> None:
-    store.update_job(job_id, expect=None, expect_lease_owner=worker_id,
-                     changes={"lease_owner": None, "lease_expires_at": None, "control": None})
+    store.update_job(
+        job_id,
+        expect=None,
+        expect_lease_owner=worker_id,
+        changes={"lease_owner": None, "lease_expires_at": None, "control": None},
+    )
 
 
-def _run(job_id: str, worker_id: str, settings: Settings, store: Store,
-         command: Synchronized[int], parent_pid: int) -> None:
+def _run(
+    job_id: str,
+    worker_id: str,
+    settings: Settings,
+    store: Store,
+    command: Synchronized[int],
+    parent_pid: int,
+) -> None:
     job = store.get_job(job_id)
     if job is None or job.lease_owner != worker_id:
         return
     files = FileService(store, settings.blob_dir)
     now = int(time.time())
     training = store.get_file(job.organization, job.training_file, now)
-    validation = (store.get_file(job.organization, job.validation_file, now)
-                  if job.validation_file else None)
+    validation = (
+        store.get_file(job.organization, job.validation_file, now) if job.validation_file else None
+    )
     if training is None or (job.validation_file and validation is None):
-        _fail(store, job, worker_id, "invalid_file",
-              "A file of this job was deleted before training could start.")
+        _fail(
+            store,
+            job,
+            worker_id,
+            "invalid_file",
+            "A file of this job was deleted before training could start.",
+        )
         return
     hooks = StoreHooks(store, job, worker_id, command, parent_pid, settings.blob_dir)
     try:
@@ -120,39 +142,73 @@ def _run(job_id: str, worker_id: str, settings: Settings, store: Store,
         return
     except MemoryError:
         hooks.flush()
-        _fail(store, job, worker_id, "out_of_memory",
-              "Training ran out of memory. Try a smaller batch_size or a smaller model.")
+        _fail(
+            store,
+            job,
+            worker_id,
+            "out_of_memory",
+            "Training ran out of memory. Try a smaller batch_size or a smaller model.",
+        )
         return
     except Exception as exc:
         log.exception("job %s failed in training", job.id)
         hooks.flush()
-        _fail(store, job, worker_id, "training_error",
-              f"Training failed: {type(exc).__name__}: {exc}"[:2000])
+        _fail(
+            store,
+            job,
+            worker_id,
+            "training_error",
+            f"Training failed: {type(exc).__name__}: {exc}"[:2000],
+        )
         return
     hooks.flush()
-    _finish(store, files, job, worker_id, result.trained_tokens,
-            [c.step for c in result.checkpoints], result.final_path)
+    _finish(
+        store,
+        files,
+        job,
+        worker_id,
+        result.trained_tokens,
+        [c.step for c in result.checkpoints],
+        result.final_path,
+    )
 
 
-def _finish(store: Store, files: FileService, job: JobRecord, worker_id: str,
-            trained_tokens: int, kept_steps: list[int], final_path: Path) -> None:
+def _finish(
+    store: Store,
+    files: FileService,
+    job: JobRecord,
+    worker_id: str,
+    trained_tokens: int,
+    kept_steps: list[int],
+    final_path: Path,
+) -> None:
     csv = results_csv(store.event_bodies(job.id, "metrics"))
     results = files.add_generated(job.organization, "step_metrics.csv", "fine-tune-results", csv)
     name = model_name(job)
     page = store.list_checkpoints(None, job.id, after=None, limit=1000)
     checkpoints = sorted(page.items if page else [], key=lambda c: c.step_number)
-    events = [messages.checkpoint_created(c.step_number, c.fine_tuned_model_checkpoint)
-              for c in checkpoints if c.step_number in kept_steps or not kept_steps]
+    events = [
+        messages.checkpoint_created(c.step_number, c.fine_tuned_model_checkpoint)
+        for c in checkpoints
+        if c.step_number in kept_steps or not kept_steps
+    ]
     events += [messages.model_created(name), messages.succeeded()]
     done = store.update_job(
         job.id,
         expect=[Status.RUNNING],
         expect_lease_owner=worker_id,
-        changes={"status": Status.SUCCEEDED, "fine_tuned_model": name,
-                 "finished_at": int(time.time()), "trained_tokens": trained_tokens,
-                 "result_files": [results.id], "estimated_finish": None,
-                 "lease_owner": None, "lease_expires_at": None, "control": None,
-                 "extensions": {**job.extensions, "model_path": os.fspath(final_path)}},
+        changes={
+            "status": Status.SUCCEEDED,
+            "fine_tuned_model": name,
+            "finished_at": int(time.time()),
+            "trained_tokens": trained_tokens,
+            "result_files": [results.id],
+            "estimated_finish": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "control": None,
+            "extensions": {**job.extensions, "model_path": os.fspath(final_path)},
+        },
         events=events,
     )
     if done is None:

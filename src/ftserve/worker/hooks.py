@@ -80,9 +80,14 @@ class StoreHooks:
         t0 = time.perf_counter()
         self._buffer.append(
             messages.metrics(
-                m.step, m.total_steps, m.train_loss, m.train_mean_token_accuracy,
-                m.valid_loss, m.valid_mean_token_accuracy,
-                m.full_valid_loss, m.full_valid_mean_token_accuracy,
+                m.step,
+                m.total_steps,
+                m.train_loss,
+                m.train_mean_token_accuracy,
+                m.valid_loss,
+                m.valid_mean_token_accuracy,
+                m.full_valid_loss,
+                m.full_valid_mean_token_accuracy,
             )
         )
         now = time.monotonic()
@@ -93,19 +98,27 @@ class StoreHooks:
     def on_checkpoint(self, c: CheckpointInfo) -> None:
         t0 = time.perf_counter()
         self.flush()
-        name = (model_name(self.job) if c.step == self.total_steps
-                else checkpoint_name(self.job, c.step))
+        name = (
+            model_name(self.job)
+            if c.step == self.total_steps
+            else checkpoint_name(self.job, c.step)
+        )
         m = c.metrics
         metrics = {
-            "step": float(c.step), "train_loss": m.train_loss,
+            "step": float(c.step),
+            "train_loss": m.train_loss,
             "train_mean_token_accuracy": m.train_mean_token_accuracy,
-            "valid_loss": m.valid_loss, "valid_mean_token_accuracy": m.valid_mean_token_accuracy,
+            "valid_loss": m.valid_loss,
+            "valid_mean_token_accuracy": m.valid_mean_token_accuracy,
             "full_valid_loss": m.full_valid_loss,
             "full_valid_mean_token_accuracy": m.full_valid_mean_token_accuracy,
         }
         record = CheckpointRecord(
-            id=checkpoint_id(), job_id=self.job.id, created_at=int(time.time()),
-            step_number=c.step, fine_tuned_model_checkpoint=name,
+            id=checkpoint_id(),
+            job_id=self.job.id,
+            created_at=int(time.time()),
+            step_number=c.step,
+            fine_tuned_model_checkpoint=name,
             metrics={k: v for k, v in metrics.items() if v is not None},
             path=os.path.relpath(c.path, self.blob_dir),
         )
@@ -138,7 +151,9 @@ class StoreHooks:
                 per_step = (time.monotonic() - self._started_at) / done
                 eta = int(time.time() + per_step * (self.total_steps - progress_step))
                 self.store.update_job(
-                    self.job.id, expect=[Status.RUNNING], expect_lease_owner=self.worker_id,
+                    self.job.id,
+                    expect=[Status.RUNNING],
+                    expect_lease_owner=self.worker_id,
                     changes={"estimated_finish": eta},
                 )
 

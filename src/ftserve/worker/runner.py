@@ -72,9 +72,8 @@ class Worker:
         self._running: dict[str, _Running] = {}
         gpus = count_gpus(self.settings.device)
         self._gpus = gpus
-        self.slots = max(self.settings.concurrency, 1) if not gpus else gpus
-        if gpus and self.settings.concurrency > 1:
-            self.slots = min(self.settings.concurrency, gpus)
+        # One job per GPU; on CPU, as many as the concurrency setting allows.
+        self.slots = gpus if gpus else max(self.settings.concurrency, 1)
 
     # -- control from outside ----------------------------------------------------------------
     def wake(self, _job_id: str | None = None) -> None:
@@ -86,8 +85,12 @@ class Worker:
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> None:
-        log.info("worker %s: %d slot(s)%s", self.worker_id, self.slots,
-                 f" on {self._gpus} GPU(s)" if self._gpus else " on CPU")
+        log.info(
+            "worker %s: %d slot(s)%s",
+            self.worker_id,
+            self.slots,
+            f" on {self._gpus} GPU(s)" if self._gpus else " on CPU",
+        )
         self.recover()
         last_recover = time.monotonic()
         while not self._stop.is_set():
@@ -109,18 +112,26 @@ class Worker:
 
     def _claim(self) -> bool:
         job = self.store.claim_job(
-            self.worker_id, time.time(), self.settings.lease_seconds,
+            self.worker_id,
+            time.time(),
+            self.settings.lease_seconds,
             [messages.training_started()],
         )
         if job is None:
             return False
         used = {r.slot for r in self._running.values() if not r.released}
         slot = next(i for i in range(self.slots) if i not in used)
-        command: Synchronized[int] = self._ctx.Value("i", CONTINUE)  # type: ignore[assignment]
+        command: Synchronized[int] = self._ctx.Value("i", CONTINUE)
         process = self._ctx.Process(
             target=child.main,
-            args=(job.id, self.worker_id, self.settings, command, os.getpid(),
-                  slot if self._gpus else None),
+            args=(
+                job.id,
+                self.worker_id,
+                self.settings,
+                command,
+                os.getpid(),
+                slot if self._gpus else None,
+            ),
             name=f"ftserve-train-{job.id}",
             daemon=False,
         )
@@ -148,8 +159,12 @@ class Worker:
             if job is None or job.lease_owner != self.worker_id:
                 if job is not None and job.lease_owner is not None:
                     # Another worker took the job over: this copy must not write any more.
-                    log.warning("worker %s lost the lease of %s to %s; stopping it",
-                                self.worker_id, run.job_id, job.lease_owner)
+                    log.warning(
+                        "worker %s lost the lease of %s to %s; stopping it",
+                        self.worker_id,
+                        run.job_id,
+                        job.lease_owner,
+                    )
                     run.process.kill()
                 else:
                     run.released = True  # finished and released: let it exit by itself
@@ -165,8 +180,9 @@ class Worker:
             elif job.status in (Status.PAUSED, Status.QUEUED) or job.control == "pause":
                 run.command.value = PAUSE
             if now - run.renewed_at > self.settings.lease_seconds / 3:
-                self.store.renew_lease(run.job_id, self.worker_id,
-                                       time.time() + self.settings.lease_seconds)
+                self.store.renew_lease(
+                    run.job_id, self.worker_id, time.time() + self.settings.lease_seconds
+                )
                 run.renewed_at = now
 
     def _after_exit(self, run: _Running) -> None:
@@ -180,28 +196,44 @@ class Worker:
         else:
             # Cancelled, or paused before the child could save: release; pause resumes from
             # the last checkpoint on disk.
-            self.store.update_job(job.id, expect=None, expect_lease_owner=self.worker_id,
-                                  changes={"lease_owner": None, "lease_expires_at": None,
-                                           "control": None})
+            self.store.update_job(
+                job.id,
+                expect=None,
+                expect_lease_owner=self.worker_id,
+                changes={"lease_owner": None, "lease_expires_at": None, "control": None},
+            )
         self._wake.set()
 
     def _requeue_or_fail(self, job: JobRecord, reason: str) -> None:
         owner = job.lease_owner
-        clear = {"lease_owner": None, "lease_expires_at": None, "control": None,
-                 "estimated_finish": None}
+        clear = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "control": None,
+            "estimated_finish": None,
+        }
         if job.attempts >= self.settings.max_attempts:
-            message = (f"{reason}. The job was attempted {job.attempts} times and has "
-                       "failed for good; see the server log for the cause.")
+            message = (
+                f"{reason}. The job was attempted {job.attempts} times and has "
+                "failed for good; see the server log for the cause."
+            )
             self.store.update_job(
-                job.id, expect=[Status.RUNNING], expect_lease_owner=owner,
-                changes={**clear, "status": Status.FAILED, "finished_at": int(time.time()),
-                         "error": {"code": "training_crashed", "message": message,
-                                   "param": None}},
+                job.id,
+                expect=[Status.RUNNING],
+                expect_lease_owner=owner,
+                changes={
+                    **clear,
+                    "status": Status.FAILED,
+                    "finished_at": int(time.time()),
+                    "error": {"code": "training_crashed", "message": message, "param": None},
+                },
                 events=[messages.failed(message, "training_crashed", None)],
             )
         else:
             self.store.update_job(
-                job.id, expect=[Status.RUNNING], expect_lease_owner=owner,
+                job.id,
+                expect=[Status.RUNNING],
+                expect_lease_owner=owner,
                 changes={**clear, "status": Status.QUEUED},
                 events=[messages.requeued(reason)],
             )
@@ -222,9 +254,12 @@ class Worker:
             if job.status == Status.RUNNING:
                 self._requeue_or_fail(job, "The worker training this job stopped responding")
             else:
-                self.store.update_job(job.id, expect=None, expect_lease_owner=owner,
-                                      changes={"lease_owner": None, "lease_expires_at": None,
-                                               "control": None})
+                self.store.update_job(
+                    job.id,
+                    expect=None,
+                    expect_lease_owner=owner,
+                    changes={"lease_owner": None, "lease_expires_at": None, "control": None},
+                )
         self._wake.set()
 
     def _shutdown(self) -> None:
@@ -237,16 +272,26 @@ class Worker:
             if job is not None and job.lease_owner == self.worker_id:
                 if job.status == Status.RUNNING:
                     self.store.update_job(
-                        job.id, expect=[Status.RUNNING], expect_lease_owner=self.worker_id,
-                        changes={"status": Status.QUEUED, "lease_owner": None,
-                                 "lease_expires_at": None, "control": None,
-                                 "estimated_finish": None, "attempts": max(job.attempts - 1, 0)},
+                        job.id,
+                        expect=[Status.RUNNING],
+                        expect_lease_owner=self.worker_id,
+                        changes={
+                            "status": Status.QUEUED,
+                            "lease_owner": None,
+                            "lease_expires_at": None,
+                            "control": None,
+                            "estimated_finish": None,
+                            "attempts": max(job.attempts - 1, 0),
+                        },
                         events=[messages.requeued("The worker was shut down")],
                     )
                 else:
-                    self.store.update_job(job.id, expect=None, expect_lease_owner=self.worker_id,
-                                          changes={"lease_owner": None, "lease_expires_at": None,
-                                                   "control": None})
+                    self.store.update_job(
+                        job.id,
+                        expect=None,
+                        expect_lease_owner=self.worker_id,
+                        changes={"lease_owner": None, "lease_expires_at": None, "control": None},
+                    )
         self._running.clear()
 
 
