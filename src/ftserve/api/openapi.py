@@ -48,9 +48,10 @@ finished job) is a 400, never a 409, because the SDKs retry 409. JSON bodies are
 
 **Lists** are `{{"object": "list", "data": [...], "has_more": bool}}`, newest first (files:
 unless `order=asc`); `after` is the id of the last item of the previous page (exclusive), and an
-`after` that names no item of the list is a 400. Files and checkpoints lists add `first_id`/`last_id`. `limit` is checked:
-1..{_FILES_LIST_MAX} for files; 1..{_LIST_MAX} for jobs, events and checkpoints (that upper bound
-is the server setting `FTSERVE_EVENTS_MAX_LIMIT`, default {_LIST_MAX}).
+`after` that names no item of the list is a 400. Files and checkpoints lists add
+`first_id`/`last_id`. `limit` is checked: 1..{_FILES_LIST_MAX} for files; 1..{_LIST_MAX} for jobs,
+events and checkpoints (that upper bound is the server setting `FTSERVE_EVENTS_MAX_LIMIT`, default
+{_LIST_MAX}).
 
 **Differences from OpenAI.** Job status adds `paused`; `error` is null unless the job failed;
 `method.type` `reinforcement` is refused; job creation also accepts Azure's `trainingType`

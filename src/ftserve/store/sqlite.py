@@ -316,6 +316,14 @@ class SqliteStore:
     def claim_job(
         self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
     ) -> JobRecord | None:
+        # Idle workers ask often; a read answers "nothing queued" without the write lock.
+        if (
+            self._reader()
+            .execute("SELECT 1 FROM jobs WHERE status = 'queued' AND lease_owner IS NULL LIMIT 1")
+            .fetchone()
+            is None
+        ):
+            return None
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id FROM jobs WHERE status = 'queued' AND lease_owner IS NULL "
