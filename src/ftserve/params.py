@@ -7,10 +7,13 @@ part of the wire contract that clients and their tests read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidType, InvalidValue, MissingParameter
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII only: int() would take "1_0" and "١٠"
 
 
 def below_min(param: str, minimum: int | float, got: object) -> InvalidValue:
@@ -39,14 +42,13 @@ def query_int(
     raw = query.get(param)
     if raw is None:
         return default
-    try:
-        value = int(raw.strip(), 10)
-    except ValueError:
+    if _INTEGER.fullmatch(raw) is None:
         raise InvalidValue(
             f"Invalid type for '{param}': expected an integer, but got '{raw[:64]}' instead.",
             param=param,
             code="invalid_type",
-        ) from None
+        )
+    value = int(raw)
     if value < minimum:
         raise below_min(param, minimum, value)
     if value > maximum:

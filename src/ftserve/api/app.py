@@ -172,5 +172,7 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
         lifespan=lifespan,
     )
+    # "/v1/files/" is an unknown URL (404 in the envelope), not a redirect without one.
+    app.router.redirect_slashes = False
     app.state.services = services
     return app

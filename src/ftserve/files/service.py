@@ -134,7 +134,8 @@ class FileService:
                 "Invalid 'expires_after[anchor]': the only supported anchor is 'created_at'.",
                 param="expires_after.anchor",
             )
-        if seconds is None or not seconds.strip().isdigit():
+        seconds = None if seconds is None else seconds.strip()
+        if not seconds or not (seconds.isascii() and seconds.isdigit()):
             raise InvalidValue(
                 "Invalid 'expires_after[seconds]': expected an integer number of seconds.",
                 param="expires_after.seconds",
@@ -179,6 +180,7 @@ class FileService:
             ) from None
 
     def delete(self, organization: str, file_id: str) -> FileRecord:
+        self.get(organization, file_id)  # an expired file is gone for every endpoint alike
         record = self._store.delete_file(organization, file_id)
         if record is None:
             raise file_not_found(file_id)

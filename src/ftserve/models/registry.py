@@ -67,17 +67,13 @@ class ModelRegistry:
 
     def resolve(self, model: str) -> ResolvedModel:
         target = self._settings.model_aliases.get(model, model)
-        if target == TINY:
-            return ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")
-        path = Path(target).expanduser()
-        if target.startswith(("/", ".", "~")) or path.is_dir():
-            if _is_model_dir(path):
-                path = path.resolve()
-                return ResolvedModel(str(path), str(path), _mtime(path), "local")
-        elif target:
-            snap = _cached_snapshot(hf_cache_dir(self._settings), target)
-            if snap is not None:
-                return ResolvedModel(target, str(snap), _mtime(snap), target.split("/")[0])
+        try:
+            found = self._find(target)
+        except (OSError, RuntimeError, ValueError):
+            # Names that are no valid path here (too long, "~nosuchuser", NUL) name no model.
+            found = None
+        if found is not None:
+            return found
         raise InvalidValue(
             f"The model `{model}` does not exist or is not available for fine-tuning on this "
             "server. Use the built-in `ftserve-tiny`, the path of a local Hugging Face model "
@@ -87,6 +83,20 @@ class ModelRegistry:
             param="model",
             code="model_not_available",
         )
+
+    def _find(self, target: str) -> ResolvedModel | None:
+        if target == TINY:
+            return ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")
+        path = Path(target).expanduser()
+        if target.startswith(("/", ".", "~")) or path.is_dir():
+            if _is_model_dir(path):
+                path = path.resolve()
+                return ResolvedModel(str(path), str(path), _mtime(path), "local")
+            return None
+        snap = _cached_snapshot(hf_cache_dir(self._settings), target)
+        if snap is not None:
+            return ResolvedModel(target, str(snap), _mtime(snap), target.split("/")[0])
+        return None
 
     def available(self) -> list[ResolvedModel]:
         """The built-in model, every alias that resolves, and models in the HF cache."""

@@ -267,8 +267,11 @@ class SqliteStore:
             where.append("seq < ?")
             args.append(row[0])
         for key, value in (metadata or {}).items():
-            where.append("json_extract(metadata, ?) = ?")
-            args.extend((_json_path(key), value))
+            # json_each compares the key as a value: no JSON path to parse, so any key is safe.
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(jobs.metadata) WHERE key = ? AND value = ?)"
+            )
+            args.extend((key, value))
         rows = conn.execute(
             f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
             (*args, limit + 1),
@@ -478,11 +481,6 @@ class SqliteStore:
             f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT ?", (*args, limit + 1)
         ).fetchall()
         return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
-
-
-def _json_path(key: str) -> str:
-    # Quote the key so dots and brackets in user metadata keys stay literal.
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _split_sql(script: str) -> list[str]:
