@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import InvalidType, InvalidValue, MissingParameter
 
-_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII only: int() would take "1_0" and "١٠"
+# ASCII digits only: int() would also take "1_0" and digits of other scripts.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def below_min(param: str, minimum: int | float, got: object) -> InvalidValue:
