@@ -19,6 +19,7 @@ from ..store.open import open_store
 from ..store.protocol import Store
 from ..store.records import JobRecord
 from .hooks import StoreHooks
+from .lease import RELEASED, release
 from .results import results_csv
 
 log = logging.getLogger("ftserve.child")
@@ -62,20 +63,9 @@ def _fail(store: Store, job: JobRecord, worker_id: str, code: str, message: str)
             "finished_at": int(time.time()),
             "error": {"code": code, "message": message, "param": None},
             "estimated_finish": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "control": None,
+            **RELEASED,
         },
         events=[messages.failed(message, code, None)],
-    )
-
-
-def _release(store: Store, job_id: str, worker_id: str) -> None:
-    store.update_job(
-        job_id,
-        expect=None,
-        expect_lease_owner=worker_id,
-        changes={"lease_owner": None, "lease_expires_at": None, "control": None},
     )
 
 
@@ -133,7 +123,7 @@ def _run(
     except TrainingStopped as stop:
         hooks.flush()
         if not hooks.parent_gone:
-            _release(store, job.id, worker_id)
+            release(store, job.id, worker_id)
         log.info("job %s stopped: %s", job.id, stop)
         return
     except TrainingFailed as failure:
@@ -204,15 +194,13 @@ def _finish(
             "trained_tokens": trained_tokens,
             "result_files": [results.id],
             "estimated_finish": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "control": None,
+            **RELEASED,
             "extensions": {**job.extensions, "model_path": os.fspath(final_path)},
         },
         events=events,
     )
     if done is None:
-        _release(store, job.id, worker_id)
+        release(store, job.id, worker_id)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -28,6 +28,7 @@ from ..store.protocol import Store
 from ..store.records import JobRecord
 from . import child
 from .hooks import CANCEL, CONTINUE, PAUSE
+from .lease import RELEASED, release
 
 log = logging.getLogger("ftserve.worker")
 
@@ -196,20 +197,13 @@ class Worker:
         else:
             # Cancelled, or paused before the child could save: release; pause resumes from
             # the last checkpoint on disk.
-            self.store.update_job(
-                job.id,
-                expect=None,
-                expect_lease_owner=self.worker_id,
-                changes={"lease_owner": None, "lease_expires_at": None, "control": None},
-            )
+            release(self.store, job.id, self.worker_id)
         self._wake.set()
 
     def _requeue_or_fail(self, job: JobRecord, reason: str) -> None:
         owner = job.lease_owner
         clear = {
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "control": None,
+            **RELEASED,
             "estimated_finish": None,
         }
         if job.attempts >= self.settings.max_attempts:
@@ -254,12 +248,7 @@ class Worker:
             if job.status == Status.RUNNING:
                 self._requeue_or_fail(job, "The worker training this job stopped responding")
             else:
-                self.store.update_job(
-                    job.id,
-                    expect=None,
-                    expect_lease_owner=owner,
-                    changes={"lease_owner": None, "lease_expires_at": None, "control": None},
-                )
+                release(self.store, job.id, owner)
         self._wake.set()
 
     def _shutdown(self) -> None:
@@ -277,21 +266,14 @@ class Worker:
                         expect_lease_owner=self.worker_id,
                         changes={
                             "status": Status.QUEUED,
-                            "lease_owner": None,
-                            "lease_expires_at": None,
-                            "control": None,
+                            **RELEASED,
                             "estimated_finish": None,
                             "attempts": max(job.attempts - 1, 0),
                         },
                         events=[messages.requeued("The worker was shut down")],
                     )
                 else:
-                    self.store.update_job(
-                        job.id,
-                        expect=None,
-                        expect_lease_owner=self.worker_id,
-                        changes={"lease_owner": None, "lease_expires_at": None, "control": None},
-                    )
+                    release(self.store, job.id, self.worker_id)
         self._running.clear()
 
 
