@@ -103,7 +103,8 @@ def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> Jo
         organization=ORG,
         model=BASE_MODEL,
         model_source="ftserve-tiny",
-        # Finished: the API process's validator only picks up jobs in validating_files.
+        # Finished, so neither the validator nor the embedded workers of the server under test
+        # pick it up (they act on validating_files and queued jobs).
         status="succeeded",
         created_at=created_at,
         training_file=file_id(),
@@ -717,7 +718,7 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
             )
 
     def med(name: str, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in results[name])
+        return float(statistics.median(getattr(r, attr) for r in results[name]))
 
     errors = {name: sum(r.errors for r in rs) for name, rs in results.items()}
     busiest = max(r.other_cpu for rs in results.values() for r in rs)
