@@ -4,8 +4,9 @@
    hooks (batched metrics events written to a real SQLite store, checkpoint rows, progress
    updates) and once with hooks that do nothing — printing the share of training time spent
    inside the real hooks and the wall-time ratio of the two runs. Goal: ≤ 2 %.
-2. Pickup latency: a real `ftserve serve` with one embedded worker; for each of N jobs, the time
-   from the job becoming `queued` to its becoming `running`, seen by polling every 2 ms.
+2. Pickup latency: a real `ftserve serve` with one embedded worker; for each of N jobs, an upper
+   bound of the time from the job becoming `queued` to its becoming `running`, seen by polling
+   every 2 ms.
    Goal: ≤ 1 s.
 
 Run: .venv/bin/python bench/worker_bench.py [--quick]
@@ -137,14 +138,21 @@ def pickup_latency(work: Path, jobs: int) -> list[float]:
             job = client.fine_tuning.jobs.create(
                 model="ftserve-tiny", training_file=fid, hyperparameters={"n_epochs": 1}
             )
+            # Upper bound of the queued -> running time: from the last poll that still saw the
+            # job before `queued` (or the first that saw it queued) to the first that saw it
+            # running. When validation and pickup fall between two polls, the bound also holds
+            # the validation time.
+            before_queued = time.perf_counter()
             seen_queued = None
             while True:
                 status = client.fine_tuning.jobs.retrieve(job.id).status
                 now = time.perf_counter()
-                if status == "queued" and seen_queued is None:
+                if status == "validating_files":
+                    before_queued = now
+                elif status == "queued" and seen_queued is None:
                     seen_queued = now
-                if status in ("running", "succeeded", "failed"):
-                    latencies.append(0.0 if seen_queued is None else now - seen_queued)
+                elif status in ("running", "succeeded", "failed"):
+                    latencies.append(now - (seen_queued or before_queued))
                     break
                 time.sleep(0.002)
             while client.fine_tuning.jobs.retrieve(job.id).status not in (
@@ -176,8 +184,8 @@ def main() -> None:
     print(f"share of time inside the hooks    {100 * cost['hook_share']:.2f} %   (goal <= 2 %)")
     print(f"\n== queued -> running pickup, {len(lat)} jobs (polled every 2 ms)")
     print(
-        f"median {1000 * statistics.median(lat):.0f} ms   max {1000 * max(lat):.0f} ms"
-        "   (goal <= 1000 ms)"
+        f"upper bound: median {1000 * statistics.median(lat):.1f} ms, "
+        f"max {1000 * max(lat):.1f} ms   (goal <= 1000 ms)"
     )
 
 
