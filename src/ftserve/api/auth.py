@@ -29,20 +29,10 @@ class KeyChecker:
         self._keys = [(k.key.encode(), k.organization) for k in keys]
 
     def organization(self, headers: Headers) -> str:
-        presented = headers.get("api-key")
-        if presented is None:
-            auth = headers.get("authorization")
-            if auth is not None:
-                scheme, _, presented = auth.partition(" ")
-                presented = presented.strip() if scheme.lower() == "bearer" else None
+        presented = presented_key(headers.get("api-key"), headers.get("authorization"))
         if not presented:
             raise AuthenticationFailed(_MISSING, code=None)
-        candidate = presented.encode()
-        # compare_digest against every key: timing says nothing about near misses.
-        found = None
-        for key, org in self._keys:
-            if hmac.compare_digest(key, candidate):
-                found = org
+        found = self.lookup(presented)
         if found is not None:
             return found
         raise AuthenticationFailed(
@@ -50,3 +40,23 @@ class KeyChecker:
             "server's data dir (file api_key) or in FTSERVE_API_KEYS.",
             code="invalid_api_key",
         )
+
+    def lookup(self, presented: str) -> str | None:
+        """The organization of a key, or None. compare_digest against every key: timing says
+        nothing about near misses."""
+        candidate = presented.encode()
+        found = None
+        for key, org in self._keys:
+            if hmac.compare_digest(key, candidate):
+                found = org
+        return found
+
+
+def presented_key(api_key: str | None, authorization: str | None) -> str | None:
+    """The key a request presents: ``api-key: KEY`` or ``Authorization: Bearer KEY``."""
+    if api_key is not None:
+        return api_key
+    if authorization is None:
+        return None
+    scheme, _, rest = authorization.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else None

@@ -75,6 +75,21 @@ _CKPT_SELECT = (
 )
 
 
+_JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = ?1 AND organization = ?2"
+_PAGE_FIRST = (
+    "SELECT body FROM events WHERE job_id = ?1 "
+    "AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND organization = ?2) "
+    "ORDER BY seq DESC LIMIT ?3"
+)
+_PAGE_AFTER = (
+    "SELECT body FROM events WHERE job_id = ?1 "
+    "AND seq < (SELECT seq FROM events WHERE id = ?4 AND job_id = ?1) "
+    "AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND organization = ?2) "
+    "ORDER BY seq DESC LIMIT ?3"
+)
+_EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = ?1 AND job_id = ?2"
+
+
 def _dump(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -112,7 +127,8 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA mmap_size=268435456")
+        # The events table outgrows any small map; SQLite caps the map at 2 GiB on its own.
+        conn.execute("PRAGMA mmap_size=2147418112")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -389,31 +405,19 @@ class SqliteStore:
     def event_page(
         self, organization: str, job_id: str, *, after: str | None, limit: int
     ) -> Page[bytes] | None:
+        # One statement on the hot path: the organization check rides along as a constant
+        # EXISTS; only an empty result needs the extra look-ups that tell why it is empty.
         conn = self._reader()
-        if (
-            conn.execute(
-                "SELECT 1 FROM jobs WHERE id = ? AND organization = ?", (job_id, organization)
-            ).fetchone()
-            is None
-        ):
-            return None
         if after is None:
-            rows = conn.execute(
-                "SELECT body FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
-                (job_id, limit + 1),
-            ).fetchall()
+            rows = conn.execute(_PAGE_FIRST, (job_id, organization, limit + 1)).fetchall()
         else:
-            rows = conn.execute(
-                "SELECT body FROM events WHERE job_id = ?1 AND seq < "
-                "(SELECT seq FROM events WHERE id = ?2 AND job_id = ?1) "
-                "ORDER BY seq DESC LIMIT ?3",
-                (job_id, after, limit + 1),
-            ).fetchall()
-            if not rows and (
-                conn.execute(
-                    "SELECT 1 FROM events WHERE id = ? AND job_id = ?", (after, job_id)
-                ).fetchone()
-                is None
+            rows = conn.execute(_PAGE_AFTER, (job_id, organization, limit + 1, after)).fetchall()
+        if not rows:
+            if conn.execute(_JOB_VISIBLE, (job_id, organization)).fetchone() is None:
+                return None
+            if (
+                after is not None
+                and conn.execute(_EVENT_OF_JOB, (after, job_id)).fetchone() is None
             ):
                 raise UnknownCursor(after)
         return Page([r[0] for r in rows[:limit]], len(rows) > limit)
