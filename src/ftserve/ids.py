@@ -8,6 +8,7 @@ OpenAI's.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -68,8 +69,14 @@ def checkpoint_id() -> str:
     return "ftckpt_" + _random(24)
 
 
+_REQUEST_PREFIX = "req_" + secrets.token_hex(8)
+_request_counter = itertools.count(1)
+
+
 def request_id() -> str:
-    return "req_" + secrets.token_hex(16)
+    """Unique per request: a random per-process prefix and a counter (no syscall per call; a
+    request id only has to be unique, not secret)."""
+    return f"{_REQUEST_PREFIX}{next(_request_counter):016x}"
 
 
 def short_model_id() -> str:

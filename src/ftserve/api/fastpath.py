@@ -28,6 +28,25 @@ _QUERY_KEYS = frozenset({"limit", "after", "api-version"})
 _JSON = (b"content-type", b"application/json")
 
 
+def _parse_query(raw: bytes) -> dict[str, str] | None:
+    """The query as a dict, or None when it holds anything but one each of the known keys.
+    Ids and limits need no unquoting; only when an escape appears does parse_qsl do the work."""
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")
+    pairs = (
+        parse_qsl(text, keep_blank_values=True)
+        if "%" in text or "+" in text
+        else [part.partition("=")[::2] for part in text.split("&") if part]
+    )
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key in query or key not in _QUERY_KEYS:
+            return None
+        query[key] = value
+    return query
+
+
 class EventsFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -65,13 +84,9 @@ class EventsFastPath:
         organization = self._keys.lookup(presented) if presented else None
         if organization is None:
             return None
-        query: dict[str, str] = {}
-        raw = scope["query_string"]
-        if raw:
-            for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-                if key in query or key not in _QUERY_KEYS:
-                    return None
-                query[key] = value
+        query = _parse_query(scope["query_string"])
+        if query is None:
+            return None
         try:
             limit = query_int(query, "limit", default=20, minimum=1, maximum=self._max_limit)
             return self._events.page_json(organization, job_id, query_str(query, "after"), limit)

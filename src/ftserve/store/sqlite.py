@@ -123,6 +123,9 @@ class SqliteStore:
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        # Takes effect only on a new database file: bigger pages put a 20-event page (~6 KB of
+        # bodies) on one or two leaves instead of two or three.
+        conn.execute("PRAGMA page_size=16384")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
