@@ -137,7 +137,6 @@ class JobService:
                 "status": Status.CANCELLED,
                 "finished_at": int(time.time()),
                 "estimated_finish": None,
-                "control": "cancel" if j.lease_owner else None,
             },
             messages.cancelled(),
         )
@@ -152,7 +151,6 @@ class JobService:
             lambda j: {
                 "status": Status.PAUSED,
                 "estimated_finish": None,
-                "control": "pause" if j.lease_owner else None,
             },
             messages.paused(),
         )
@@ -164,7 +162,7 @@ class JobService:
             organization,
             job_id,
             Action.RESUME,
-            lambda j: {"status": Status.QUEUED, "control": None},
+            lambda j: {"status": Status.QUEUED},
             messages.resumed(),
         )
         self._on_queued(job_id)

@@ -50,7 +50,6 @@ class JobRecord:
     attempts: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
-    control: str | None = None  # a stop the worker must act on: "cancel" or "pause"
 
 
 @dataclass(frozen=True, slots=True)

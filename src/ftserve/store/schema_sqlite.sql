@@ -39,8 +39,7 @@ CREATE TABLE jobs (
     estimated_finish INTEGER,
     attempts         INTEGER NOT NULL DEFAULT 0,
     lease_owner      TEXT,
-    lease_expires_at REAL,
-    control          TEXT
+    lease_expires_at REAL
 );
 CREATE INDEX jobs_by_org ON jobs (organization, seq);
 -- Covers the "is this job visible to this organization" check of every events page.

@@ -53,7 +53,6 @@ _JOB_COLUMNS = [
     "attempts",
     "lease_owner",
     "lease_expires_at",
-    "control",
 ]
 _JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
 _FILE_COLUMNS = [

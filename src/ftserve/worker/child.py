@@ -152,15 +152,8 @@ def _run(
         )
         return
     hooks.flush()
-    _finish(
-        store,
-        files,
-        job,
-        worker_id,
-        result.trained_tokens,
-        [c.step for c in result.checkpoints],
-        result.final_path,
-    )
+    hooks.prune_checkpoints()  # the rows now match the checkpoints kept on disk
+    _finish(store, files, job, worker_id, result.trained_tokens, result.final_path)
 
 
 def _finish(
@@ -169,7 +162,6 @@ def _finish(
     job: JobRecord,
     worker_id: str,
     trained_tokens: int,
-    kept_steps: list[int],
     final_path: Path,
 ) -> None:
     csv = results_csv(store.event_bodies(job.id, "metrics"))
@@ -177,10 +169,10 @@ def _finish(
     name = model_name(job)
     page = store.list_checkpoints(None, job.id, after=None, limit=1000)
     checkpoints = sorted(page.items if page else [], key=lambda c: c.step_number)
+    # OpenAI announces the kept checkpoints at the end, oldest first.
     events = [
         messages.checkpoint_created(c.step_number, c.fine_tuned_model_checkpoint)
         for c in checkpoints
-        if c.step_number in kept_steps or not kept_steps
     ]
     events += [messages.model_created(name), messages.succeeded()]
     done = store.update_job(

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..store.protocol import Store
 
-RELEASED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "control": None}
+RELEASED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
 
 def release(store: Store, job_id: str, owner: str | None) -> None:

@@ -172,13 +172,14 @@ class Worker:
                     run.stop_sent_at = now
                     self._wake.set()
                 continue
-            if job.status == Status.CANCELLED or job.control == "cancel":
+            # The status is the request: the API changed it, the training process acts on it.
+            if job.status == Status.CANCELLED:
                 if run.stop_sent_at is None:
                     run.command.value = CANCEL
                     run.stop_sent_at = now
                 elif now - run.stop_sent_at > CANCEL_GRACE_SECONDS:
                     run.process.kill()
-            elif job.status in (Status.PAUSED, Status.QUEUED) or job.control == "pause":
+            elif job.status in (Status.PAUSED, Status.QUEUED):
                 run.command.value = PAUSE
             if now - run.renewed_at > self.settings.lease_seconds / 3:
                 self.store.renew_lease(
