@@ -117,3 +117,20 @@ def test_metadata_filter_keys_are_literal(store: SqliteStore) -> None:
     store.create_job(b, [])
     found = store.list_jobs("personal", after=None, limit=10, metadata={"a.b": "1"})
     assert [j.id for j in found.items] == [a.id]
+
+
+def test_stale_upload_leftovers_are_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from ftserve.files.service import FileService
+    store = SqliteStore(tmp_path / "db.sqlite")
+    tmp = tmp_path / "blobs" / "tmp"
+    tmp.mkdir(parents=True)
+    old, fresh = tmp / "upload-old", tmp / "upload-fresh"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (day_ago, day_ago))
+    FileService(store, tmp_path / "blobs")
+    assert not old.exists() and fresh.exists()

@@ -17,6 +17,7 @@ from .validation import JsonlError, analyse_file
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 LIST_PURPOSES = (*UPLOAD_PURPOSES, "fine-tune-results", "assistants_output", "batch_output")
 MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
+STALE_UPLOAD_SECONDS = 24 * 3600
 
 
 def file_object(f: FileRecord) -> dict[str, Any]:
@@ -43,6 +44,18 @@ class FileService:
         self._blob_dir = blob_dir
         (blob_dir / "files").mkdir(parents=True, exist_ok=True)
         (blob_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        self._sweep_stale_uploads()
+
+    def _sweep_stale_uploads(self) -> None:
+        """Remove what uploads cut off by a crash left behind. Only old files: another API
+        process sharing this data dir may be receiving one right now."""
+        cutoff = time.time() - STALE_UPLOAD_SECONDS
+        for path in (self._blob_dir / "tmp").iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                continue
 
     @property
     def tmp_dir(self) -> Path:
