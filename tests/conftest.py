@@ -18,6 +18,9 @@ import openai
 import pytest
 
 API_KEY = "sk-test-ftserve-0123456789"
+# Every SDK client a test makes, closed after the test: a pooled connection left to the garbage
+# collector is a ResourceWarning, and warnings are errors here.
+_OPEN_CLIENTS: list[openai.OpenAI] = []
 OTHER_ORG_KEY = "sk-test-other-org-0123456789"
 
 
@@ -106,13 +109,22 @@ class Server:
         key: str = API_KEY,
     ) -> openai.OpenAI:
         headers = {"api-key": key} if api_key_header else None
-        return openai.OpenAI(
+        client = openai.OpenAI(
             api_key="unused-when-api-key-header" if api_key_header else key,
             base_url=self.azure_url if azure else self.base_url,
             max_retries=0,
             default_headers=headers,
             _strict_response_validation=strict,
         )
+        _OPEN_CLIENTS.append(client)
+        return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN_CLIENTS:
+        _OPEN_CLIENTS.pop().close()
 
 
 @pytest.fixture(scope="session")

@@ -112,10 +112,10 @@ def test_openapi_document_is_served(server: Server) -> None:
 
 def test_azure_openai_client_on_the_classic_routes(server: Server) -> None:
     """openai.AzureOpenAI talks to {endpoint}/openai/... with api-version and an api-key header."""
-    client = openai.AzureOpenAI(
+    with openai.AzureOpenAI(
         azure_endpoint=server.root, api_key=API_KEY, api_version="2024-10-21", max_retries=0
-    )
-    assert client.fine_tuning.jobs.list(limit=1).object == "list"
-    with pytest.raises(openai.NotFoundError) as info:
-        client.fine_tuning.jobs.retrieve("ftjob-nope")
-    assert info.value.code == "fine_tune_not_found"
+    ) as client:
+        assert client.fine_tuning.jobs.list(limit=1).object == "list"
+        with pytest.raises(openai.NotFoundError) as info:
+            client.fine_tuning.jobs.retrieve("ftjob-nope")
+        assert info.value.code == "fine_tune_not_found"

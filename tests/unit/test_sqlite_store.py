@@ -124,6 +124,7 @@ def test_stale_upload_leftovers_are_swept(tmp_path: Path) -> None:
     import time
 
     from ftserve.files.service import FileService
+
     store = SqliteStore(tmp_path / "db.sqlite")
     tmp = tmp_path / "blobs" / "tmp"
     tmp.mkdir(parents=True)
