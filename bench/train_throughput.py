@@ -124,11 +124,12 @@ class TimedHooks:
         return answer
 
 
-def run_ftserve(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Run:
+def bench_spec(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Any:
+    """The one job both engines run: the HF side resolves its hyperparameters from this same spec,
+    so batch size, epochs and learning rate cannot drift apart."""
     from ftserve.training.spec import TrainingSpec
-    from ftserve.training.trainer import train
 
-    spec = TrainingSpec(
+    return TrainingSpec(
         model=str(model_dir),
         training_file=data,
         validation_file=None,
@@ -143,6 +144,12 @@ def run_ftserve(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool
         lora=lora,
         torch_threads=1,
     )
+
+
+def run_ftserve(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Run:
+    from ftserve.training.trainer import train
+
+    spec = bench_spec(model_dir, data, work, epochs, lora)
     hooks = TimedHooks()
     result = train(spec, hooks)  # type: ignore[arg-type]
     seconds = time.perf_counter() - hooks.started_at
@@ -170,7 +177,6 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
 
     from ftserve.training import hyperparameters, loading
     from ftserve.training.data import load_supervised
-    from ftserve.training.spec import TrainingSpec
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     examples = load_supervised(data, tokenizer, 2048)
@@ -195,20 +201,7 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
             attention[row, :n] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": attention}
 
-    spec = TrainingSpec(
-        model=str(model_dir),
-        training_file=data,
-        validation_file=None,
-        method="supervised",
-        n_epochs=epochs,
-        batch_size=BATCH_SIZE,
-        learning_rate_multiplier=None,
-        beta=None,
-        seed=SEED,
-        work_dir=work,
-        models_cache_dir=work,
-        lora=lora,
-    )
+    spec = bench_spec(model_dir, data, work, epochs, lora)
     hp = hyperparameters.resolve(spec, len(features))
     torch.manual_seed(SEED)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
