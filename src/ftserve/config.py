@@ -47,6 +47,7 @@ class Settings:
     concurrency: int = 1  # jobs trained at once by one worker
     lease_seconds: float = 30.0  # a worker silent this long is presumed dead
     max_attempts: int = 3  # crashes before a job is failed for good
+    step_log_dir: Path | None = None  # training processes log each step's end time here
 
     @property
     def blob_dir(self) -> Path:
@@ -134,6 +135,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         concurrency=_int(env, "FTSERVE_CONCURRENCY", 1, 1, 64),
         lease_seconds=float(_int(env, "FTSERVE_LEASE_SECONDS", 30, 2, 86_400)),
         max_attempts=_int(env, "FTSERVE_MAX_ATTEMPTS", 3, 1, 100),
+        step_log_dir=Path(env["FTSERVE_STEP_LOG_DIR"]) if env.get("FTSERVE_STEP_LOG_DIR") else None,
     )
 
 

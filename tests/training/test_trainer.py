@@ -216,23 +216,26 @@ def test_pause_then_resume_reproduces_an_uninterrupted_run(
     straight = Recorder()
     uninterrupted = train(respec(spec, work_dir=tmp_path / "straight"), straight)
 
+    # The pause is the answer to step 7's record: step 7 is kept in the pause checkpoint.
     first = Recorder(decide=lambda step: "pause" if step == 7 else "continue")
     with pytest.raises(TrainingStopped) as info:
         train(spec, first)
     stopped = info.value
     assert (stopped.kind, stopped.step) == ("pause", 7)
     assert stopped.checkpoint is not None and stopped.checkpoint.step == 7
-    assert stopped.checkpoint.path.name == "step-000007"
+    assert stopped.checkpoint.path.name == "step-000007" and stopped.checkpoint.kind == "pause"
     assert first.checkpoints[-1] == stopped.checkpoint
+    assert first.checkpoints[-1].metrics == first.steps[-1]
 
+    # A new claim trains in a directory of its own, from the checkpoint it is given.
     second = Recorder()
-    resumed = train(spec, second)
+    again = respec(spec, work_dir=tmp_path / "second", resume_from=stopped.checkpoint.path)
+    resumed = train(again, second)
     assert second.starts[0][1] == 7
     assert [m.step for m in second.steps] == list(range(8, epoch_steps[-1] + 1))
     assert first.losses + second.losses == straight.losses
     assert resumed.trained_tokens == uninterrupted.trained_tokens
-    # The pause checkpoint is gone once newer epoch checkpoints exist.
-    assert [c.step for c in resumed.checkpoints] == epoch_steps
+    assert [c.step for c in second.checkpoints] == epoch_steps
 
 
 def test_pause_on_an_epoch_boundary_reuses_the_epoch_checkpoint(base: TrainingSpec) -> None:
@@ -254,15 +257,15 @@ def test_cancel_stops_at_once_without_a_checkpoint(base: TrainingSpec) -> None:
     )
 
 
-def test_keeps_the_newest_epoch_checkpoints_complete_and_atomic(base: TrainingSpec) -> None:
+def test_epoch_checkpoints_are_complete_and_atomic(base: TrainingSpec) -> None:
     hooks = Recorder()
     spec = respec(base, n_epochs=5, batch_size=6)
     result = train(spec, hooks)
     assert [c.step for c in hooks.checkpoints] == [4, 8, 12, 16, 20]
     assert [c.epoch for c in hooks.checkpoints] == [1, 2, 3, 4, 5]
-    assert [c.step for c in result.checkpoints] == [12, 16, 20]
+    # The trainer deletes nothing: retention is decided where checkpoints are recorded.
     root = spec.work_dir / "checkpoints"
-    assert sorted(p.name for p in root.iterdir()) == ["step-000012", "step-000016", "step-000020"]
+    assert sorted(p.name for p in root.iterdir()) == [f"step-0000{n:02d}" for n in (4, 8, 12, 16, 20)]
     assert not [p for p in spec.work_dir.rglob(".tmp*")]
     newest = root / "step-000020"
     for name in (
@@ -277,11 +280,11 @@ def test_keeps_the_newest_epoch_checkpoints_complete_and_atomic(base: TrainingSp
     assert meta["step"] == 20 and meta["epoch"] == 5 and meta["batches_done_in_epoch"] == 4
     state = torch.load(newest / "training_state.pt", weights_only=True)
     assert set(state) == {"optimizer", "scheduler", "rng"}
-    assert result.checkpoints[-1].metrics == hooks.steps[-1]
+    assert hooks.checkpoints[-1].metrics == hooks.steps[-1]
 
-    # Calling train again after completion resumes at the end and rewrites the final model.
+    # Resuming from the last checkpoint has no step left and rewrites the final model.
     again = Recorder()
-    assert train(spec, again).trained_tokens == result.trained_tokens
+    assert train(respec(spec, resume_from=newest), again).trained_tokens == result.trained_tokens
     assert again.starts[0][1] == 20 and again.steps == []
 
 
@@ -319,10 +322,11 @@ def test_unusable_inputs_fail_with_clear_codes(base: TrainingSpec, tmp_path: Pat
 def test_cuda_job_runs_with_bf16_autocast(base: TrainingSpec) -> None:
     hooks = Recorder(decide=lambda step: "pause" if step == 5 else "continue")
     spec = respec(base, device="cuda")
-    with pytest.raises(TrainingStopped):
+    with pytest.raises(TrainingStopped) as info:
         train(spec, hooks)
+    assert info.value.checkpoint is not None
     resumed = Recorder()
-    result = train(spec, resumed)
+    result = train(respec(spec, resume_from=info.value.checkpoint.path), resumed)
     losses = hooks.losses + resumed.losses
     assert len(losses) == 24 and all(math.isfinite(x) for x in losses)
     assert falls(losses, 0.7), losses

@@ -95,7 +95,8 @@ def respec(spec: TrainingSpec, **changes: Any) -> TrainingSpec:
 
 
 class Recorder:
-    """Hooks that record everything and answer ``control()`` from a callback on the step."""
+    """Hooks that record everything and answer each step from a callback on the step number
+    (the worker's hooks answer from the job's status in the store instead)."""
 
     def __init__(self, decide: Callable[[int], Control] | None = None) -> None:
         self.decide = decide
@@ -103,22 +104,22 @@ class Recorder:
         self.steps: list[StepMetrics] = []
         self.checkpoints: list[CheckpointInfo] = []
         self.control_calls = 0
+        self._last: Control = "continue"
 
-    def on_start(self, hp: ResolvedHyperparameters, resumed_from_step: int) -> None:
-        self.starts.append((hp, resumed_from_step))
+    def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
+        self.starts.append((hp, resumed_from.step if resumed_from is not None else 0))
+        return "continue"
 
-    def on_step(self, m: StepMetrics) -> None:
+    def on_step(self, m: StepMetrics) -> Control:
         self.steps.append(m)
+        self.control_calls += 1
+        self._last = "continue" if self.decide is None else self.decide(m.step)
+        return self._last
 
-    def on_checkpoint(self, c: CheckpointInfo) -> None:
+    def on_checkpoint(self, c: CheckpointInfo) -> Control:
         assert (c.path / "ftserve_checkpoint.json").is_file()
         self.checkpoints.append(c)
-
-    def control(self) -> Control:
-        self.control_calls += 1
-        if self.decide is None or not self.steps:
-            return "continue"
-        return self.decide(self.steps[-1].step)
+        return self._last
 
     @property
     def losses(self) -> list[float]:

@@ -36,20 +36,8 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
     files = FileService(store, settings.blob_dir)
     models = ModelRegistry(settings)
     workers = [Worker(settings, store) for _ in range(settings.workers)]
-
-    def wake_workers(job_id: str) -> None:
-        for worker in workers:
-            worker.wake(job_id)
-
-    validator = JobValidator(store, files, settings.min_training_examples, on_queued=wake_workers)
-    jobs = JobService(
-        store,
-        files,
-        models,
-        on_created=validator.submit,
-        on_queued=wake_workers,
-        on_stop=wake_workers,
-    )
+    validator = JobValidator(store, files, settings.min_training_examples)
+    jobs = JobService(store, files, models, on_created=validator.submit)
     return Services(
         settings=settings,
         store=store,

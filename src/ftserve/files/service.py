@@ -121,20 +121,23 @@ class FileService:
             raise
         return record
 
-    def add_generated(
+    def write_generated(
         self, organization: str, filename: str, purpose: str, content: bytes
     ) -> FileRecord:
-        """A file the service writes itself (a job's results CSV)."""
+        """The blob of a file the service writes itself (a job's results CSV). It exists for
+        clients once the caller commits the returned record (with the write it belongs to);
+        until then it is an orphan that ``discard_generated`` or the upload sweep removes."""
         fid = new_file_id()
         blob = f"files/{fid}"
         tmp = self._blob_dir / "tmp" / f"{fid}.part"
         tmp.write_bytes(content)
         os.replace(tmp, self._blob_dir / blob)
-        record = FileRecord(
+        return FileRecord(
             fid, organization, len(content), int(time.time()), filename, purpose, blob
         )
-        self._store.add_file(record)
-        return record
+
+    def discard_generated(self, record: FileRecord) -> None:
+        (self._blob_dir / record.blob).unlink(missing_ok=True)
 
     @staticmethod
     def _expiry(fields: dict[str, str], created_at: int) -> int | None:

@@ -29,15 +29,13 @@ class JobService:
         files: FileService,
         models: ModelRegistry,
         on_created: Callable[[str], None] = lambda _id: None,
-        on_queued: Callable[[str], None] = lambda _id: None,
-        on_stop: Callable[[str], None] = lambda _id: None,
     ) -> None:
+        # Workers and training processes learn of queued, cancelled and paused jobs through
+        # the store itself: its wake-up seam and the claim fence on every training write.
         self._store = store
         self._files = files
         self._models = models
         self._on_created = on_created
-        self._on_queued = on_queued
-        self._on_stop = on_stop  # a running job was cancelled or paused: tell its worker now
 
     def create(self, organization: str, body: dict[str, Any]) -> JobRecord:
         req = parse_create(body)
@@ -129,7 +127,7 @@ class JobService:
         return updated
 
     def cancel(self, organization: str, job_id: str) -> JobRecord:
-        job = self._transition(
+        return self._transition(
             organization,
             job_id,
             Action.CANCEL,
@@ -140,11 +138,9 @@ class JobService:
             },
             messages.cancelled(),
         )
-        self._on_stop(job_id)
-        return job
 
     def pause(self, organization: str, job_id: str) -> JobRecord:
-        job = self._transition(
+        return self._transition(
             organization,
             job_id,
             Action.PAUSE,
@@ -154,16 +150,12 @@ class JobService:
             },
             messages.paused(),
         )
-        self._on_stop(job_id)
-        return job
 
     def resume(self, organization: str, job_id: str) -> JobRecord:
-        job = self._transition(
+        return self._transition(
             organization,
             job_id,
             Action.RESUME,
             lambda j: {"status": Status.QUEUED},
             messages.resumed(),
         )
-        self._on_queued(job_id)
-        return job

@@ -92,3 +92,14 @@ def _finished_words(status: str) -> str:
 
 def _past(verb: str) -> str:
     return {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}.get(verb, verb + "ed")
+
+
+# The statuses after which a job's log is closed: nothing is appended until a transition moves
+# the job out of them (resume or cancel of a paused job; a final status never moves).
+LOG_CLOSED = FINAL | {Status.PAUSED}
+
+
+def log_accepts(before: str | None, after: str) -> bool:
+    """Whether events may be appended by a write that takes a job from ``before`` (None for a
+    new job) to ``after``: the log ends with the event of the terminal (or pause) transition."""
+    return before != after or after not in LOG_CLOSED

@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 from ..events import messages
 from ..files.service import FileService
@@ -42,12 +41,10 @@ class JobValidator:
         store: Store,
         files: FileService,
         min_examples: int,
-        on_queued: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._store = store
         self._files = files
         self._min_examples = min_examples
-        self._on_queued = on_queued
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -136,14 +133,13 @@ class JobValidator:
                 events=[messages.failed(failure.message, failure.code, failure.param)],
             )
             return
-        queued = self._store.update_job(
+        # Workers learn of the queued job through the store's wake-up seam.
+        self._store.update_job(
             job_id,
             expect=[Status.VALIDATING_FILES],
             changes={"status": Status.QUEUED},
             events=[messages.files_validated()],
         )
-        if queued is not None:
-            self._on_queued(job_id)
 
 
 def _example_words(exc: JsonlError) -> str:

@@ -3,21 +3,51 @@
 Every method is one transaction. A method that changes a job's state takes the events that
 describe the change and writes them in the same transaction, so the event log and the job never
 disagree, even across ``kill -9``.
+
+The log ends where the job ended: no event is appended to a job that is ``succeeded``,
+``failed`` or ``cancelled``, nor to a ``paused`` one, unless the same transaction moves it out
+of that status (a resume, a cancel of a paused job). Writes by a worker and its training
+process carry their :class:`~ftserve.store.records.Claim` and are checked against the job's
+current claim in the transaction that would write (``write_claimed``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent, Page
+from .changes import ChangeFeed
+from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+
+Fence = Literal["running", "held"]
 
 
 class UnknownCursor(Exception):
     """``after`` names no item of the list being paged."""
 
 
+class WriteRefused(Exception):
+    """The store refused a write that would contradict the job's state; nothing was written.
+
+    Raised when a claim is no longer current (``claim_current`` False: the lease expired or
+    another claim took the job), when a claimed write needs a ``running`` job and the job is
+    not (the user cancelled or paused it: ``status`` says which), and when events would be
+    appended to a log that is closed (after the terminal event, or while the job is paused).
+    A trainer takes it as its signal to stop. It is not a :class:`~ftserve.errors.StoreError`:
+    a refusal is an answer, a StoreError is a database that could not answer.
+    """
+
+    def __init__(self, job_id: str, status: str | None, claim_current: bool, why: str) -> None:
+        super().__init__(f"write for {job_id} refused: {why}")
+        self.job_id = job_id
+        self.status = status
+        self.claim_current = claim_current
+
+
 class Store(Protocol):
+    changes: ChangeFeed
+    """The wake-up seam: tells this process about commits by any process (see changes.py)."""
+
     # -- files -------------------------------------------------------------------------------
     def add_file(self, file: FileRecord) -> None: ...
 
@@ -57,11 +87,12 @@ class Store(Protocol):
         expect: Collection[str] | None,
         changes: Mapping[str, Any],
         events: Sequence[NewEvent] = (),
-        expect_lease_owner: str | None = None,
+        expect_claim: str | None = None,
     ) -> JobRecord | None:
         """Apply ``changes`` and append ``events`` atomically, only if the job's status is in
-        ``expect`` (any status when None) and, when given, its lease is held by
-        ``expect_lease_owner``. Returns the updated job, or None when the guard failed."""
+        ``expect`` (any status when None) and, when given, its claim token is
+        ``expect_claim``. Returns the updated job, or None when the guard failed. Raises
+        :class:`WriteRefused` when ``events`` would go to a closed log."""
         ...
 
     def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]: ...
@@ -70,16 +101,43 @@ class Store(Protocol):
     def claim_job(
         self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
     ) -> JobRecord | None:
-        """Atomically take the oldest ``queued`` job: status ``running``, lease to worker_id,
-        attempts + 1, ``events`` appended (with their job id filled by the caller's factory)."""
+        """Atomically take the oldest unclaimed ``queued`` job: status ``running``, lease to
+        worker_id, a new ``claim_token``, attempts + 1, ``events`` appended."""
         ...
 
-    def renew_lease(self, job_id: str, worker_id: str, until: float) -> JobRecord | None: ...
+    def renew_lease(self, claim: Claim, until: float) -> bool:
+        """Extend the lease while ``claim`` is current; False when it is not."""
+        ...
+
+    def release_claim(self, claim: Claim) -> bool:
+        """Let go of the job (lease and token cleared, status kept) while ``claim`` is
+        current; False when it is not."""
+        ...
+
+    def write_claimed(
+        self,
+        claim: Claim,
+        *,
+        fence: Fence = "running",
+        changes: Mapping[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+        add_checkpoint: CheckpointRecord | None = None,
+        drop_checkpoints: Sequence[str] = (),
+        add_files: Sequence[FileRecord] = (),
+    ) -> str:
+        """One write of a claim holder, in one transaction, fenced by the claim: refused with
+        :class:`WriteRefused` unless ``claim`` is current and the job is ``running`` (``fence
+        "running"``: metrics, progress, the final status) or at least not finished (``fence
+        "held"``: a pause checkpoint saved after the pause, checkpoint retention). Returns the
+        job's status after the write."""
+        ...
 
     def expired_leases(self, now: float) -> list[JobRecord]: ...
 
     # -- events ------------------------------------------------------------------------------
-    def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int: ...
+    def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int:
+        """Append unfenced (tests, benchmarks); refused like any append to a closed log."""
+        ...
 
     def event_page(
         self, organization: str, job_id: str, *, after: str | None, limit: int
@@ -92,11 +150,7 @@ class Store(Protocol):
         """All of a job's events, oldest first (for result files)."""
         ...
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def add_checkpoint(self, checkpoint: CheckpointRecord, events: Sequence[NewEvent]) -> bool: ...
-
-    def delete_checkpoint(self, checkpoint_id: str) -> None: ...
-
+    # -- checkpoints (written through write_claimed) ----------------------------------------
     def list_checkpoints(
         self, organization: str | None, job_id: str, *, after: str | None, limit: int
     ) -> Page[CheckpointRecord] | None: ...

@@ -48,8 +48,21 @@ class JobRecord:
     result_files: list[str] = field(default_factory=list)
     estimated_finish: int | None = None
     attempts: int = 0
-    lease_owner: str | None = None
+    lease_owner: str | None = None  # the worker holding the claim (for people and recovery)
     lease_expires_at: float | None = None
+    claim_token: str | None = None  # new on every claim; every write of the claim carries it
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim of a job by a worker: the fence every write for the job passes through.
+
+    A new token is drawn on every claim, also when the same worker claims the same job again,
+    so a process still running for an earlier claim can never write into the current one.
+    """
+
+    job_id: str
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,7 @@ class CheckpointRecord:
     fine_tuned_model_checkpoint: str
     metrics: JsonObject
     path: str  # directory relative to the blob dir
+    kind: str = "epoch"  # "epoch" (kept by retention) or "pause" (dropped once a newer exists)
 
 
 @dataclass(frozen=True, slots=True)

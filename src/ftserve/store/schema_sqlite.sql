@@ -1,4 +1,5 @@
--- ftserve SQLite schema, version 1. Applied in one transaction on a fresh database.
+-- ftserve SQLite schema, version 2. Applied in one transaction on a fresh database; older
+-- databases are brought to the same shape by the migrations in sqlite.py.
 CREATE TABLE files (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     id             TEXT NOT NULL UNIQUE,
@@ -39,7 +40,9 @@ CREATE TABLE jobs (
     estimated_finish INTEGER,
     attempts         INTEGER NOT NULL DEFAULT 0,
     lease_owner      TEXT,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    -- New on every claim; every write of a worker or its training process carries it.
+    claim_token      TEXT
 );
 CREATE INDEX jobs_by_org ON jobs (organization, seq);
 -- Covers the "is this job visible to this organization" check of every events page.
@@ -69,6 +72,7 @@ CREATE TABLE checkpoints (
     fine_tuned_model_checkpoint TEXT NOT NULL,
     metrics                     TEXT NOT NULL,
     path                        TEXT NOT NULL,
+    kind                        TEXT NOT NULL DEFAULT 'epoch',
     UNIQUE (job_id, step_number)
 );
 

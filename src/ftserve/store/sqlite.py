@@ -9,6 +9,7 @@ the pages); only a power cut can drop the last commits.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -20,10 +21,23 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from .protocol import UnknownCursor
-from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent, Page
+from ..jobs.states import FINAL, Status, log_accepts
+from .changes import ChangeFeed, SqliteChanges
+from .protocol import Fence, UnknownCursor, WriteRefused
+from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Statements that take a database of version N-1 to N (the fresh schema is schema_sqlite.sql).
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE jobs ADD COLUMN claim_token TEXT",
+        # Leases taken by a version-1 worker get a token of their own, so no claim of this
+        # version can match them; they expire and are recovered like any other.
+        "UPDATE jobs SET claim_token = lower(hex(randomblob(8))) WHERE lease_owner IS NOT NULL",
+        "ALTER TABLE checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'epoch'",
+    ],
+}
+_RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
 
 _JSON_COLUMNS = frozenset(
     {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
@@ -53,6 +67,7 @@ _JOB_COLUMNS = [
     "attempts",
     "lease_owner",
     "lease_expires_at",
+    "claim_token",
 ]
 _JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
 _FILE_COLUMNS = [
@@ -69,7 +84,7 @@ _FILE_COLUMNS = [
 ]
 _FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
 _CKPT_SELECT = (
-    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path "
+    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
     "FROM checkpoints"
 )
 
@@ -106,8 +121,8 @@ def _file(row: tuple[Any, ...]) -> FileRecord:
 
 
 def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
-    id_, job_id, created_at, step, name, metrics, path = row
-    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path)
+    id_, job_id, created_at, step, name, metrics, path, kind = row
+    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path, kind)
 
 
 class SqliteStore:
@@ -116,6 +131,7 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self.changes: ChangeFeed = SqliteChanges(path)
         self._writer = self._connect()
         self._migrate()
 
@@ -156,23 +172,31 @@ class SqliteStore:
                 raise
             else:
                 conn.execute("COMMIT")
+                self.changes.committed()
 
     def _migrate(self) -> None:
+        """One box, nothing to coordinate: SQLite brings itself up to date when it opens."""
         with self._tx() as conn:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version == SCHEMA_VERSION:
                 return
-            if version != 0:
+            if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path} has schema version {version}; this ftserve knows "
                     f"{SCHEMA_VERSION}. Upgrade ftserve or point it at another data dir."
                 )
-            script = resources.files("ftserve.store").joinpath("schema_sqlite.sql").read_text()
-            for statement in _split_sql(script):
-                conn.execute(statement)
+            if version == 0:
+                script = resources.files("ftserve.store").joinpath("schema_sqlite.sql")
+                for statement in _split_sql(script.read_text()):
+                    conn.execute(statement)
+            else:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
+        self.changes.close()
         with self._write_lock:
             self._writer.close()
         conn = getattr(self._local, "conn", None)
@@ -182,13 +206,17 @@ class SqliteStore:
 
     # -- files -------------------------------------------------------------------------------
     def add_file(self, file: FileRecord) -> None:
+        with self._tx() as conn:
+            self._insert_file(conn, file)
+
+    @staticmethod
+    def _insert_file(conn: sqlite3.Connection, file: FileRecord) -> None:
         cols = ", ".join(_FILE_COLUMNS)
         marks = ", ".join("?" for _ in _FILE_COLUMNS)
-        with self._tx() as conn:
-            conn.execute(
-                f"INSERT INTO files ({cols}) VALUES ({marks})",
-                tuple(getattr(file, c) for c in _FILE_COLUMNS),
-            )
+        conn.execute(
+            f"INSERT INTO files ({cols}) VALUES ({marks})",
+            tuple(getattr(file, c) for c in _FILE_COLUMNS),
+        )
 
     def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
         row = (
@@ -252,7 +280,7 @@ class SqliteStore:
         )
         with self._tx() as conn:
             conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", values)
-            self._append(conn, job.id, events)
+            self._append(conn, job.id, events, None, job.status)
 
     def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
         if organization is None:
@@ -303,7 +331,7 @@ class SqliteStore:
         expect: Collection[str] | None,
         changes: Mapping[str, Any],
         events: Sequence[NewEvent] = (),
-        expect_lease_owner: str | None = None,
+        expect_claim: str | None = None,
     ) -> JobRecord | None:
         unknown = set(changes) - set(_JOB_COLUMNS[1:])
         if unknown:
@@ -315,15 +343,20 @@ class SqliteStore:
             job = _job(row)
             if expect is not None and job.status not in expect:
                 return None
-            if expect_lease_owner is not None and job.lease_owner != expect_lease_owner:
+            if expect_claim is not None and job.claim_token != expect_claim:
                 return None
-            if changes:
-                sets = ", ".join(f"{c} = ?" for c in changes)
-                values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
-                conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
-            self._append(conn, job_id, events)
+            self._set(conn, job_id, changes)
+            after = str(changes.get("status", job.status))
+            self._append(conn, job_id, events, job.status, after)
             new = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
             return _job(new)
+
+    @staticmethod
+    def _set(conn: sqlite3.Connection, job_id: str, changes: Mapping[str, Any]) -> None:
+        if changes:
+            sets = ", ".join(f"{c} = ?" for c in changes)
+            values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
+            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
 
     def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]:
         rows = (
@@ -340,35 +373,87 @@ class SqliteStore:
         # Idle workers ask often; a read answers "nothing queued" without the write lock.
         if (
             self._reader()
-            .execute("SELECT 1 FROM jobs WHERE status = 'queued' AND lease_owner IS NULL LIMIT 1")
+            .execute("SELECT 1 FROM jobs WHERE status = 'queued' AND claim_token IS NULL LIMIT 1")
             .fetchone()
             is None
         ):
             return None
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT id FROM jobs WHERE status = 'queued' AND lease_owner IS NULL "
+                "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL "
                 "ORDER BY seq LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
             conn.execute(
                 "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
-                (worker_id, now + lease_seconds, row[0]),
+                "claim_token = ?, attempts = attempts + 1 WHERE id = ?",
+                (worker_id, now + lease_seconds, secrets.token_hex(8), row[0]),
             )
-            self._append(conn, row[0], events)
+            self._append(conn, row[0], events, Status.QUEUED, Status.RUNNING)
             return _job(conn.execute(f"{_JOB_SELECT} WHERE id = ?", (row[0],)).fetchone())
 
-    def renew_lease(self, job_id: str, worker_id: str, until: float) -> JobRecord | None:
+    def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
-                (until, job_id, worker_id),
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND claim_token = ?",
+                (until, claim.job_id, claim.token),
             )
-            if cur.rowcount == 0:
-                return None
-            return _job(conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
+            return cur.rowcount == 1
+
+    def release_claim(self, claim: Claim) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {_RELEASE} WHERE id = ? AND claim_token = ?",
+                (claim.job_id, claim.token),
+            )
+            return cur.rowcount == 1
+
+    def write_claimed(
+        self,
+        claim: Claim,
+        *,
+        fence: Fence = "running",
+        changes: Mapping[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+        add_checkpoint: CheckpointRecord | None = None,
+        drop_checkpoints: Sequence[str] = (),
+        add_files: Sequence[FileRecord] = (),
+    ) -> str:
+        changes = changes or {}
+        unknown = set(changes) - set(_JOB_COLUMNS[1:])
+        if unknown:
+            raise StoreError(f"not job columns: {sorted(unknown)}")
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT status, claim_token FROM jobs WHERE id = ?", (claim.job_id,)
+            ).fetchone()
+            if row is None:
+                raise WriteRefused(claim.job_id, None, False, "the job does not exist")
+            status, token = row
+            if token != claim.token:
+                raise WriteRefused(claim.job_id, status, False, "the claim is no longer current")
+            if fence == "running" and status != Status.RUNNING:
+                raise WriteRefused(claim.job_id, status, True, f"the job is {status}")
+            if status in FINAL:
+                raise WriteRefused(claim.job_id, status, True, f"the job has {status}")
+            after = str(changes.get("status", status))
+            if events and not log_accepts(status, after):
+                raise WriteRefused(
+                    claim.job_id, status, True, f"the job's log is closed ({status})"
+                )
+            self._set(conn, claim.job_id, changes)
+            self._append(conn, claim.job_id, events, status, after)
+            if add_checkpoint is not None:
+                self._insert_checkpoint(conn, add_checkpoint)
+            for checkpoint_id in drop_checkpoints:
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE id = ? AND job_id = ?",
+                    (checkpoint_id, claim.job_id),
+                )
+            for file in add_files:
+                self._insert_file(conn, file)
+            return after
 
     def expired_leases(self, now: float) -> list[JobRecord]:
         rows = (
@@ -382,9 +467,17 @@ class SqliteStore:
 
     # -- events ------------------------------------------------------------------------------
     @staticmethod
-    def _append(conn: sqlite3.Connection, job_id: str, events: Sequence[NewEvent]) -> int:
+    def _append(
+        conn: sqlite3.Connection,
+        job_id: str,
+        events: Sequence[NewEvent],
+        before: str | None,
+        after: str,
+    ) -> int:
         if not events:
             return 0
+        if not log_accepts(before, after):
+            raise WriteRefused(job_id, after, False, f"the job's log is closed ({after})")
         (last,) = conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)
         ).fetchone()
@@ -402,7 +495,10 @@ class SqliteStore:
 
     def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int:
         with self._tx() as conn:
-            return self._append(conn, job_id, events)
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise WriteRefused(job_id, None, False, "the job does not exist")
+            return self._append(conn, job_id, events, row[0], row[0])
 
     def event_page(
         self, organization: str, job_id: str, *, after: str | None, limit: int
@@ -438,30 +534,26 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     # -- checkpoints -------------------------------------------------------------------------
-    def add_checkpoint(self, checkpoint: CheckpointRecord, events: Sequence[NewEvent]) -> bool:
-        c = checkpoint
-        with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO checkpoints (id, job_id, created_at, step_number, "
-                "fine_tuned_model_checkpoint, metrics, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    c.id,
-                    c.job_id,
-                    c.created_at,
-                    c.step_number,
-                    c.fine_tuned_model_checkpoint,
-                    _dump(c.metrics),
-                    c.path,
-                ),
-            )
-            if cur.rowcount == 0:
-                return False
-            self._append(conn, c.job_id, events)
-            return True
-
-    def delete_checkpoint(self, checkpoint_id: str) -> None:
-        with self._tx() as conn:
-            conn.execute("DELETE FROM checkpoints WHERE id = ?", (checkpoint_id,))
+    @staticmethod
+    def _insert_checkpoint(conn: sqlite3.Connection, c: CheckpointRecord) -> None:
+        # A checkpoint at a step the job already has (a resumed run saving the same epoch end
+        # again) replaces the row: the newer files are the ones a current claim names.
+        conn.execute(
+            "INSERT INTO checkpoints (id, job_id, created_at, step_number, "
+            "fine_tuned_model_checkpoint, metrics, path, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (job_id, step_number) DO UPDATE SET created_at = excluded.created_at, "
+            "metrics = excluded.metrics, path = excluded.path, kind = excluded.kind",
+            (
+                c.id,
+                c.job_id,
+                c.created_at,
+                c.step_number,
+                c.fine_tuned_model_checkpoint,
+                _dump(c.metrics),
+                c.path,
+                c.kind,
+            ),
+        )
 
     def list_checkpoints(
         self, organization: str | None, job_id: str, *, after: str | None, limit: int

@@ -14,8 +14,10 @@ A checkpoint directory ``step-000123`` holds:
 
 Every directory is written under a ``.tmp-…`` name, flushed to disk and renamed into place, so a
 directory with a final name is always complete and a crash leaves at most a ``.tmp-…`` directory,
-which the next run deletes. Retention: the newest ``keep`` epoch checkpoints stay; a pause
-checkpoint is deleted as soon as a newer checkpoint of either kind exists.
+which the next run deletes. A directory is only a candidate: it becomes the job's checkpoint
+when the store commits a row naming it under the job's current claim (the worker's hooks do
+that), and the same hooks decide retention and delete what falls out of it — this module never
+deletes a checkpoint, and never looks at the disk to decide where to resume.
 """
 
 from __future__ import annotations
@@ -27,13 +29,11 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from ftserve.training.spec import CheckpointInfo, StepMetrics
-
-CheckpointKind = Literal["epoch", "pause"]
+from ftserve.training.spec import CheckpointInfo, CheckpointKind, StepMetrics
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
@@ -168,6 +168,7 @@ def _parse(path: Path, meta: dict[str, Any]) -> StoredCheckpoint:
             path=path,
             metrics=StepMetrics(**meta["metrics"]),
             epoch=int(meta["epoch"]),
+            kind=meta["kind"],
         ),
         kind=meta["kind"],
         batches_done_in_epoch=int(meta["batches_done_in_epoch"]),
@@ -176,37 +177,14 @@ def _parse(path: Path, meta: dict[str, Any]) -> StoredCheckpoint:
     )
 
 
-def list_checkpoints(work_dir: Path) -> list[StoredCheckpoint]:
-    """Complete checkpoints, oldest first."""
-    root = checkpoints_root(work_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        meta_file = child / META_FILE
-        if child.name.startswith(_PREFIX) and meta_file.is_file():
-            found.append(_parse(child, json.loads(meta_file.read_text(encoding="utf-8"))))
-    return sorted(found, key=lambda c: c.info.step)
-
-
-def latest_checkpoint(work_dir: Path) -> StoredCheckpoint | None:
-    stored = list_checkpoints(work_dir)
-    return stored[-1] if stored else None
-
-
-def prune_checkpoints(work_dir: Path, keep: int) -> None:
-    stored = list_checkpoints(work_dir)
-    if not stored:
-        return
-    newest_step = stored[-1].info.step
-    epoch_checkpoints = [c for c in stored if c.kind == "epoch"]
-    doomed = [c for c in stored if c.kind == "pause" and c.info.step < newest_step]
-    doomed += epoch_checkpoints[: max(0, len(epoch_checkpoints) - max(1, keep))]
-    for checkpoint in doomed:
-        # Renaming first makes the deletion look atomic to a concurrent listing.
-        trash = checkpoint.info.path.with_name(f"{_TMP_PREFIX}trash-{checkpoint.info.path.name}")
-        os.rename(checkpoint.info.path, trash)
-        shutil.rmtree(trash)
+def read_checkpoint(path: Path) -> StoredCheckpoint:
+    """The checkpoint in directory ``path`` (one the store lists for the job)."""
+    meta_file = path / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"{path} is not a complete checkpoint: {exc}") from exc
+    return _parse(path, meta)
 
 
 def load_training_state(checkpoint: StoredCheckpoint) -> dict[str, Any]:

@@ -8,7 +8,7 @@ through the hooks, the returned :class:`TrainingResult`, or one of the two excep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -18,6 +18,7 @@ Method = Literal["supervised", "dpo"]
 Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
 StopKind = Literal["cancel", "pause"]
+CheckpointKind = Literal["epoch", "pause"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ class TrainingSpec:
     torch_threads: int = 1
     eval_interval: int | None = None
     max_seq_len: int = 2048
-    keep_checkpoints: int = 3
     max_tokens_per_micro_batch: int = 16384
+    resume_from: Path | None = None
+    """The checkpoint directory to resume from — the one the store lists for the job, never
+    one found by looking at the disk. None starts from the base model."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class CheckpointInfo:
     path: Path
     metrics: StepMetrics
     epoch: int
+    kind: CheckpointKind = "epoch"
 
 
 @dataclass(frozen=True)
@@ -107,17 +111,25 @@ class TrainingResult:
     trained_tokens: int
     steps: int
     hyperparameters: ResolvedHyperparameters
-    checkpoints: list[CheckpointInfo] = field(default_factory=list)
 
 
 class TrainingHooks(Protocol):
-    def on_start(self, hp: ResolvedHyperparameters, resumed_from_step: int) -> None: ...
+    """What the trainer tells the outside world, and the outside world's answer.
 
-    def on_step(self, m: StepMetrics) -> None: ...
+    Each call records something (the worker's hooks write it to the store, fenced by the
+    job's claim) and answers whether to go on: ``"cancel"`` stops at once and drops the step
+    just computed; ``"pause"`` saves a checkpoint at that step and stops, so the step's work
+    is kept and its metrics are recorded when the job resumes (``on_start`` gets the
+    checkpoint back). The trainer asks after every step, before the next one starts.
+    """
 
-    def on_checkpoint(self, c: CheckpointInfo) -> None: ...
+    def on_start(
+        self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None
+    ) -> Control: ...
 
-    def control(self) -> Control: ...
+    def on_step(self, m: StepMetrics) -> Control: ...
+
+    def on_checkpoint(self, c: CheckpointInfo) -> Control: ...
 
 
 class TrainingStopped(Exception):

@@ -17,7 +17,9 @@ decay (see ``ftserve.training.hyperparameters``).
 
 After every step: validation metrics when due (every ``eval_interval`` steps on a fixed batch:
 the first ``max(batch_size, 8)`` validation examples; at the last step also on the whole file),
-``hooks.on_step``, an epoch checkpoint at the end of each epoch, then ``hooks.control()``.
+``hooks.on_step`` (whose answer says whether to go on), and an epoch checkpoint at the end of
+each epoch. The trainer resumes from the checkpoint the spec names and never deletes one:
+which checkpoints a job keeps is decided where they are recorded (the worker's hooks).
 
 Determinism: the seed fixes the LoRA initialisation, the data order and dropout; the same spec on
 the same machine gives bit-identical losses on CPU. Resuming restores weights, optimizer,
@@ -59,6 +61,7 @@ from ftserve.training.objective import Objective, Outcome
 from ftserve.training.sft import SupervisedObjective
 from ftserve.training.spec import (
     CheckpointInfo,
+    CheckpointKind,
     ResolvedHyperparameters,
     StepMetrics,
     TrainingFailed,
@@ -120,7 +123,7 @@ class _Job:
         self.steps_per_epoch = math.ceil(self.hp.n_examples / self.hp.batch_size)
 
         checkpointing.remove_stale_temporaries(spec.work_dir)
-        self.resume_from = checkpointing.latest_checkpoint(spec.work_dir)
+        self.resume_from = self._resume_point()
         if self.resume_from is not None and self.resume_from.fingerprint != self.fingerprint:
             raise TrainingFailed(
                 "checkpoint_mismatch",
@@ -135,6 +138,17 @@ class _Job:
         self.last_metrics: StepMetrics | None = None
         if self.resume_from is not None:
             self._restore(self.resume_from)
+
+    def _resume_point(self) -> StoredCheckpoint | None:
+        if self.spec.resume_from is None:
+            return None
+        try:
+            return checkpointing.read_checkpoint(self.spec.resume_from)
+        except FileNotFoundError as exc:
+            raise TrainingFailed(
+                "checkpoint_missing",
+                f"The job's last checkpoint cannot be read ({exc}); it cannot resume.",
+            ) from exc
 
     def _load_data(self) -> tuple[list[Any], list[Any]]:
         spec = self.spec
@@ -281,7 +295,7 @@ class _Job:
             full_valid_mean_token_accuracy=full.accuracy if full else None,
         )
 
-    def _checkpoint(self, kind: checkpointing.CheckpointKind, step: int) -> CheckpointInfo:
+    def _checkpoint(self, kind: CheckpointKind, step: int) -> CheckpointInfo:
         assert self.last_metrics is not None
         epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
         stored = checkpointing.save_checkpoint(
@@ -298,13 +312,15 @@ class _Job:
             scheduler=self.scheduler,
             device=self.choice.device,
         )
-        self.hooks.on_checkpoint(stored.info)
-        checkpointing.prune_checkpoints(self.spec.work_dir, self.spec.keep_checkpoints)
         return stored.info
 
     def run(self) -> TrainingResult:
-        start = self.resume_from.info.step if self.resume_from is not None else 0
-        self.hooks.on_start(self.hp, start)
+        resumed = self.resume_from.info if self.resume_from is not None else None
+        start = resumed.step if resumed is not None else 0
+        control = self.hooks.on_start(self.hp, resumed)
+        if control != "continue":
+            # Stopped before any step: nothing new to keep (a pause resumes from `resumed`).
+            raise TrainingStopped(control, start, resumed if control == "pause" else None)
         order: list[int] = []
         order_epoch = -1
         for step in range(start + 1, self.hp.total_steps + 1):
@@ -318,17 +334,26 @@ class _Job:
             outcome = self._step(step, [self.train_items[i] for i in chosen])
             self.trained_tokens += outcome.n_tokens
             self.last_metrics = self._metrics(step, outcome)
-            self.hooks.on_step(self.last_metrics)
+            # The step's metrics are recorded (or refused) before the next step starts, so a
+            # stop request lands at most one step late and nothing is logged after it.
+            control = self.hooks.on_step(self.last_metrics)
+            epoch_end = batch_index == self.steps_per_epoch - 1
+            if control == "cancel":
+                raise TrainingStopped("cancel", step)
             checkpoint: CheckpointInfo | None = None
-            if batch_index == self.steps_per_epoch - 1:
-                checkpoint = self._checkpoint("epoch", step)
-            control = self.hooks.control()
+            if epoch_end or control == "pause":
+                # A pause keeps the step it refused: its checkpoint holds the step's work and
+                # metrics, which are recorded when the job resumes.
+                checkpoint = self._checkpoint("epoch" if epoch_end else "pause", step)
+                answer = self.hooks.on_checkpoint(checkpoint)
+                if control == "continue" or answer == "cancel":
+                    control = answer
             if control == "cancel":
                 raise TrainingStopped("cancel", step)
             if control == "pause":
-                raise TrainingStopped("pause", step, checkpoint or self._checkpoint("pause", step))
+                raise TrainingStopped("pause", step, checkpoint)
             if control != "continue":
-                raise ValueError(f"hooks.control() returned {control!r}")
+                raise ValueError(f"the hooks answered {control!r}")
         return self._finish()
 
     def _finish(self) -> TrainingResult:
@@ -359,7 +384,6 @@ class _Job:
             trained_tokens=self.trained_tokens,
             steps=self.hp.total_steps,
             hyperparameters=self.hp,
-            checkpoints=[c.info for c in checkpointing.list_checkpoints(spec.work_dir)],
         )
 
 

@@ -4,22 +4,23 @@ to the system when it exits. The only place that imports the training engine."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from ..config import Settings
 from ..events import messages
 from ..files.service import FileService
 from ..jobs.naming import model_name
-from ..jobs.states import Status
+from ..jobs.states import FINAL, Status
 from ..store.open import open_store
-from ..store.protocol import Store
-from ..store.records import JobRecord
+from ..store.protocol import Store, WriteRefused
+from ..store.records import Claim, FileRecord, JobRecord
+from . import claimdirs
 from .hooks import StoreHooks
-from .lease import RELEASED, release
+from .lease import RELEASED
 from .results import results_csv
 
 log = logging.getLogger("ftserve.child")
@@ -33,9 +34,8 @@ def _hp(job: JobRecord, name: str) -> object:
 
 def main(
     job_id: str,
-    worker_id: str,
+    token: str,
     settings: Settings,
-    command: Synchronized[int],
     parent_pid: int,
     gpu: int | None,
 ) -> None:
@@ -48,39 +48,43 @@ def main(
     )
     store = open_store(settings)
     try:
-        _run(job_id, worker_id, settings, store, command, parent_pid)
+        _run(Claim(job_id, token), settings, store, parent_pid)
     finally:
         store.close()
 
 
-def _fail(store: Store, job: JobRecord, worker_id: str, code: str, message: str) -> None:
-    store.update_job(
-        job.id,
-        expect=[Status.RUNNING],
-        expect_lease_owner=worker_id,
-        changes={
-            "status": Status.FAILED,
-            "finished_at": int(time.time()),
-            "error": {"code": code, "message": message, "param": None},
-            "estimated_finish": None,
-            **RELEASED,
-        },
-        events=[messages.failed(message, code, None)],
-    )
+def _fail(store: Store, claim: Claim, code: str, message: str) -> None:
+    with contextlib.suppress(WriteRefused):  # cancelled meanwhile, or the claim is gone
+        store.write_claimed(
+            claim,
+            changes={
+                "status": Status.FAILED,
+                "finished_at": int(time.time()),
+                "error": {"code": code, "message": message, "param": None},
+                "estimated_finish": None,
+                **RELEASED,
+            },
+            events=[messages.failed(message, code, None)],
+        )
 
 
-def _run(
-    job_id: str,
-    worker_id: str,
-    settings: Settings,
-    store: Store,
-    command: Synchronized[int],
-    parent_pid: int,
-) -> None:
-    job = store.get_job(job_id)
-    if job is None or job.lease_owner != worker_id:
+def _resume_point(store: Store, settings: Settings, job_id: str) -> Path | None:
+    """The newest checkpoint the store lists for the job: what the job has, whatever else
+    lies on disk."""
+    page = store.list_checkpoints(None, job_id, after=None, limit=1)
+    if page is None or not page.items:
+        return None
+    return settings.blob_dir / page.items[0].path
+
+
+def _run(claim: Claim, settings: Settings, store: Store, parent_pid: int) -> None:
+    job = store.get_job(claim.job_id)
+    if job is None or job.claim_token != claim.token:
         return
-    files = FileService(store, settings.blob_dir)
+    blob_dir = settings.blob_dir
+    # Earlier claims of this job are stale: what none of the job's rows names is garbage.
+    claimdirs.sweep(store, blob_dir, job.id, keep=claim.token)
+    files = FileService(store, blob_dir)
     now = int(time.time())
     training = store.get_file(job.organization, job.training_file, now)
     validation = (
@@ -89,13 +93,36 @@ def _run(
     if training is None or (job.validation_file and validation is None):
         _fail(
             store,
-            job,
-            worker_id,
+            claim,
             "invalid_file",
             "A file of this job was deleted before training could start.",
         )
         return
-    hooks = StoreHooks(store, job, worker_id, command, parent_pid, settings.blob_dir)
+    step_log = (
+        settings.step_log_dir / f"{job.id}.{claim.token}.log" if settings.step_log_dir else None
+    )
+    hooks = StoreHooks(store, job, claim, parent_pid, blob_dir, step_log=step_log)
+    try:
+        outcome = _train(job, claim, settings, files, training, validation, hooks, store)
+    finally:
+        hooks.close()
+    if outcome is not None:
+        _finish(store, files, job, claim, *outcome)
+    _let_go(store, blob_dir, claim, hooks.lost)
+
+
+def _train(
+    job: JobRecord,
+    claim: Claim,
+    settings: Settings,
+    files: FileService,
+    training: FileRecord,
+    validation: FileRecord | None,
+    hooks: StoreHooks,
+    store: Store,
+) -> tuple[int, Path] | None:
+    """Train; the trained tokens and final model directory, or None when the job stopped or
+    failed (recorded already)."""
     try:
         from ..training.spec import TrainingFailed, TrainingSpec, TrainingStopped
         from ..training.trainer import train
@@ -112,60 +139,62 @@ def _run(
             learning_rate_multiplier=float(lr) if isinstance(lr, int | float) else None,
             beta=float(beta) if isinstance(beta, int | float) else None,
             seed=job.seed,
-            work_dir=settings.blob_dir / "jobs" / job.id,
+            work_dir=claimdirs.claim_dir(settings.blob_dir, job.id, claim.token),
             models_cache_dir=settings.models_dir,
             lora=job.extensions.get("adapter", "lora") != "full",
             lora_rank=int(job.extensions.get("lora_rank", 8)),
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
+            resume_from=_resume_point(store, settings, job.id),
         )
         result = train(spec, hooks)
     except TrainingStopped as stop:
-        hooks.flush()
-        if not hooks.parent_gone:
-            release(store, job.id, worker_id)
         log.info("job %s stopped: %s", job.id, stop)
-        return
+        return None
     except TrainingFailed as failure:
-        hooks.flush()
-        _fail(store, job, worker_id, failure.code, failure.message)
-        return
+        _fail(store, claim, failure.code, failure.message)
+        return None
     except MemoryError:
-        hooks.flush()
         _fail(
             store,
-            job,
-            worker_id,
+            claim,
             "out_of_memory",
             "Training ran out of memory. Try a smaller batch_size or a smaller model.",
         )
-        return
+        return None
     except Exception as exc:
+        if hooks.lost:  # e.g. the current claim swept this stale run's files away
+            log.info("job %s: a stale run stopped on %s", job.id, type(exc).__name__)
+            return None
         log.exception("job %s failed in training", job.id)
-        hooks.flush()
-        _fail(
-            store,
-            job,
-            worker_id,
-            "training_error",
-            f"Training failed: {type(exc).__name__}: {exc}"[:2000],
-        )
-        return
-    hooks.flush()
-    hooks.prune_checkpoints()  # the rows now match the checkpoints kept on disk
-    _finish(store, files, job, worker_id, result.trained_tokens, result.final_path)
+        message = f"Training failed: {type(exc).__name__}: {exc}"[:2000]
+        _fail(store, claim, "training_error", message)
+        return None
+    return result.trained_tokens, result.final_path
+
+
+def _let_go(store: Store, blob_dir: Path, claim: Claim, lost: bool) -> None:
+    """Release the claim (a no-op when it is no longer current) and delete what this run wrote
+    that no row names; once the job is over, the same goes for every earlier claim."""
+    if not lost:
+        store.release_claim(claim)
+    job = store.get_job(claim.job_id)
+    if job is not None and job.status in FINAL:
+        claimdirs.sweep(store, blob_dir, claim.job_id)
+    else:  # a newer claim may be writing already: only this one's directory is ours to tidy
+        claimdirs.sweep(store, blob_dir, claim.job_id, only=claim.token)
 
 
 def _finish(
     store: Store,
     files: FileService,
     job: JobRecord,
-    worker_id: str,
+    claim: Claim,
     trained_tokens: int,
     final_path: Path,
 ) -> None:
     csv = results_csv(store.event_bodies(job.id, "metrics"))
-    results = files.add_generated(job.organization, "step_metrics.csv", "fine-tune-results", csv)
+    results = files.write_generated(job.organization, "step_metrics.csv", "fine-tune-results", csv)
     name = model_name(job)
     page = store.list_checkpoints(None, job.id, after=None, limit=1000)
     checkpoints = sorted(page.items if page else [], key=lambda c: c.step_number)
@@ -175,24 +204,25 @@ def _finish(
         for c in checkpoints
     ]
     events += [messages.model_created(name), messages.succeeded()]
-    done = store.update_job(
-        job.id,
-        expect=[Status.RUNNING],
-        expect_lease_owner=worker_id,
-        changes={
-            "status": Status.SUCCEEDED,
-            "fine_tuned_model": name,
-            "finished_at": int(time.time()),
-            "trained_tokens": trained_tokens,
-            "result_files": [results.id],
-            "estimated_finish": None,
-            **RELEASED,
-            "extensions": {**job.extensions, "model_path": os.fspath(final_path)},
-        },
-        events=events,
-    )
-    if done is None:
-        release(store, job.id, worker_id)
+    try:
+        # The results file, the model and the status become the job's in one fenced commit.
+        store.write_claimed(
+            claim,
+            changes={
+                "status": Status.SUCCEEDED,
+                "fine_tuned_model": name,
+                "finished_at": int(time.time()),
+                "trained_tokens": trained_tokens,
+                "result_files": [results.id],
+                "estimated_finish": None,
+                **RELEASED,
+                "extensions": {**job.extensions, "model_path": os.fspath(final_path)},
+            },
+            events=events,
+            add_files=[results],
+        )
+    except WriteRefused:
+        files.discard_generated(results)
 
 
 def _int_or_none(value: object) -> int | None:

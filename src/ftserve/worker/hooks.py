@@ -1,30 +1,38 @@
-"""The trainer's hooks on the worker side: events in batches, checkpoints, stop requests.
+"""The trainer's hooks on the worker side: every record a training process makes for its job.
 
-Metrics events are buffered and written in one transaction at most every ``FLUSH_SECONDS`` (or
-``FLUSH_EVENTS`` events), so recording costs a fraction of a percent of step time; each carries a
-per-step key, so a step replayed after a resume is never written twice.
+Each step's metrics event is written before the next step starts, in one transaction fenced by
+the job's claim (``Store.write_claimed``); the store refuses it once the user cancelled or
+paused the job or another claim took it over, and the refusal is the trainer's signal to stop.
+So a stop request lands at most one step late, and nothing is ever logged after the cancel or
+pause event. Each metrics event carries a per-step key, so a step replayed after a resume is
+never written twice.
+
+Checkpoint directories become the job's when their row commits under the current claim; the
+retention rule (keep the newest ``keep`` epoch checkpoints; drop a pause checkpoint once a
+newer checkpoint exists) is applied in that same transaction, and only then are the files of
+the dropped rows deleted.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from multiprocessing.sharedctypes import Synchronized
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from ..events import messages
 from ..ids import checkpoint_id
 from ..jobs.naming import checkpoint_name, model_name
 from ..jobs.states import Status
-from ..store.protocol import Store
-from ..store.records import CheckpointRecord, JobRecord, NewEvent
+from ..store.protocol import Fence, Store, WriteRefused
+from ..store.records import CheckpointRecord, Claim, JobRecord, NewEvent
 
 if TYPE_CHECKING:
     from ..training.spec import CheckpointInfo, Control, ResolvedHyperparameters, StepMetrics
 
-FLUSH_SECONDS = 0.5
-FLUSH_EVENTS = 200
-CONTINUE, CANCEL, PAUSE = 0, 1, 2
+KEEP_CHECKPOINTS = 3
+PROGRESS_SECONDS = 1.0  # how often the job's estimated_finish rides along with a step's write
 
 
 class StoreHooks:
@@ -32,27 +40,33 @@ class StoreHooks:
         self,
         store: Store,
         job: JobRecord,
-        worker_id: str,
-        command: Synchronized[int],
+        claim: Claim,
         parent_pid: int,
         blob_dir: os.PathLike[str],
+        *,
+        keep_checkpoints: int = KEEP_CHECKPOINTS,
+        step_log: Path | None = None,
     ) -> None:
         self.store = store
         self.job = job
-        self.worker_id = worker_id
-        self.command = command
+        self.claim = claim
         self.parent_pid = parent_pid
         self.blob_dir = os.fspath(blob_dir)
-        self.parent_gone = False
+        self.keep = max(1, keep_checkpoints)
+        self.lost = False  # the claim is gone (lease taken, or the worker died): touch nothing
+        self.refusal: WriteRefused | None = None
         self.total_steps = 0
         self.hook_seconds = 0.0  # time spent inside hooks, for the overhead benchmark
-        self._buffer: list[NewEvent] = []
-        self._last_flush = time.monotonic()
         self._started_at = time.monotonic()
-        self._first_step: int | None = None
+        self._first_step = 0
+        self._progress_at = 0.0
+        self._step_log: IO[str] | None = None
+        if step_log is not None:
+            step_log.parent.mkdir(parents=True, exist_ok=True)
+            self._step_log = step_log.open("a", buffering=1, encoding="utf-8")
 
     # -- TrainingHooks ---------------------------------------------------------------------
-    def on_start(self, hp: ResolvedHyperparameters, resumed_from_step: int) -> None:
+    def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
         t0 = time.perf_counter()
         self.total_steps = hp.total_steps
         resolved = {
@@ -64,40 +78,37 @@ class StoreHooks:
         kind = str(method.get("type", "supervised"))
         method_hp = {**resolved, **({"beta": hp.beta} if kind == "dpo" else {})}
         method[kind] = {"hyperparameters": method_hp}
-        events = [messages.training_resumed(resumed_from_step)] if resumed_from_step else []
-        self.store.update_job(
-            self.job.id,
-            expect=None,
-            expect_lease_owner=self.worker_id,
-            changes={"hyperparameters": resolved, "method": method},
-            events=events,
+        events: list[NewEvent] = []
+        if resumed_from is not None:
+            # The checkpoint's own step is recorded now if the run that saved it could not
+            # (a pause refused its metrics); the key makes this a no-op otherwise.
+            events.append(_metrics_event(resumed_from.metrics))
+            events.append(messages.training_resumed(resumed_from.step))
+        self._first_step = resumed_from.step if resumed_from is not None else 0
+        answer, _ = self._write(
+            changes={"hyperparameters": resolved, "method": method}, events=events
         )
         self._started_at = time.monotonic()
-        self._first_step = resumed_from_step
         self.hook_seconds += time.perf_counter() - t0
+        return answer
 
-    def on_step(self, m: StepMetrics) -> None:
+    def on_step(self, m: StepMetrics) -> Control:
         t0 = time.perf_counter()
-        self._buffer.append(
-            messages.metrics(
-                m.step,
-                m.total_steps,
-                m.train_loss,
-                m.train_mean_token_accuracy,
-                m.valid_loss,
-                m.valid_mean_token_accuracy,
-                m.full_valid_loss,
-                m.full_valid_mean_token_accuracy,
-            )
-        )
+        changes = None
         now = time.monotonic()
-        if len(self._buffer) >= FLUSH_EVENTS or now - self._last_flush >= FLUSH_SECONDS:
-            self.flush(progress_step=m.step)
+        done = m.step - self._first_step
+        if done > 0 and now - self._progress_at >= PROGRESS_SECONDS:
+            per_step = (now - self._started_at) / done
+            changes = {"estimated_finish": int(time.time() + per_step * (m.total_steps - m.step))}
+            self._progress_at = now
+        answer, _ = self._write(changes=changes, events=[_metrics_event(m)])
+        if self._step_log is not None:
+            self._step_log.write(f"{m.step} {time.time():.6f} {answer}\n")
         self.hook_seconds += time.perf_counter() - t0
+        return answer
 
-    def on_checkpoint(self, c: CheckpointInfo) -> None:
+    def on_checkpoint(self, c: CheckpointInfo) -> Control:
         t0 = time.perf_counter()
-        self.flush()
         name = (
             model_name(self.job)
             if c.step == self.total_steps
@@ -121,45 +132,80 @@ class StoreHooks:
             fine_tuned_model_checkpoint=name,
             metrics={k: v for k, v in metrics.items() if v is not None},
             path=os.path.relpath(c.path, self.blob_dir),
+            kind=c.kind,
         )
-        self.store.add_checkpoint(record, [])
-        self.prune_checkpoints()
+        page = self.store.list_checkpoints(None, self.job.id, after=None, limit=10_000)
+        drop, unused = retired(page.items if page else [], record, self.keep)
+        # "held": a pause checkpoint is saved after the pause event, by the claim holder,
+        # without an event of its own.
+        answer, written = self._write(
+            fence="held", add_checkpoint=record, drop_checkpoints=[d.id for d in drop]
+        )
+        if written:  # only files that no row names any more are deleted
+            for path in unused:
+                shutil.rmtree(os.path.join(self.blob_dir, path), ignore_errors=True)
         self.hook_seconds += time.perf_counter() - t0
+        return answer
 
-    def control(self) -> Control:
+    # -- helpers -----------------------------------------------------------------------------
+    def _write(self, *, fence: Fence = "running", **what: Any) -> tuple[Control, bool]:
+        """Write under the claim; the answer for the trainer, and whether it was written."""
         if os.getppid() != self.parent_pid:
             # The worker died: stop without touching the job; its lease will expire and another
             # worker resumes from the last checkpoint.
-            self.parent_gone = True
-            return "cancel"
-        value = self.command.value
-        if value == CANCEL:
-            return "cancel"
-        if value == PAUSE:
-            return "pause"
+            self.lost = True
+            return "cancel", False
+        try:
+            status = self.store.write_claimed(self.claim, fence=fence, **what)
+        except WriteRefused as refused:
+            self.refusal = refused
+            if not refused.claim_current:
+                self.lost = True
+                return "cancel", False
+            return _answer(refused.status), False
+        return _answer(status), True
+
+    def close(self) -> None:
+        if self._step_log is not None:
+            self._step_log.close()
+            self._step_log = None
+
+
+def _answer(status: str | None) -> Control:
+    if status == Status.RUNNING:
         return "continue"
+    # Paused, or resumed again before this process stopped (queued, still under this claim):
+    # either way the work so far is saved and the claim let go.
+    if status in (Status.PAUSED, Status.QUEUED):
+        return "pause"
+    return "cancel"
 
-    # -- helpers -----------------------------------------------------------------------------
-    def flush(self, progress_step: int | None = None) -> None:
-        if self._buffer:
-            self.store.append_events(self.job.id, self._buffer)
-            self._buffer = []
-        self._last_flush = time.monotonic()
-        if progress_step is not None and self.total_steps and self._first_step is not None:
-            done = progress_step - self._first_step
-            if done > 0:
-                per_step = (time.monotonic() - self._started_at) / done
-                eta = int(time.time() + per_step * (self.total_steps - progress_step))
-                self.store.update_job(
-                    self.job.id,
-                    expect=[Status.RUNNING],
-                    expect_lease_owner=self.worker_id,
-                    changes={"estimated_finish": eta},
-                )
 
-    def prune_checkpoints(self) -> None:
-        """Drop rows of checkpoints the trainer removed from disk (it keeps the newest few)."""
-        page = self.store.list_checkpoints(None, self.job.id, after=None, limit=1000)
-        for c in page.items if page else []:
-            if not os.path.isdir(os.path.join(self.blob_dir, c.path)):
-                self.store.delete_checkpoint(c.id)
+def _metrics_event(m: StepMetrics) -> NewEvent:
+    return messages.metrics(
+        m.step,
+        m.total_steps,
+        m.train_loss,
+        m.train_mean_token_accuracy,
+        m.valid_loss,
+        m.valid_mean_token_accuracy,
+        m.full_valid_loss,
+        m.full_valid_mean_token_accuracy,
+    )
+
+
+def retired(
+    existing: list[CheckpointRecord], new: CheckpointRecord, keep: int
+) -> tuple[list[CheckpointRecord], list[str]]:
+    """What adding ``new`` retires: the rows to drop (pause checkpoints older than the newest
+    checkpoint, epoch checkpoints beyond the newest ``keep``), and the directories no row
+    names afterwards (theirs, and that of a row at ``new``'s step, which ``new`` replaces)."""
+    same_step = [c for c in existing if c.step_number == new.step_number]
+    rows = [c for c in existing if c.step_number != new.step_number] + [new]
+    newest = max(c.step_number for c in rows)
+    epochs = sorted((c for c in rows if c.kind == "epoch"), key=lambda c: c.step_number)
+    drop = [c for c in rows if c.kind == "pause" and c.step_number < newest]
+    drop += [c for c in epochs[: max(0, len(epochs) - keep)] if c not in drop]
+    drop = [c for c in drop if c is not new]
+    unused = [c.path for c in drop] + [c.path for c in same_step if c.path != new.path]
+    return drop, unused

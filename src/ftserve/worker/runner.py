@@ -1,9 +1,12 @@
 """The worker: claims queued jobs, trains each in a child process, keeps its lease alive,
-relays cancel and pause, and recovers jobs whose worker died.
+and recovers jobs whose worker died.
 
-The jobs table is the queue (``Store.claim_job`` is atomic). A worker inside ``ftserve serve`` is
-woken the moment a job is queued; a separate ``ftserve worker`` process polls every
-``POLL_SECONDS``.
+The jobs table is the queue (``Store.claim_job`` is atomic; every claim gets its own token).
+The worker sleeps on the store's wake-up seam (``store.changes``), so it sees a queued job, a
+released slot or a cancel within milliseconds, whichever process wrote it. It relays nothing to
+its children: each training write is fenced by the claim in the store, and a cancel or pause
+reaches the training process as the refusal of its next step's write. The worker only kills a
+child that does not stop in time after a cancel, and one whose claim another worker took.
 """
 
 from __future__ import annotations
@@ -19,20 +22,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
-from multiprocessing.sharedctypes import Synchronized
 
 from ..config import Settings
 from ..events import messages
-from ..jobs.states import Status
+from ..jobs.states import FINAL, Status
 from ..store.protocol import Store
-from ..store.records import JobRecord
-from . import child
-from .hooks import CANCEL, CONTINUE, PAUSE
-from .lease import RELEASED, release
+from ..store.records import Claim, JobRecord
+from . import child, claimdirs
+from .lease import RELEASED
 
 log = logging.getLogger("ftserve.worker")
 
-POLL_SECONDS = 0.5  # between checks on running children and on the queue
+IDLE_SECONDS = 0.5  # longest sleep between checks when nothing wakes the worker
+MIN_CYCLE_SECONDS = 0.005  # a busy store (a step's write every few ms) wakes it at most this often
 CANCEL_GRACE_SECONDS = 1.0  # a child that has not stopped by then is killed
 EXIT_GRACE_SECONDS = 30.0  # a child that released its job but does not exit is killed
 
@@ -49,9 +51,8 @@ def count_gpus(device: str) -> int:
 
 @dataclass
 class _Running:
-    job_id: str
+    claim: Claim
     process: SpawnProcess
-    command: Synchronized[int]
     slot: int
     renewed_at: float
     stop_sent_at: float | None = None
@@ -68,7 +69,6 @@ class Worker:
 
     def __post_init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._running: dict[str, _Running] = {}
         gpus = count_gpus(self.settings.device)
@@ -77,12 +77,9 @@ class Worker:
         self.slots = gpus if gpus else max(self.settings.concurrency, 1)
 
     # -- control from outside ----------------------------------------------------------------
-    def wake(self, _job_id: str | None = None) -> None:
-        self._wake.set()
-
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self.store.changes.poke()
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -92,10 +89,12 @@ class Worker:
             self.slots,
             f" on {self._gpus} GPU(s)" if self._gpus else " on CPU",
         )
+        changes = self.store.changes
+        seen = changes.version()
         self.recover()
         last_recover = time.monotonic()
         while not self._stop.is_set():
-            self._wake.clear()
+            cycle = time.monotonic()
             self._supervise()
             while self._busy_slots() < self.slots and not self._stop.is_set():
                 if not self._claim():
@@ -103,8 +102,18 @@ class Worker:
             if time.monotonic() - last_recover > self.settings.lease_seconds / 2:
                 self.recover()
                 last_recover = time.monotonic()
-            self._wake.wait(POLL_SECONDS)
+            rest = MIN_CYCLE_SECONDS - (time.monotonic() - cycle)
+            if rest > 0 and not self._stop.is_set():
+                time.sleep(rest)
+            seen = changes.wait(seen, self._sleep_seconds())
         self._shutdown()
+
+    def _sleep_seconds(self) -> float:
+        # Children that must be killed after a grace period need a timely look even when
+        # nothing is written; otherwise sleep until the store changes.
+        if any(r.stop_sent_at is not None for r in self._running.values()):
+            return 0.1
+        return IDLE_SECONDS
 
     def _busy_slots(self) -> int:
         # A child that has released its job only has interpreter teardown left (a second or
@@ -120,26 +129,20 @@ class Worker:
         )
         if job is None:
             return False
+        assert job.claim_token is not None
+        claim = Claim(job.id, job.claim_token)
         used = {r.slot for r in self._running.values() if not r.released}
         slot = next(i for i in range(self.slots) if i not in used)
-        command: Synchronized[int] = self._ctx.Value("i", CONTINUE)
         process = self._ctx.Process(
             target=child.main,
-            args=(
-                job.id,
-                self.worker_id,
-                self.settings,
-                command,
-                os.getpid(),
-                slot if self._gpus else None,
-            ),
+            args=(job.id, claim.token, self.settings, os.getpid(), slot if self._gpus else None),
             name=f"ftserve-train-{job.id}",
             daemon=False,
         )
         process.start()
         if job.id in self._running:  # an earlier run of this job is still exiting
             self._running[f"{job.id}#{process.pid}"] = self._running.pop(job.id)
-        self._running[job.id] = _Running(job.id, process, command, slot, time.monotonic())
+        self._running[job.id] = _Running(claim, process, slot, time.monotonic())
         log.info("worker %s: training %s (attempt %d)", self.worker_id, job.id, job.attempts)
         return True
 
@@ -156,53 +159,50 @@ class Worker:
                 if run.stop_sent_at is not None and now - run.stop_sent_at > EXIT_GRACE_SECONDS:
                     run.process.kill()
                 continue
-            job = self.store.get_job(run.job_id)
-            if job is None or job.lease_owner != self.worker_id:
-                if job is not None and job.lease_owner is not None:
-                    # Another worker took the job over: this copy must not write any more.
+            job = self.store.get_job(run.claim.job_id)
+            if job is None or job.claim_token != run.claim.token:
+                if job is not None and job.claim_token is not None:
+                    # Another claim has the job: this run's writes are refused already; stop it.
                     log.warning(
-                        "worker %s lost the lease of %s to %s; stopping it",
+                        "worker %s lost its claim of %s to %s; stopping its run",
                         self.worker_id,
-                        run.job_id,
+                        run.claim.job_id,
                         job.lease_owner,
                     )
                     run.process.kill()
                 else:
                     run.released = True  # finished and released: let it exit by itself
                     run.stop_sent_at = now
-                    self._wake.set()
                 continue
-            # The status is the request: the API changed it, the training process acts on it.
-            if job.status == Status.CANCELLED:
+            if job.status in FINAL:
+                # Cancelled: the child stops at its next step's write; a child stuck in a long
+                # load or evaluation is killed after a grace period (there is nothing to save).
                 if run.stop_sent_at is None:
-                    run.command.value = CANCEL
                     run.stop_sent_at = now
                 elif now - run.stop_sent_at > CANCEL_GRACE_SECONDS:
                     run.process.kill()
-            elif job.status in (Status.PAUSED, Status.QUEUED):
-                run.command.value = PAUSE
             if now - run.renewed_at > self.settings.lease_seconds / 3:
-                self.store.renew_lease(
-                    run.job_id, self.worker_id, time.time() + self.settings.lease_seconds
-                )
+                if not self.store.renew_lease(run.claim, time.time() + self.settings.lease_seconds):
+                    continue  # the claim just went; the next look stops the run
                 run.renewed_at = now
 
     def _after_exit(self, run: _Running) -> None:
-        job = self.store.get_job(run.job_id)
-        if job is None or job.lease_owner != self.worker_id:
-            return  # the child finished the job and released it
+        job = self.store.get_job(run.claim.job_id)
+        if job is None or job.claim_token != run.claim.token:
+            return  # the child finished the job and released it, or the claim is gone
         if job.status == Status.RUNNING:
             code = run.process.exitcode
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self._requeue_or_fail(job, f"The training process ended unexpectedly ({how})")
         else:
-            # Cancelled, or paused before the child could save: release; pause resumes from
-            # the last checkpoint on disk.
-            release(self.store, job.id, self.worker_id)
-        self._wake.set()
+            # Cancelled, or paused before the child could save: release; a pause resumes from
+            # the last checkpoint the store lists.
+            self.store.release_claim(run.claim)
+            if job.status in FINAL:
+                claimdirs.sweep(self.store, self.settings.blob_dir, job.id)
 
     def _requeue_or_fail(self, job: JobRecord, reason: str) -> None:
-        owner = job.lease_owner
+        token = job.claim_token
         clear = {
             **RELEASED,
             "estimated_finish": None,
@@ -215,7 +215,7 @@ class Worker:
             self.store.update_job(
                 job.id,
                 expect=[Status.RUNNING],
-                expect_lease_owner=owner,
+                expect_claim=token,
                 changes={
                     **clear,
                     "status": Status.FAILED,
@@ -228,7 +228,7 @@ class Worker:
             self.store.update_job(
                 job.id,
                 expect=[Status.RUNNING],
-                expect_lease_owner=owner,
+                expect_claim=token,
                 changes={**clear, "status": Status.QUEUED},
                 events=[messages.requeued(reason)],
             )
@@ -248,9 +248,8 @@ class Worker:
             log.warning("worker %s: recovering %s from %s", self.worker_id, job.id, owner)
             if job.status == Status.RUNNING:
                 self._requeue_or_fail(job, "The worker training this job stopped responding")
-            else:
-                release(self.store, job.id, owner)
-        self._wake.set()
+            elif job.claim_token is not None:
+                self.store.release_claim(Claim(job.id, job.claim_token))
 
     def _shutdown(self) -> None:
         """Stopping the worker pauses nothing: children are stopped and their jobs requeued so
@@ -258,13 +257,13 @@ class Worker:
         for run in list(self._running.values()):
             run.process.kill()
             run.process.join()
-            job = self.store.get_job(run.job_id)
-            if job is not None and job.lease_owner == self.worker_id:
+            job = self.store.get_job(run.claim.job_id)
+            if job is not None and job.claim_token == run.claim.token:
                 if job.status == Status.RUNNING:
                     self.store.update_job(
                         job.id,
                         expect=[Status.RUNNING],
-                        expect_lease_owner=self.worker_id,
+                        expect_claim=run.claim.token,
                         changes={
                             "status": Status.QUEUED,
                             **RELEASED,
@@ -274,7 +273,7 @@ class Worker:
                         events=[messages.requeued("The worker was shut down")],
                     )
                 else:
-                    release(self.store, job.id, self.worker_id)
+                    self.store.release_claim(run.claim)
         self._running.clear()
 
 
