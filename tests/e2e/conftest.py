@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import API_KEY, Server
 from tests.training.conftest import gpt2_dir, llama_dir  # noqa: F401 - shared model fixtures
 
 FAST_LEASE = "4"
@@ -80,3 +83,59 @@ def training_children(server_pid: int) -> list[int]:
         if ppid == server_pid and b"multiprocessing" in cmd and b"spawn_main" in cmd:
             found.append(int(entry))
     return found
+
+
+class WorkerProc:
+    """A separate ``ftserve worker`` process on a data dir (in a session of its own when
+    ``new_session``, so its process group — the worker and its training children — can be
+    signalled as one)."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, new_session: bool = False
+    ) -> None:
+        self.data_dir = data_dir
+        self.env = env or {}
+        self.new_session = new_session
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "FTSERVE_API_KEYS": API_KEY,
+            "FTSERVE_LEASE_SECONDS": FAST_LEASE,
+            "FTSERVE_LOG_LEVEL": "warning",
+            **self.env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ftserve", "worker", "--data-dir", str(self.data_dir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=self.new_session,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if self.new_session:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGCONT)
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, exited but not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

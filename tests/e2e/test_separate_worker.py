@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,33 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY, Server, chat_rows, upload
-from tests.e2e.conftest import FAST_LEASE, metric_steps, training_children, wait_final, wait_steps
-
-
-class WorkerProc:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "FTSERVE_API_KEYS": API_KEY,
-            "FTSERVE_LEASE_SECONDS": FAST_LEASE,
-            "FTSERVE_LOG_LEVEL": "warning",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ftserve", "worker", "--data-dir", str(self.data_dir)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+from tests.conftest import Server, chat_rows, upload
+from tests.e2e.conftest import WorkerProc, metric_steps, training_children, wait_final, wait_steps
 
 
 @pytest.fixture

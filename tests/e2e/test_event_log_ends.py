@@ -1,0 +1,322 @@
+"""A job's event log ends where the job ended: cancel and pause at random moments, the
+latency of a stop request measured from the training process's own step log, and the claim
+fence tested by freezing a worker (alone, and with its training process) until another worker
+has taken over and finished the job."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from ftserve.config import Settings
+from ftserve.store.sqlite import SqliteStore
+from tests.conftest import Server, chat_rows, upload
+from tests.e2e.conftest import (
+    FAST_LEASE,
+    WorkerProc,
+    metric_steps,
+    running,
+    training_children,
+    wait_final,
+    wait_steps,
+)
+
+LONG = {"n_epochs": 40, "batch_size": 1}  # 50 rows: 2,000 steps of ~10 ms, far longer than a try
+
+
+def newest_first(client: openai.OpenAI, job_id: str) -> list[Any]:
+    return list(client.fine_tuning.jobs.list_events(job_id, limit=1000))
+
+
+def assert_steps_once_and_contiguous(client: openai.OpenAI, job_id: str) -> list[int]:
+    chronological = list(reversed(metric_steps(client, job_id)))
+    assert chronological == list(range(1, len(chronological) + 1)), chronological[-10:]
+    return chronological
+
+
+def db(server_or_dir: Server | Path) -> SqliteStore:
+    data = server_or_dir.data_dir if isinstance(server_or_dir, Server) else server_or_dir
+    return SqliteStore(Settings(data_dir=data).sqlite_path)
+
+
+def wait_released(data_dir: Path, job_id: str, timeout: float = 30.0) -> None:
+    """Until the training process has let go of the job (it stopped)."""
+    store = db(data_dir)
+    try:
+        deadline = time.monotonic() + timeout
+        while store.get_job(job_id).claim_token is not None:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"{job_id} still held after {timeout}s"
+            time.sleep(0.02)
+    finally:
+        store.close()
+
+
+def steps_ended_after(log_dir: Path, job_id: str, moment: float) -> int:
+    """Steps of the job that the training process finished after ``moment`` (its step log)."""
+    count = 0
+    for log in log_dir.glob(f"{job_id}.*.log"):
+        for line in log.read_text().splitlines():
+            _step, ended, _answer = line.split()
+            count += float(ended) > moment
+    return count
+
+
+@pytest.fixture
+def step_log_server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(
+        tmp_path / "data",
+        env={
+            "FTSERVE_WORKERS": "1",
+            "FTSERVE_LEASE_SECONDS": FAST_LEASE,
+            "FTSERVE_STEP_LOG_DIR": str(tmp_path / "steps"),
+        },
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_cancel_at_random_moments_ends_the_log(step_log_server: Server) -> None:
+    srv = step_log_server
+    client = srv.client()
+    fid = upload(client, chat_rows(50))
+    rng = random.Random(7)
+    for _ in range(3):
+        job = client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=fid, hyperparameters=LONG
+        )
+        wait_steps(client, job.id, rng.randint(2, 40))
+        time.sleep(rng.uniform(0, 0.05))
+        assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+        wait_released(srv.data_dir, job.id)
+        time.sleep(0.5)  # anything late would have landed by now
+        events = newest_first(client, job.id)
+        assert events[0].message == "Fine-tuning job cancelled", [e.message for e in events[:5]]
+        assert_steps_once_and_contiguous(client, job.id)
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+
+
+def test_pause_at_random_moments_ends_the_log_until_resumed(step_log_server: Server) -> None:
+    srv = step_log_server
+    client = srv.client(strict=False)  # the SDK's strict status Literal lacks "paused"
+    rows = chat_rows(20)
+    hp = {"n_epochs": 15, "batch_size": 1}  # 300 steps
+    fid = upload(client, rows)
+    straight = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=5, hyperparameters=hp
+    )
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny", training_file=fid, seed=5, hyperparameters=hp
+    )
+    assert wait_final(client, straight.id) == "succeeded"
+    rng = random.Random(11)
+    pauses = 0
+    while pauses < 3:
+        logged = len(metric_steps(client, job.id))
+        with contextlib.suppress(AssertionError):
+            wait_steps(client, job.id, logged + rng.randint(2, 30), timeout=20)
+        time.sleep(rng.uniform(0, 0.05))
+        if client.fine_tuning.jobs.retrieve(job.id).status != "running":
+            break  # finished before the next pause
+        assert client.fine_tuning.jobs.pause(job.id).status == "paused"
+        pauses += 1
+        wait_released(srv.data_dir, job.id)
+        time.sleep(0.5)
+        events = newest_first(client, job.id)
+        assert events[0].message == "Fine-tuning job paused", [e.message for e in events[:5]]
+        steps = assert_steps_once_and_contiguous(client, job.id)
+        # The step that finished after the pause is in the pause checkpoint, not in the log.
+        newest = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].step_number
+        assert newest in (steps[-1], steps[-1] + 1)
+        assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    assert pauses >= 2
+    assert wait_final(client, job.id) == "succeeded"
+    assert assert_steps_once_and_contiguous(client, job.id) == list(range(1, 301))
+
+    def losses(job_id: str) -> list[float]:
+        return [
+            float(e.data["train_loss"])  # type: ignore[index]
+            for e in reversed(newest_first(client, job_id))
+            if e.type == "metrics"
+        ]
+
+    assert losses(job.id) == losses(straight.id)
+    messages = [e.message for e in newest_first(client, job.id)]
+    assert messages[0] == "The job has successfully completed"
+    assert messages.count("Fine-tuning job started") == 1
+
+
+def _latency_tries(
+    client: openai.OpenAI, data_dir: Path, log_dir: Path, tries: int, seed: int
+) -> list[int]:
+    """Steps finished after each stop request was sent (an upper bound of those finished after
+    the API committed it), alternating cancel and pause."""
+    fid = upload(client, chat_rows(50))
+    rng = random.Random(seed)
+    found = []
+    for i in range(tries):
+        job = client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=fid, hyperparameters=LONG
+        )
+        wait_steps(client, job.id, rng.randint(3, 30))
+        time.sleep(rng.uniform(0, 0.05))
+        sent = time.time()
+        if i % 2:
+            client.fine_tuning.jobs.pause(job.id)
+        else:
+            client.fine_tuning.jobs.cancel(job.id)
+        wait_released(data_dir, job.id)
+        found.append(steps_ended_after(log_dir, job.id, sent))
+        if i % 2:
+            client.fine_tuning.jobs.cancel(job.id)
+    return found
+
+
+def _assert_latency(after: list[int]) -> None:
+    # The design bound is one step (the one in flight); the client's send time is earlier than
+    # the commit, so on a loaded machine an outlier may count one more.
+    within = sum(n <= 1 for n in after)
+    assert within >= len(after) - 1 and max(after) <= 3, after
+
+
+def test_stop_latency_with_the_embedded_worker(step_log_server: Server, tmp_path: Path) -> None:
+    client = step_log_server.client(strict=False)
+    after = _latency_tries(client, step_log_server.data_dir, tmp_path / "steps", 6, seed=1)
+    _assert_latency(after)
+
+
+def test_stop_latency_with_a_separate_worker(tmp_path: Path) -> None:
+    api = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
+    api.start()
+    worker = WorkerProc(api.data_dir, env={"FTSERVE_STEP_LOG_DIR": str(tmp_path / "steps")})
+    worker.start()
+    try:
+        client = api.client(strict=False)
+        after = _latency_tries(client, api.data_dir, tmp_path / "steps", 6, seed=2)
+        _assert_latency(after)
+    finally:
+        worker.kill()
+        api.stop()
+
+
+# -- the claim fence: freeze a worker until another has finished its job ----------------------
+
+
+def _freeze(pid: int, group: bool, data_dir: Path) -> None:
+    """SIGSTOP the worker (or its whole process group), at a moment it holds no SQLite write
+    lock: a process frozen inside a write transaction blocks every writer of the file, which
+    is SQLite's nature on one machine, not something a fence can cure."""
+    send = (lambda s: os.killpg(pid, s)) if group else (lambda s: os.kill(pid, s))
+    path = Settings(data_dir=data_dir).sqlite_path
+    for _ in range(100):
+        send(signal.SIGSTOP)
+        time.sleep(0.05)
+        conn = sqlite3.connect(path, timeout=0.3, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            send(signal.SIGCONT)
+            time.sleep(0.02)
+        finally:
+            conn.close()
+    raise AssertionError("could not freeze the worker outside a write transaction")
+
+
+def _tree(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _snapshot(client: openai.OpenAI, data_dir: Path, job_id: str) -> dict[str, Any]:
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job_id, limit=100).data
+    store = db(data_dir)
+    try:
+        rows = store.list_checkpoints(None, job_id, after=None, limit=100)
+        paths = [data_dir / "blobs" / c.path for c in (rows.items if rows else [])]
+    finally:
+        store.close()
+    model_path = Path(job.model_extra["ftserve"]["model_path"])  # type: ignore[index]
+    return {
+        "job": job.model_dump(),
+        "events": [e.model_dump() for e in newest_first(client, job_id)],
+        "checkpoints": [c.model_dump() for c in checkpoints],
+        "files": sorted(f.id for f in client.files.list()),
+        "checkpoint_files": {str(p): _tree(p) for p in paths},
+        "model_files": _tree(model_path),
+    }
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["worker-only", "whole-process-group"])
+def test_a_frozen_worker_writes_nothing_after_another_took_over(
+    tmp_path: Path, group: bool
+) -> None:
+    api = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
+    api.start()
+    first = WorkerProc(api.data_dir, new_session=True)
+    second = WorkerProc(api.data_dir)
+    first.start()
+    try:
+        client = api.client()
+        job = client.fine_tuning.jobs.create(
+            model="ftserve-tiny",
+            training_file=upload(client, chat_rows(40)),
+            seed=3,
+            hyperparameters={"n_epochs": 6, "batch_size": 1},  # 240 steps, checkpoints every 40
+        )
+        wait_steps(client, job.id, 45)
+        store = db(api.data_dir)
+        stale = store.get_job(job.id).claim_token  # type: ignore[union-attr]
+        stale_children = training_children(first.pid)
+        assert stale and len(stale_children) == 1
+        _freeze(first.pid, group, api.data_dir)
+        second.start()
+        deadline = time.monotonic() + 60
+        while store.get_job(job.id).claim_token in (stale, None):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no other worker took the job over"
+            time.sleep(0.1)
+        if not group:
+            # Its worker is frozen, but the training process runs on; its next step's write is
+            # refused and it stops by itself.
+            deadline = time.monotonic() + 30
+            while running(stale_children[0]):
+                assert time.monotonic() < deadline, "the stale training process kept running"
+                time.sleep(0.05)
+        assert wait_final(client, job.id, timeout=180) == "succeeded"
+        store.close()
+        before = _snapshot(client, api.data_dir, job.id)
+
+        (os.killpg if group else os.kill)(first.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while running(stale_children[0]):
+            assert time.monotonic() < deadline, "the stale training process kept running"
+            time.sleep(0.05)
+        time.sleep(2.0)  # the stale worker wakes, looks, and must leave everything alone
+        assert first.proc is not None and first.proc.poll() is None  # it survives, idle
+        assert _snapshot(client, api.data_dir, job.id) == before
+        assert sorted(metric_steps(client, job.id)) == list(range(1, 241))
+        messages = [e["message"] for e in before["events"]]
+        assert messages[0] == "The job has successfully completed"
+        assert any("stopped responding" in m for m in messages)
+    finally:
+        first.kill()
+        second.kill()
+        api.stop()
