@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,51 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+class CommitWatch:
+    """Timestamps the commit that takes a job out of ``running``, seen from outside: a thread
+    reads the job's status every ``interval`` seconds, so the time it reports is at most one
+    interval (plus one read) after the commit."""
+
+    def __init__(self, db_path: Path, job_id: str, interval: float = 0.0005) -> None:
+        self.committed_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(db_path, job_id, interval), daemon=True
+        )
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _watch(self, db_path: Path, job_id: str, interval: float) -> None:
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            self._ready.set()
+            while not self._stop.is_set():
+                (status,) = conn.execute(
+                    "SELECT status FROM jobs WHERE id = ?", (job_id,)
+                ).fetchone()
+                if status != "running":
+                    self.committed_at = time.time()
+                    return
+                time.sleep(interval)
+        finally:
+            conn.close()
+
+    def result(self, timeout: float = 10.0) -> float:
+        self._thread.join(timeout)
+        self._stop.set()
+        assert self.committed_at is not None, "the job never left running"
+        return self.committed_at
+
+
+def steps_computed_after(log_dir: Path, job_id: str, moment: float) -> int:
+    """Steps of the job that its training process finished computing after ``moment``, read
+    from the step log it keeps (``FTSERVE_STEP_LOG_DIR``)."""
+    count = 0
+    for log in log_dir.glob(f"{job_id}.*.log"):
+        for line in log.read_text().splitlines():
+            _step, computed, _answered, _answer = line.split()
+            count += float(computed) > moment
+    return count

@@ -265,7 +265,9 @@ def test_epoch_checkpoints_are_complete_and_atomic(base: TrainingSpec) -> None:
     assert [c.epoch for c in hooks.checkpoints] == [1, 2, 3, 4, 5]
     # The trainer deletes nothing: retention is decided where checkpoints are recorded.
     root = spec.work_dir / "checkpoints"
-    assert sorted(p.name for p in root.iterdir()) == [f"step-0000{n:02d}" for n in (4, 8, 12, 16, 20)]
+    assert sorted(p.name for p in root.iterdir()) == [
+        f"step-0000{n:02d}" for n in (4, 8, 12, 16, 20)
+    ]
     assert not [p for p in spec.work_dir.rglob(".tmp*")]
     newest = root / "step-000020"
     for name in (

@@ -94,6 +94,7 @@ class StoreHooks:
 
     def on_step(self, m: StepMetrics) -> Control:
         t0 = time.perf_counter()
+        computed = time.time()
         changes = None
         now = time.monotonic()
         done = m.step - self._first_step
@@ -103,7 +104,8 @@ class StoreHooks:
             self._progress_at = now
         answer, _ = self._write(changes=changes, events=[_metrics_event(m)])
         if self._step_log is not None:
-            self._step_log.write(f"{m.step} {time.time():.6f} {answer}\n")
+            # step, when it was computed, when its record was answered, and the answer
+            self._step_log.write(f"{m.step} {computed:.6f} {time.time():.6f} {answer}\n")
         self.hook_seconds += time.perf_counter() - t0
         return answer
 
