@@ -456,9 +456,7 @@ def run_wrk(
     ]  # fmt: skip
     cpu0, busy0, kids0 = server.cpu_seconds(), busy_cpu_seconds(), children_cpu_seconds()
     t0 = time.monotonic()
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=duration + 60, check=False
-    )
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     wall = time.monotonic() - t0
     cpu = server.cpu_seconds() - cpu0
     wrk_cpu = children_cpu_seconds() - kids0  # wrk is the only child reaped in between
