@@ -54,7 +54,6 @@ class StoreHooks:
         self.blob_dir = os.fspath(blob_dir)
         self.keep = max(1, keep_checkpoints)
         self.lost = False  # the claim is gone (lease taken, or the worker died): touch nothing
-        self.refusal: WriteRefused | None = None
         self.total_steps = 0
         self.hook_seconds = 0.0  # time spent inside hooks, for the overhead benchmark
         self._started_at = time.monotonic()
@@ -160,7 +159,6 @@ class StoreHooks:
         try:
             status = self.store.write_claimed(self.claim, fence=fence, **what)
         except WriteRefused as refused:
-            self.refusal = refused
             if not refused.claim_current:
                 self.lost = True
                 return "cancel", False
