@@ -74,7 +74,7 @@ def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows(examples)))
     blob_dir = work / "blobs"
-    store = SqliteStore(work / "bench.db")
+    store = SqliteStore(work / "bench.db", background_checkpoints=True)  # as a training process
 
     def spec(name: str) -> TrainingSpec:
         return TrainingSpec(

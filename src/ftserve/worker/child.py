@@ -46,7 +46,7 @@ def main(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    store = open_store(settings)
+    store = open_store(settings, per_step_writes=True)
     try:
         _run(Claim(job_id, token), settings, store, parent_pid)
     finally:
