@@ -122,6 +122,33 @@ def test_tools_reach_the_template_and_tool_call_arguments_are_parsed(
     )
 
 
+# The shape of SmolLM2's own template: ChatML that renders only role and content.
+TOOL_BLIND_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_a_template_that_drops_tool_calls_is_refused_not_trained_on(tmp_path: Path) -> None:
+    blind = build_byte_tokenizer(chat_template=TOOL_BLIND_TEMPLATE)
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+        ]
+    }
+    path = write_jsonl(tmp_path / "t.jsonl", [row])
+    with pytest.raises(TrainingFailed, match="does not render tools or tool calls") as info:
+        load_supervised(path, blind, 2048)
+    assert "Example 1 of the training file" in info.value.message
+    # Rows without tools still train on such a template.
+    plain = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    [example] = load_supervised(write_jsonl(tmp_path / "p.jsonl", [plain]), blind, 2048)
+    assert "Yo" in trained_text(blind, example)
+
+
 def test_truncation_keeps_the_start_and_drops_examples_left_without_targets(
     tmp_path: Path, tokenizer: Any
 ) -> None:

@@ -258,8 +258,42 @@ def _chat_example(encoder: ChatEncoder, row: dict[str, Any], max_seq_len: int) -
         raise ValueError("'messages' must be a non-empty list")
     messages = [_normalize_message(m) for m in raw]
     trained = [not (isinstance(m, dict) and m.get("weight", 1) == 0) for m in raw]
-    ids, mask = encoder.encode(messages, row.get("tools") or None, trained)
+    tools = row.get("tools") or None
+    _check_tools_rendered(encoder, messages, tools)
+    ids, mask = encoder.encode(messages, tools, trained)
     return _finish(ids, mask, max_seq_len)
+
+
+def _tool_names(messages: list[dict[str, Any]], tools: Any) -> set[str]:
+    names = set()
+    for tool in tools or []:
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+            names.add(str(tool["function"].get("name", "")))
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                names.add(str(fn.get("name", "")))
+    names.discard("")
+    return names
+
+
+def _check_tools_rendered(encoder: ChatEncoder, messages: list[dict[str, Any]], tools: Any) -> None:
+    """Many models' own chat templates drop ``tools`` and ``tool_calls`` without a word; training
+    on such a rendering would teach the model answers with the calls cut out. Refuse instead."""
+    names = _tool_names(messages, tools)
+    if not names:
+        return
+    text = encoder._render(messages, tools)
+    missing = sorted(n for n in names if n not in text)
+    if missing:
+        raise ValueError(
+            f"this model's chat template does not render tools or tool calls (the function "
+            f"{missing[0]!r} is missing from the rendered conversation), so the model would be "
+            "trained on text without them. Fine-tune a model whose chat template renders tools "
+            "(ftserve-tiny, or a tokenizer without a chat template: ftserve then uses its own "
+            "ChatML template with tools), or remove tools and tool_calls from the file"
+        )
 
 
 def _completion_example(tokenizer: Any, row: dict[str, Any], max_seq_len: int) -> Example | None:

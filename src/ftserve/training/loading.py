@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ftserve.training.chat_templates import CHATML_FALLBACK_TEMPLATE
-from ftserve.training.spec import TINY_MODEL_NAME, TrainingFailed, TrainingSpec
-from ftserve.training.tiny_model import ensure_tiny_model
+from ftserve.training.sources import materialize
+from ftserve.training.spec import TrainingFailed, TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -46,27 +46,7 @@ def resolve_device(requested: str) -> DeviceChoice:
 
 
 def resolve_model_dir(spec: TrainingSpec) -> Path:
-    if spec.model == TINY_MODEL_NAME:
-        try:
-            return ensure_tiny_model(spec.models_cache_dir)
-        except OSError as exc:
-            raise TrainingFailed(
-                "model_load_failed",
-                f"Could not build {TINY_MODEL_NAME} in {spec.models_cache_dir}: {exc}",
-            ) from exc
-    path = Path(spec.model)
-    if not path.is_absolute():
-        raise TrainingFailed(
-            "model_load_failed",
-            f"Model {spec.model!r} is neither {TINY_MODEL_NAME!r} nor an absolute path to a "
-            "Hugging Face model directory.",
-        )
-    if not (path / "config.json").is_file():
-        raise TrainingFailed(
-            "model_load_failed",
-            f"Model directory {path} does not exist or has no config.json.",
-        )
-    return path
+    return materialize(spec.model, spec.models_cache_dir)
 
 
 def load_tokenizer(model_dir: Path) -> Any:

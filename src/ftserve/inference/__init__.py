@@ -1,0 +1,1 @@
+"""Serving models: the API-side client and the inference process that runs them."""
