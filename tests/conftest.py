@@ -129,8 +129,12 @@ def _close_clients() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # No embedded worker: these jobs are about the wire contract, not training.
-    srv = Server(tmp_path_factory.mktemp("srv") / "data", env={"FTSERVE_WORKERS": "0"})
+    # No embedded worker: these jobs are about the wire contract, not training. Generation is
+    # real (ftserve-tiny), but capped small, so fuzzed completion requests stay quick.
+    srv = Server(
+        tmp_path_factory.mktemp("srv") / "data",
+        env={"FTSERVE_WORKERS": "0", "FTSERVE_MAX_GENERATION_TOKENS": "64"},
+    )
     srv.start()
     yield srv
     srv.stop()

@@ -48,6 +48,11 @@ class Settings:
     lease_seconds: float = 30.0  # a worker silent this long is presumed dead
     max_attempts: int = 3  # crashes before a job is failed for good
     step_log_dir: Path | None = None  # training processes log each step's end time here
+    inference: bool = True  # serve /chat/completions and /completions from an inference process
+    max_adapters: int = 8  # LoRA adapters kept loaded over their base
+    inference_memory: int = 8 << 30  # bytes for loaded models in the inference process
+    max_generation_tokens: int = 4096  # cap on n * max_tokens per request
+    inference_threads: int | None = None  # None: torch_threads
 
     @property
     def blob_dir(self) -> Path:
@@ -77,6 +82,35 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | Non
         bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
         raise ConfigError(f"{name}={raw!r}: must be {bound}")
     return value
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_bytes(raw: str, name: str) -> int:
+    """``8589934592``, ``8GiB``, ``512MiB``, ``8G`` (= 8 GB), ``1.5GiB``."""
+    match = _SIZE.match(raw)
+    if match is None:
+        raise ConfigError(f"{name}={raw!r}: must be a size in bytes such as 8GiB or 512MiB")
+    number, unit = match.group(1), (match.group(2) or "").upper()
+    if "I" in unit:
+        scale = 1024 ** ("KMGT".index(unit[0]) + 1)
+    else:
+        scale = _UNITS[unit.rstrip("B") if unit != "B" else "B"]
+    value = int(float(number) * scale)
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r}: must be at least one byte")
+    return value
+
+
+def parse_flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: must be 1 or 0")
 
 
 def parse_api_keys(raw: str, name: str = "FTSERVE_API_KEYS") -> tuple[ApiKey, ...]:
@@ -136,6 +170,17 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=float(_int(env, "FTSERVE_LEASE_SECONDS", 30, 2, 86_400)),
         max_attempts=_int(env, "FTSERVE_MAX_ATTEMPTS", 3, 1, 100),
         step_log_dir=Path(env["FTSERVE_STEP_LOG_DIR"]) if env.get("FTSERVE_STEP_LOG_DIR") else None,
+        inference=parse_flag(env.get("FTSERVE_INFERENCE") or "1", "FTSERVE_INFERENCE"),
+        max_adapters=_int(env, "FTSERVE_MAX_ADAPTERS", 8, 1, 4096),
+        inference_memory=parse_bytes(
+            env.get("FTSERVE_INFERENCE_MEMORY") or "8GiB", "FTSERVE_INFERENCE_MEMORY"
+        ),
+        max_generation_tokens=_int(env, "FTSERVE_MAX_GENERATION_TOKENS", 4096, 1, 1 << 24),
+        inference_threads=(
+            _int(env, "FTSERVE_INFERENCE_THREADS", 1, 1, 1024)
+            if env.get("FTSERVE_INFERENCE_THREADS")
+            else None
+        ),
     )
 
 

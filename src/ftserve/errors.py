@@ -16,10 +16,13 @@ into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
     ├── AuthenticationFailed      (401 invalid_api_key / missing key)
     ├── NotFound                  (404)
     │   ├── JobNotFound           (404 fine_tune_not_found, param fine_tune_id)
-    │   └── RouteNotFound         (404 for an unknown URL)
+    │   ├── RouteNotFound         (404 for an unknown URL)
+    │   └── DeploymentNotFound    (404, Azure's shape: only code and message)
     ├── MethodNotAllowed          (405)
     ├── PayloadTooLarge           (413)
+    ├── InferenceDisabled         (503: the server runs without inference)
     └── ServerError               (500, message carries no internals)
+        └── InferenceFailed       (500: the inference process failed or died)
 
 Store drivers raise :class:`StoreError` (not an ApiError): a storage failure is a 500 whose details
 go to the log, never to the client.
@@ -127,6 +130,21 @@ class RouteNotFound(NotFound):
         super().__init__(f"Invalid URL ({method} {path})")
 
 
+class DeploymentNotFound(NotFound):
+    """An Azure deployment route naming no model; Azure's body carries only code and message."""
+
+    code = "DeploymentNotFound"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The API deployment for this resource does not exist. If you created the deployment "
+            "within the last 5 minutes, please wait a moment and try again."
+        )
+
+    def body(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     type = "invalid_request_error"
@@ -143,6 +161,21 @@ class PayloadTooLarge(ApiError):
 
 class ServerError(ApiError):
     pass
+
+
+class InferenceFailed(ServerError):
+    """The inference process failed or died while serving a request."""
+
+
+class InferenceDisabled(ApiError):
+    status = 503
+    code = "inference_disabled"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Inference is turned off on this server (it was started with --inference 0 or "
+            "FTSERVE_INFERENCE=0), so it serves no chat or text completions."
+        )
 
 
 class StoreError(Exception):

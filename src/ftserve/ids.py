@@ -87,3 +87,11 @@ def short_model_id() -> str:
 def fine_tuned_model_name(base: str, organization: str, suffix: str | None, tail: str) -> str:
     """``ft:{base}:{organization}:{suffix}:{id}`` as OpenAI names fine-tuned models."""
     return f"ft:{base}:{organization}:{suffix or ''}:{tail}"
+
+
+def chat_completion_id() -> str:
+    return "chatcmpl-" + _random(29)
+
+
+def completion_id() -> str:
+    return "cmpl-" + _random(29)

@@ -226,7 +226,11 @@ def seeded(http: httpx.Client) -> Seeded:
         body_values={
             "training_file": {"POST /fine_tuning/jobs": [file_id]},
             "validation_file": {"POST /fine_tuning/jobs": [file_id]},
-            "model": {"POST /fine_tuning/jobs": ["ftserve-tiny"]},
+            "model": {
+                "POST /fine_tuning/jobs": ["ftserve-tiny"],
+                "POST /chat/completions": ["ftserve-tiny"],
+                "POST /completions": ["ftserve-tiny"],
+            },
         },
     )
 
@@ -272,6 +276,21 @@ def _known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         "POST /fine_tuning/jobs/{fine_tuning_job_id}/pause": {"path_parameters": job},
         "POST /fine_tuning/jobs/{fine_tuning_job_id}/resume": {"path_parameters": job},
         "POST /fine_tuning/jobs/{fine_tuning_job_id}/cancel": {"path_parameters": job},
+        "POST /chat/completions": {
+            "body": {
+                "model": "ftserve-tiny",
+                "messages": [{"role": "user", "content": "Hello"}],
+                "max_tokens": 4,
+                "n": 2,
+                "logprobs": True,
+                "top_logprobs": 2,
+            },
+            "media_type": "application/json",
+        },
+        "POST /completions": {
+            "body": {"model": "ftserve-tiny", "prompt": ["a", "b"], "max_tokens": 3, "logprobs": 1},
+            "media_type": "application/json",
+        },
         "GET /models": {},
         "GET /models/{model}": {"path_parameters": {"model": "ftserve-tiny"}},
     }

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from ..checkpoints import routes as checkpoint_routes
+from ..completions import routes as completion_routes
 from ..config import Settings
 from ..errors import ApiError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServerError
 from ..events import routes as event_routes
@@ -119,6 +120,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
         *job_routes.ROUTES,
         *checkpoint_routes.ROUTES,
         *model_routes.ROUTES,
+        *completion_routes.ROUTES,
     ]
     # One Route per path with all its methods, so a 405 lists every allowed method.
     by_path: dict[str, dict[str, Handler]] = {}
@@ -168,6 +170,8 @@ def create_app(
                 for thread in threads:
                     thread.join(timeout=30)
                 services.validator.stop()
+            if services.inference is not None:
+                services.inference.close()
 
     app = Starlette(
         routes=build_routes(services),

@@ -16,6 +16,9 @@ import sys
 from typing import Any
 
 from .. import __version__
+from ..completions.chat_request import chat_request_schema
+from ..completions.schemas import schemas as completion_schemas
+from ..completions.text_request import text_request_schema
 from ..config import Settings
 from ..files.service import LIST_PURPOSES, MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES
 from ..jobs.schemas import MAX_SEED
@@ -295,6 +298,7 @@ def _create_job_request() -> Json:
 
 def _schemas() -> Json:
     return {
+        **completion_schemas(),
         "Error": _obj(
             {
                 "message": _STR,
@@ -577,11 +581,67 @@ def _empty_body(action: str) -> Json:
     }
 
 
+def _completion_paths() -> Json:
+    """``/chat/completions`` and ``/completions``; request schemas come from the field tables in
+    ``ftserve.completions``, response schemas from ``ftserve.completions.schemas``."""
+
+    def op(op_id: str, summary: str, request: Json, response: str, chunk: str) -> Json:
+        ok = {
+            "description": "The completion; with `stream: true` data-only server-sent events, "
+            f"each `data:` a `{chunk}` JSON object, the last `data: [DONE]`. An error after the "
+            'stream started comes in band as `data: {"error": {...}}`, then `data: [DONE]`.',
+            "headers": _request_id_header(),
+            "content": {
+                "application/json": {"schema": _ref(response)},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        }
+        return _op(
+            op_id,
+            "Completions",
+            summary,
+            {
+                "200": ok,
+                **_errors(400, 401, 404, 413),
+                "500": _error_response("The inference process failed or stopped (retryable)."),
+                "503": _error_response(
+                    "Inference is turned off on this server (`code` `inference_disabled`)."
+                ),
+            },
+            requestBody={"required": True, "content": {"application/json": {"schema": request}}},
+        )
+
+    return {
+        "/chat/completions": {
+            "post": op(
+                "createChatCompletion",
+                "Generate the next assistant message. Also served as Azure classic's "
+                "`/openai/deployments/{deployment}/chat/completions` (the deployment names the "
+                "model; body `model` optional; unknown deployment: 404 `DeploymentNotFound`).",
+                chat_request_schema(),
+                "CreateChatCompletionResponse",
+                "CreateChatCompletionStreamResponse",
+            )
+        },
+        "/completions": {
+            "post": op(
+                "createCompletion",
+                "Continue a text prompt (legacy). Also served as Azure classic's "
+                "`/openai/deployments/{deployment}/completions`.",
+                text_request_schema(),
+                "CreateCompletionResponse",
+                "CreateCompletionResponse",
+            )
+        },
+    }
+
+
 def _paths() -> Json:
     job = [_param("JobId")]
     tune = "Fine-tuning"
     state_change = _errors(400, 401, 404, 413)
     return {
+        **_completion_paths(),
         "/files": {
             "post": _op(
                 "createFile",

@@ -8,6 +8,7 @@ from ..checkpoints.service import CheckpointService
 from ..config import Settings
 from ..events.service import EventService
 from ..files.service import FileService
+from ..inference.client import InferenceClient, build_client
 from ..jobs.service import JobService
 from ..jobs.validator import JobValidator
 from ..models.registry import ModelRegistry
@@ -29,6 +30,7 @@ class Services:
     models: ModelRegistry
     validator: JobValidator
     workers: list[Worker]
+    inference: InferenceClient | None = None  # None: inference is off
 
 
 def build_services(settings: Settings, store: Store | None = None) -> Services:
@@ -49,4 +51,5 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         models=models,
         validator=validator,
         workers=workers,
+        inference=build_client(settings),
     )

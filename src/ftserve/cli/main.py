@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="embedded training workers (default 1, FTSERVE_WORKERS; 0 = none)",
     )
+    serve.add_argument(
+        "--inference",
+        type=int,
+        choices=(0, 1),
+        help="serve /chat/completions and /completions (default 1, FTSERVE_INFERENCE; 0 = off)",
+    )
     worker = sub.add_parser("worker", help="run training workers only (no API)")
     worker.add_argument("--data-dir", type=Path, help="data directory shared with the API")
     worker.add_argument(
@@ -45,6 +51,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         workers=getattr(args, "workers", None),
         concurrency=getattr(args, "concurrency", None),
+        inference=None if getattr(args, "inference", None) is None else bool(args.inference),
     )
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"--port {settings.port}: must be between 0 and 65535")

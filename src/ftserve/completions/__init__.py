@@ -1,0 +1,1 @@
+"""Chat and legacy text completions served from the inference process."""
