@@ -197,7 +197,11 @@ def _job() -> Json:
         {
             "object": _const("fine_tuning.job"),
             "id": {"type": "string", "pattern": "^ftjob-"},
-            "model": {"type": "string", "description": "The base model, as resolved."},
+            "model": {
+                "type": "string",
+                "description": "The base model as requested (an alias stays the alias; "
+                "`ftserve.base_model` names the model trained).",
+            },
             "created_at": _TIMESTAMP,
             "finished_at": {"type": ["integer", "null"]},
             "fine_tuned_model": {"type": ["string", "null"]},
@@ -231,6 +235,20 @@ def _job() -> Json:
                     "adapter": {"type": "string", "enum": ["lora", "full"]},
                     "lora_rank": {"type": "integer", "minimum": 1, "maximum": 1024},
                     "training_type": {"type": "string", "maxLength": 64},
+                    "base_model": {
+                        "type": "string",
+                        "description": "The model actually trained (differs from `model` when "
+                        "`model` is an alias).",
+                    },
+                    "training_format": {
+                        "type": "string",
+                        "enum": ["chat", "prompt_completion", "preference"],
+                        "description": "The training file's format, once validated.",
+                    },
+                    "model_path": {
+                        "type": "string",
+                        "description": "Where the final model or adapter lies (succeeded jobs).",
+                    },
                 },
                 required=("adapter", "lora_rank"),
                 description="ftserve's extension; `training_type` is the request's `trainingType`.",

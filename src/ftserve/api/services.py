@@ -12,6 +12,7 @@ from ..inference.client import InferenceClient, build_client
 from ..jobs.service import JobService
 from ..jobs.validator import JobValidator
 from ..models.registry import ModelRegistry
+from ..models.service import ModelService
 from ..store.open import open_store
 from ..store.protocol import Store
 from ..worker.runner import Worker
@@ -27,7 +28,7 @@ class Services:
     jobs: JobService
     events: EventService
     checkpoints: CheckpointService
-    models: ModelRegistry
+    models: ModelService
     validator: JobValidator
     workers: list[Worker]
     inference: InferenceClient | None = None  # None: inference is off
@@ -36,10 +37,11 @@ class Services:
 def build_services(settings: Settings, store: Store | None = None) -> Services:
     store = store or open_store(settings)
     files = FileService(store, settings.blob_dir)
-    models = ModelRegistry(settings)
+    registry = ModelRegistry(settings)
+    models = ModelService(registry, store, settings.blob_dir)
     workers = [Worker(settings, store) for _ in range(settings.workers)]
     validator = JobValidator(store, files, settings.min_training_examples)
-    jobs = JobService(store, files, models, on_created=validator.submit)
+    jobs = JobService(store, files, registry, on_created=validator.submit)
     return Services(
         settings=settings,
         store=store,

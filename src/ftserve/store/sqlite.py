@@ -33,7 +33,7 @@ from .changes import ChangeFeed, SqliteChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Statements that take a database of version N-1 to N (the fresh schema is schema_sqlite.sql).
 _MIGRATIONS: dict[int, list[str]] = {
     2: [
@@ -42,6 +42,12 @@ _MIGRATIONS: dict[int, list[str]] = {
         # version can match them; they expire and are recovered like any other.
         "UPDATE jobs SET claim_token = lower(hex(randomblob(8))) WHERE lease_owner IS NOT NULL",
         "ALTER TABLE checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'epoch'",
+    ],
+    3: [
+        "CREATE INDEX jobs_by_model ON jobs (fine_tuned_model) WHERE fine_tuned_model IS NOT NULL",
+        "CREATE TABLE deleted_models (name TEXT PRIMARY KEY, organization TEXT NOT NULL, "
+        "job_id TEXT NOT NULL, deleted_at INTEGER NOT NULL)",
+        "CREATE INDEX deleted_models_by_org ON deleted_models (organization)",
     ],
 }
 _RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
@@ -549,6 +555,65 @@ class SqliteStore:
                 (job_id, kind),
             ).fetchall()
         return [r[0] for r in rows]
+
+    # -- fine-tuned models --------------------------------------------------------------------
+    def succeeded_jobs(self, organization: str) -> list[JobRecord]:
+        rows = (
+            self._reader()
+            .execute(
+                f"{_JOB_SELECT} WHERE organization = ? AND status = 'succeeded' "
+                "AND fine_tuned_model IS NOT NULL ORDER BY finished_at, seq",
+                (organization,),
+            )
+            .fetchall()
+        )
+        return [_job(r) for r in rows]
+
+    def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                f"{_JOB_SELECT} WHERE fine_tuned_model = ? AND organization = ? "
+                "ORDER BY seq LIMIT 1",
+                (fine_tuned_model, organization),
+            )
+            .fetchone()
+        )
+        return None if row is None else _job(row)
+
+    def deleted_models(self, organization: str, names: Sequence[str] | None = None) -> set[str]:
+        conn = self._reader()
+        if names is None:
+            rows = conn.execute(
+                "SELECT name FROM deleted_models WHERE organization = ?", (organization,)
+            ).fetchall()
+        else:
+            marks = ", ".join("?" for _ in names)
+            rows = conn.execute(
+                f"SELECT name FROM deleted_models WHERE organization = ? AND name IN ({marks})",
+                (organization, *names),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def delete_models(
+        self, organization: str, job_id: str, names: Sequence[str], now: int
+    ) -> list[str]:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT status FROM jobs WHERE id = ? AND organization = ?", (job_id, organization)
+            ).fetchone()
+            if row is None or row[0] != Status.SUCCEEDED:
+                return []
+            added = []
+            for name in names:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO deleted_models (name, organization, job_id, deleted_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, organization, job_id, now),
+                )
+                if cur.rowcount:
+                    added.append(name)
+            return added
 
     # -- checkpoints -------------------------------------------------------------------------
     @staticmethod
