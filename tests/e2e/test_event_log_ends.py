@@ -273,7 +273,9 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
             model="ftserve-tiny",
             training_file=upload(client, chat_rows(40)),
             seed=3,
-            hyperparameters={"n_epochs": 6, "batch_size": 1},  # 240 steps, checkpoints every 40
+            # 480 steps, checkpoints every 40: long enough that the frozen worker's child (which
+            # trains on in the worker-only case) cannot finish before the lease expires.
+            hyperparameters={"n_epochs": 12, "batch_size": 1},
         )
         wait_steps(client, job.id, 45)
         store = db(api.data_dir)
@@ -283,7 +285,8 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
         _freeze(first.pid, group, api.data_dir)
         second.start()
         deadline = time.monotonic() + 60
-        while store.get_job(job.id).claim_token in (stale, None):  # type: ignore[union-attr]
+        while (now := store.get_job(job.id)).claim_token in (stale, None):  # type: ignore[union-attr]
+            assert now.status in ("running", "queued"), f"the job ended ({now.status}) first"  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "no other worker took the job over"
             time.sleep(0.1)
         if not group:
@@ -305,7 +308,7 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
         time.sleep(2.0)  # the stale worker wakes, looks, and must leave everything alone
         assert first.proc is not None and first.proc.poll() is None  # it survives, idle
         assert _snapshot(client, api.data_dir, job.id) == before
-        assert sorted(metric_steps(client, job.id)) == list(range(1, 241))
+        assert sorted(metric_steps(client, job.id)) == list(range(1, 481))
         messages = [e["message"] for e in before["events"]]
         assert messages[0] == "The job has successfully completed"
         assert any("stopped responding" in m for m in messages)
