@@ -105,3 +105,24 @@ def test_process_serves_cancels_fails_and_exits(
     conn.close()
     proc.join(timeout=30)
     assert proc.exitcode == 0
+
+
+def test_process_without_its_device_fails_each_request(models_dir: Path) -> None:  # noqa: F811
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    settings = EngineSettings(models_dir=str(models_dir), device="cuda")
+    proc = ctx.Process(target=main, args=(child, settings))
+    proc.start()
+    child.close()
+    try:
+        parent.send(Generate("a", TINY, CHAT, Sampling(max_tokens=3)))
+        (failed,) = receive_until(parent, lambda ms: True)
+        assert isinstance(failed, Failed) and "CUDA" in failed.message
+    finally:
+        parent.close()
+        proc.join(timeout=30)
+    assert proc.exitcode == 0

@@ -21,7 +21,7 @@ import queue
 import threading
 from multiprocessing.connection import Connection
 
-from ftserve.inference.protocol import Cancel, EngineSettings, FromInference, Generate
+from ftserve.inference.protocol import Cancel, EngineSettings, Failed, FromInference, Generate
 
 _EOF = object()
 
@@ -63,6 +63,13 @@ def _receive(conn: Connection, inbox: queue.Queue[object], outbox: _Outbox) -> N
         inbox.put(message)
 
 
+def _refuse_all(inbox: queue.Queue[object], outbox: _Outbox, message: str) -> None:
+    """No engine (the configured device is missing, say): every request fails with why."""
+    while (item := inbox.get()) is not _EOF:
+        if isinstance(item, Generate):
+            outbox.send(Failed(item.request_id, message))
+
+
 def main(conn: Connection, settings: EngineSettings) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -80,11 +87,15 @@ def main(conn: Connection, settings: EngineSettings) -> None:
     from ftserve.inference.engine import Engine
 
     outbox = _Outbox(conn)
-    engine = Engine(settings, outbox.send)
     inbox: queue.Queue[object] = queue.Queue()
     threading.Thread(
         target=_receive, args=(conn, inbox, outbox), name="inference-receive", daemon=True
     ).start()
+    try:
+        engine = Engine(settings, outbox.send)
+    except Exception as exc:
+        _refuse_all(inbox, outbox, f"The inference engine cannot start: {exc}")
+        return
     with torch.inference_mode():
         while True:
             messages = [inbox.get()] if not engine.busy else []

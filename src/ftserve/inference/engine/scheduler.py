@@ -175,7 +175,7 @@ class Engine:
             return None
         try:
             model, _ = self._acquire_probe(request)
-        except ModelUnavailable as exc:
+        except Exception as exc:
             self._fail(request, str(exc))
             return None
         batch = Batch(model, request.info.pad_id, exclusive=request.exclusive or n > limit)
@@ -199,13 +199,13 @@ class Engine:
                     self._acquire_probe(request)
                 if request.model is not batch.model:
                     raise ModelUnavailable("The model was reloaded; try again.")
-            except ModelUnavailable as exc:
+                mine = [self._row(request, i) for i in range(request.generate.sampling.n)]
+            except Exception as exc:
                 self._fail(request, str(exc))
                 continue
             admitted.append(request)
-            for index in range(request.generate.sampling.n):
-                rows.append(self._row(request, index))
-                prompts.append(request.rendered.prompt_ids)
+            rows.extend(mine)
+            prompts.extend(request.rendered.prompt_ids for _ in mine)
         if not rows:
             return
         try:
