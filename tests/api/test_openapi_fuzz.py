@@ -35,7 +35,7 @@ checks that nothing the fuzzer sent corrupted stored state: the protected file's
 description, the job's earlier events (same bodies, same order) and its immutable fields are
 unchanged, every job the fuzzer created left ``validating_files``, nothing was logged as a
 traceback, and the server still answers. Cancel, pause and resume may legitimately change the
-seeded job's *status* and append events; DELETE may hit only files made to be deleted.
+seeded job's *status* and append events; DELETE may hit only files and a planted fine-tuned model made to be deleted.
 
 The multipart upload and the binary download are fuzzed like the rest: schemathesis generates the
 form (binary ``file``, ``purpose``, the two ``expires_after[...]`` fields), and checks the
@@ -64,6 +64,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.api.planted import plant
 from tests.conftest import API_KEY, Server, chat_rows, jsonl
 
 BEARER = {"Authorization": f"Bearer {API_KEY}"}
@@ -90,6 +91,7 @@ LAST = (
     "POST /fine_tuning/jobs/{fine_tuning_job_id}/resume",
     "POST /fine_tuning/jobs/{fine_tuning_job_id}/cancel",
     "DELETE /files/{file_id}",
+    "DELETE /models/{model}",
 )
 # No request may change these. (The `server` fixture runs no worker, so even the fields training
 # fills in - hyperparameters resolved, fine_tuned_model, trained_tokens, result_files - must stay.)
@@ -120,6 +122,7 @@ class Seeded:
 
     file_id: str
     victim_file_ids: list[str]
+    victim_model: str  # a fine-tuned model planted in the store, made to be deleted
     job_id: str
     file_object: dict[str, Any]
     file_content: bytes
@@ -170,7 +173,8 @@ def api_schema(server: Server) -> Any:
 
 
 @pytest.fixture
-def seeded(http: httpx.Client) -> Seeded:
+def seeded(server: Server, http: httpx.Client) -> Seeded:
+    victim_model = plant(server.data_dir, suffix="fuzz-victim")
     content = jsonl(chat_rows(12))
     file_id = _upload(http, "protected.jsonl", content, "fine-tune")
     victims = [_upload(http, f"victim-{i}.txt", b"delete me", "assistants") for i in range(3)]
@@ -204,6 +208,7 @@ def seeded(http: httpx.Client) -> Seeded:
     return Seeded(
         file_id=file_id,
         victim_file_ids=victims,
+        victim_model=victim_model.model,
         job_id=job_id,
         file_object=http.get(f"/files/{file_id}").json(),
         file_content=content,
@@ -213,7 +218,10 @@ def seeded(http: httpx.Client) -> Seeded:
             "fine_tuning_job_id": {"*": [job_id]},
             # Deleting the protected file would make the corruption check meaningless.
             "file_id": {"DELETE": victims, "*": [file_id]},
-            "model": {"*": ["ftserve-tiny"]},
+            "model": {
+                "DELETE": [victim_model.model, *victim_model.checkpoints, "ftserve-tiny"],
+                "*": ["ftserve-tiny", victim_model.model, *victim_model.checkpoints],
+            },
         },
         query_values={
             "after": {
@@ -293,6 +301,7 @@ def _known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         },
         "GET /models": {},
         "GET /models/{model}": {"path_parameters": {"model": "ftserve-tiny"}},
+        "DELETE /models/{model}": {"path_parameters": {"model": seeded.victim_model}},
     }
 
 

@@ -190,11 +190,20 @@ def test_claimed_write_is_one_transaction(store: SqliteStore) -> None:
     assert store.get_job(job.id).status == "succeeded"  # type: ignore[union-attr]
 
 
-def test_a_version_1_database_migrates_to_the_fresh_schema(tmp_path: Path) -> None:
-    old = tmp_path / "v1.sqlite"
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_database_migrates_to_the_fresh_schema(tmp_path: Path, version: int) -> None:
+    from ftserve.store.sqlite import _MIGRATIONS, SCHEMA_VERSION
+
+    assert SCHEMA_VERSION == 3
+    old = tmp_path / f"v{version}.sqlite"
     conn = sqlite3.connect(old)
     conn.executescript(V1_SCHEMA)
-    conn.execute("PRAGMA user_version=1")
+    # A version-2 database is what version 2 of ftserve made of a version-1 one (its fresh
+    # schema had the same shape, as this test checked then).
+    for step in range(2, version + 1):
+        for statement in _MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
     conn.execute(
         "INSERT INTO jobs (id, organization, model, model_source, status, created_at, "
         "training_file, hyperparameters, method, seed, extensions, result_files, lease_owner, "
@@ -218,8 +227,19 @@ def test_a_version_1_database_migrates_to_the_fresh_schema(tmp_path: Path) -> No
         return {"objects": tables, "columns": columns, "version": version}
 
     assert shape(migrated) == shape(fresh)
+    assert shape(fresh)["version"] == (3,)
     job = migrated.get_job("ftjob-1")
-    assert job is not None and job.claim_token  # a v1 lease matches no claim of this version
+    assert job is not None
+    if version == 1:
+        assert job.claim_token  # a v1 lease matches no claim of this version
+    # Version 3's table works on the migrated database.
+    migrated.update_job("ftjob-1", expect=None, changes={"status": "succeeded"})
+    assert migrated.delete_models("personal", "ftjob-1", ["ft:m:personal::1"], 5) == [
+        "ft:m:personal::1"
+    ]
+    assert migrated.delete_models("personal", "ftjob-1", ["ft:m:personal::1"], 6) == []
+    assert migrated.deleted_models("personal") == {"ft:m:personal::1"}
+    assert migrated.deleted_models("other") == set()
     migrated.close()
     fresh.close()
 

@@ -60,8 +60,11 @@ events and checkpoints (that upper bound is the server setting `FTSERVE_EVENTS_M
 `method.type` `reinforcement` is refused; job creation also accepts Azure's `trainingType`
 (recorded in `ftserve.training_type`) and ftserve's own extension object
 `"ftserve": {{"adapter": "lora" | "full", "lora_rank": int}}`, echoed on every job object.
-Base models are the built-in `ftserve-tiny`, local Hugging Face model directories, models in the
-local Hugging Face cache and configured aliases (`GET /models`).
+Base models are the built-ins `ftserve-tiny` and `smollm2-135m-instruct` (when installed), GGUF
+files, local Hugging Face model directories, models in the local Hugging Face cache and configured
+aliases; `GET /models` lists them and the organization's fine-tuned models. A job created with an
+alias echoes the alias as `model` (as OpenAI echoes the requested model); `ftserve.base_model` is
+the model trained. `DELETE /models/{{model}}` of a base model is a 403 `model_not_deletable`.
 """
 
 
@@ -460,14 +463,31 @@ def _schemas() -> Json:
             {
                 "id": _STR,
                 "object": _const("model"),
-                "created": _TIMESTAMP,
-                "owned_by": _STR,
+                "created": {
+                    "type": "integer",
+                    "description": "Unix time, seconds. Fine-tuned models: the job's "
+                    "`finished_at`; checkpoint models: when the checkpoint was saved.",
+                },
+                "owned_by": {
+                    "type": "string",
+                    "description": "`ftserve` (built-in), `local`, `alias`, the Hugging Face "
+                    "org of a cached model, or the organization of a fine-tuned model.",
+                },
             }
         ),
         "ListModelsResponse": _obj(
             {
                 "object": _const("list"),
                 "data": {"type": "array", "items": _ref("Model")},
+            },
+            description="Base models first, then the organization's fine-tuned models, each "
+            "followed by its checkpoint models (`…:ckpt-step-N`). No paging.",
+        ),
+        "ModelDeleted": _obj(
+            {
+                "id": _STR,
+                "object": _const("model"),
+                "deleted": {"type": "boolean"},
             }
         ),
     }
@@ -504,6 +524,10 @@ def _responses() -> Json:
             },
         ),
         "NotFound": _error_response("No such object for this API key's organization."),
+        "Forbidden": _error_response(
+            "The object exists but cannot be changed this way (`DELETE /models/{model}` of a "
+            "base model: `code` `model_not_deletable`)."
+        ),
         "MethodNotAllowed": _error_response(
             "A path parameter containing `/` (sent as %2F) is decoded before routing, so the URL "
             "can name another route that does not allow this method.",
@@ -574,6 +598,7 @@ def _errors(*codes: int) -> Json:
     names = {
         400: "BadRequest",
         401: "Unauthorized",
+        403: "Forbidden",
         404: "NotFound",
         405: "MethodNotAllowed",
         413: "PayloadTooLarge",
@@ -843,8 +868,12 @@ def _paths() -> Json:
             "get": _op(
                 "listModels",
                 "Models",
-                "Base models that can be fine-tuned on this server.",
-                {"200": _ok("ListModelsResponse", "Every available base model."), **_errors(401)},
+                "Base models available here, then this organization's fine-tuned models and "
+                "their checkpoint models.",
+                {
+                    "200": _ok("ListModelsResponse", "Every model this key can use."),
+                    **_errors(401),
+                },
             ),
         },
         "/models/{model}": {
@@ -853,15 +882,25 @@ def _paths() -> Json:
                     "name": "model",
                     "in": "path",
                     "required": True,
-                    "description": "A model id from `GET /models`; may contain `/` (org/name).",
+                    "description": "A model id from `GET /models`; may contain `/` (org/name) "
+                    "and `:` (raw or as %3A).",
                     "schema": {"type": "string", "minLength": 1},
                 }
             ],
             "get": _op(
                 "retrieveModel",
                 "Models",
-                "Describe one base model.",
+                "Describe one model. Another organization's, a deleted one, or one whose job has "
+                "not succeeded is a 404 `model_not_found`.",
                 {"200": _ok("Model", "The model."), **_errors(401, 404)},
+            ),
+            "delete": _op(
+                "deleteModel",
+                "Models",
+                "Delete a fine-tuned model (with its checkpoint models) or one checkpoint model: "
+                "its weights are removed and it is no longer listed or served; the job keeps "
+                "naming it. A base model is a 403; an unknown, deleted or foreign one a 404.",
+                {"200": _ok("ModelDeleted", "The model is deleted."), **_errors(401, 403, 404)},
             ),
         },
     }
@@ -883,7 +922,10 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "Files", "description": "Training and validation data."},
             {"name": "Fine-tuning", "description": "Jobs, their events and checkpoints."},
-            {"name": "Models", "description": "Base models available here."},
+            {
+                "name": "Models",
+                "description": "Base models available here, and fine-tuned models.",
+            },
         ],
         "paths": _paths(),
         "components": {
