@@ -16,8 +16,11 @@ into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
     ├── AuthenticationFailed      (401 invalid_api_key / missing key)
     ├── NotFound                  (404)
     │   ├── JobNotFound           (404 fine_tune_not_found, param fine_tune_id)
+    │   ├── ModelNotFound         (404 model_not_found: the chat endpoints' wording)
+    │   ├── UnknownModel          (404 model_not_found: /models/{model}'s wording)
     │   ├── RouteNotFound         (404 for an unknown URL)
     │   └── DeploymentNotFound    (404, Azure's shape: only code and message)
+    ├── ModelNotDeletable         (403 model_not_deletable: DELETE of a base model)
     ├── MethodNotAllowed          (405)
     ├── PayloadTooLarge           (413)
     ├── InferenceDisabled         (503: the server runs without inference)
@@ -123,6 +126,40 @@ class JobNotFound(NotFound):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Could not find fine tune: {job_id}", param="fine_tune_id")
+
+
+class ModelNotFound(NotFound):
+    """A model the caller cannot use for inference (unknown, another organization's, deleted,
+    or its job not succeeded), in the chat endpoints' wording."""
+
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The model `{name}` does not exist or you do not have access to it.")
+
+
+class UnknownModel(NotFound):
+    """The same, in the wording of ``GET``/``DELETE /models/{model}``."""
+
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The model '{name}' does not exist", param="model")
+
+
+class ModelNotDeletable(ApiError):
+    """DELETE of a base model: only fine-tuned models (and their checkpoints) can be deleted."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_deletable"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"The model '{name}' is a base model and cannot be deleted; only fine-tuned models "
+            "(ft:…) of your organization and their checkpoints can.",
+            param="model",
+        )
 
 
 class RouteNotFound(NotFound):

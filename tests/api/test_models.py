@@ -16,8 +16,9 @@ import openai
 import pytest
 
 from ftserve.config import Settings
+from ftserve.errors import ModelNotFound
 from ftserve.models.registry import SMOLLM2, TINY, TINY_CREATED, ModelRegistry
-from ftserve.models.service import ModelNotFound, ModelService
+from ftserve.models.service import ModelService
 from ftserve.store.sqlite import SqliteStore
 from tests.api.planted import Planted, plant
 from tests.conftest import API_KEY, OTHER_ORG_KEY, Server, chat_rows, upload, wait_status

@@ -144,7 +144,9 @@ def test_a_template_that_drops_tool_calls_is_refused_not_trained_on(tmp_path: Pa
         load_supervised(path, blind, 2048)
     assert "Example 1 of the training file" in info.value.message
     # Rows without tools still train on such a template.
-    plain = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    plain = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    }
     [example] = load_supervised(write_jsonl(tmp_path / "p.jsonl", [plain]), blind, 2048)
     assert "Yo" in trained_text(blind, example)
 

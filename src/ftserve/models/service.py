@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ApiError, InvalidValue, NotFound
+from ..errors import InvalidValue, ModelNotDeletable, ModelNotFound, UnknownModel
 from ..inference.protocol import ModelKind, ServedModel
 from ..jobs.states import Status
 from ..store.protocol import Store
@@ -39,40 +39,6 @@ from ..store.records import CheckpointRecord, JobRecord
 from .registry import ModelRegistry, ResolvedModel, model_object
 
 _CHECKPOINT = re.compile(r"^(?P<model>ft:.+):ckpt-step-(?P<step>[0-9]+)$")
-
-
-class ModelNotFound(NotFound):
-    """A model the caller cannot use for inference (unknown, another organization's, deleted,
-    or its job not succeeded), in the chat endpoints' wording."""
-
-    code = "model_not_found"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"The model `{name}` does not exist or you do not have access to it.")
-
-
-class UnknownModel(NotFound):
-    """The same, in the wording of ``GET``/``DELETE /models/{model}``."""
-
-    code = "model_not_found"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"The model '{name}' does not exist", param="model")
-
-
-class ModelNotDeletable(ApiError):
-    """DELETE of a base model: only fine-tuned models (and their checkpoints) can be deleted."""
-
-    status = 403
-    type = "invalid_request_error"
-    code = "model_not_deletable"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"The model '{name}' is a base model and cannot be deleted; only fine-tuned models "
-            "(ft:…) of your organization and their checkpoints can.",
-            param="model",
-        )
 
 
 @dataclass(frozen=True, slots=True)
