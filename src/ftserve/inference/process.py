@@ -110,4 +110,6 @@ def main(conn: Connection, settings: EngineSettings) -> None:
                     engine.submit(message)
                 elif isinstance(message, Cancel):
                     engine.cancel(message.request_id)
+                    # The engine has dropped it: nothing more can be sent for it.
+                    outbox.forget(message.request_id)
             engine.run_once()

@@ -66,10 +66,11 @@ class StopMatcher:
         if not self._stops:
             return text, False
         buffer = self._held + text
-        found = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        # The stop that completes first wins, as if the text had come one character at a time.
+        found = [(i + len(s), i) for s in self._stops if (i := buffer.find(s)) >= 0]
         if found:
             self._held = ""
-            return buffer[: min(found)], True
+            return buffer[: min(found)[1]], True
         keep = self._partial_match_length(buffer)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False
