@@ -391,6 +391,13 @@ def test_top_p_tiny_is_greedy(harness: Harness) -> None:
     assert nucleus == greedy
 
 
+def test_vanishing_temperatures_decode_greedily_instead_of_failing(harness: Harness) -> None:
+    # The fuzz test found it: 1e-300 rounds to 0 in float32, and 0 / 0 made the top token NaN.
+    greedy = harness.one("g0", TINY, CHAT, max_tokens=8, temperature=0)
+    for i, tiny in enumerate((1e-300, 5e-324, 1e-7)):
+        assert harness.one(f"t{i}", TINY, CHAT, max_tokens=8, temperature=tiny) == greedy
+
+
 def test_cancel_stops_the_request(harness: Harness) -> None:
     harness.submit("long", TINY, CHAT, max_tokens=500, temperature=1.0)
     harness.submit("other", TINY, CHAT, max_tokens=20, temperature=0)

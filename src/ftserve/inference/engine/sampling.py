@@ -3,7 +3,7 @@
 The transforms follow OpenAI's definitions, in this order: ``logit_bias`` is added to the logits;
 ``presence_penalty`` is subtracted once from every token this choice has already generated and
 ``frequency_penalty`` once per time it was generated (the prompt does not count); then
-temperature 0 takes the argmax, anything else samples from ``softmax(logits / T)`` restricted to
+temperature 0 (or below ``GREEDY_BELOW``) takes the argmax, anything else samples from ``softmax(logits / T)`` restricted to
 the smallest set of most likely tokens whose probability reaches ``top_p``.
 
 Each sampling row owns a ``torch.Generator``: seeded with ``seed + choice index`` when the request
@@ -21,11 +21,16 @@ import torch
 from ftserve.inference.protocol import Sampling
 
 _SEED_SPACE = 1 << 64
+# Below this, softmax(logits / T) is the argmax to float32 precision, and T itself would round
+# to 0 in float32 (0 / 0 = NaN for the top token): such temperatures decode greedily.
+GREEDY_BELOW = 1e-4
 
 
 class RowSampler:
     def __init__(self, sampling: Sampling, index: int, vocab_size: int, device: Any):
         self.temperature = float(sampling.temperature)
+        if self.temperature < GREEDY_BELOW:
+            self.temperature = 0.0
         self.top_p = float(sampling.top_p)
         self.presence = float(sampling.presence_penalty)
         self.frequency = float(sampling.frequency_penalty)
