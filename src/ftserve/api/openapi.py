@@ -636,7 +636,14 @@ def _completion_paths() -> Json:
             "headers": _request_id_header(),
             "content": {
                 "application/json": {"schema": _ref(response)},
-                "text/event-stream": {"schema": {"type": "string"}},
+                # One server-sent event: ``data`` holds a chunk's JSON (or ``[DONE]``).
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                        "required": ["data"],
+                    }
+                },
             },
         }
         return _op(

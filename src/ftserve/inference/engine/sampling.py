@@ -3,8 +3,9 @@
 The transforms follow OpenAI's definitions, in this order: ``logit_bias`` is added to the logits;
 ``presence_penalty`` is subtracted once from every token this choice has already generated and
 ``frequency_penalty`` once per time it was generated (the prompt does not count); then
-temperature 0 (or below ``GREEDY_BELOW``) takes the argmax, anything else samples from ``softmax(logits / T)`` restricted to
-the smallest set of most likely tokens whose probability reaches ``top_p``.
+temperature 0 (or below ``GREEDY_BELOW``) takes the argmax, anything else samples from
+``softmax(logits / T)`` restricted to the smallest set of most likely tokens whose probability
+reaches ``top_p``.
 
 Each sampling row owns a ``torch.Generator``: seeded with ``seed + choice index`` when the request
 has a seed (so choices differ from one another but repeat across runs), from the OS otherwise.
