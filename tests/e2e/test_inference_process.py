@@ -139,3 +139,31 @@ def test_kill_before_the_answer_is_a_500(srv: Server) -> None:
             "/completions", json={"model": "ftserve-tiny", "prompt": "a", "max_tokens": 2}
         )
         assert after.status_code == 200, after.text
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.parametrize("route", ["chat/completions", "completions"])
+def test_a_client_that_leaves_a_long_request_stops_its_generation(srv: Server, route: str) -> None:
+    body: dict[str, object] = {
+        "model": "ftserve-tiny",
+        "max_tokens": 1900,
+        "temperature": 0,
+        "logit_bias": _no_stop_tokens(),
+    }
+    body.update({"messages": HELLO} if route.startswith("chat") else {"prompt": "Hello"})
+    with httpx.Client(base_url=srv.base_url, headers=BEARER, timeout=30) as http:
+        warm = {**body, "max_tokens": 2}
+        assert http.post(f"/{route}", json=warm).status_code == 200  # the process is up
+        pid = inference_pid(srv)
+        with pytest.raises(httpx.TimeoutException):
+            http.post(f"/{route}", json=body, timeout=0.5)  # gives up, closes the connection
+        time.sleep(1.0)  # the disconnect reaches the server, the request is cancelled
+        before = _cpu_seconds(pid)
+        time.sleep(1.5)
+        # 1,900 tokens take many seconds here; an abandoned request would keep a core busy.
+        assert _cpu_seconds(pid) - before < 0.3
+        assert http.post(f"/{route}", json=warm).status_code == 200

@@ -8,8 +8,10 @@ the inference process; the handlers only wait on queues, so the event loop never
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -66,6 +68,33 @@ async def _collect(stream: Stream, choices: list[Choice], offset: int = 0) -> No
         stream.cancel()  # no-op once finished; stops generating if this task was cancelled
 
 
+async def _client_gone(request: Request) -> None:
+    # The body has been read: the next ASGI message is the disconnect, whenever it comes.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(request: Request, work: Awaitable[None]) -> bool:
+    """Run ``work`` (collecting a non-streamed answer); False, with the work cancelled (and so
+    its generation, through ``_collect``'s ``finally``), if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+# Nobody reads it: the client went away before the answer was ready (nginx's code for that).
+GONE = 499
+
 # -- chat ---------------------------------------------------------------------------------------
 
 
@@ -101,7 +130,8 @@ async def _chat(request: Request, ctx: Ctx, deployment: str | None) -> Response:
     if req.stream:
         return EventStream(_chat_events(stream, req, head))
     choices = [Choice() for _ in range(req.sampling.n)]
-    await _collect(stream, choices)
+    if not await _unless_gone(request, _collect(stream, choices)):
+        return Response(status_code=GONE)
     completion = sum(c.completion_tokens for c in choices)
     return json_response(
         head.chat(
@@ -229,11 +259,16 @@ async def _text(request: Request, ctx: Ctx, deployment: str | None) -> Response:
         return EventStream(_text_events(streams, req, head))
     n = req.sampling.n
     choices = [Choice() for _ in range(n * len(streams))]
-    try:
+
+    async def collect_all() -> None:
         for k, stream in enumerate(streams):
             for j in range(n):
                 _echo(choices[k * n + j], stream)
             await _collect(stream, choices, k * n)
+
+    try:
+        if not await _unless_gone(request, collect_all()):
+            return Response(status_code=GONE)
     finally:
         for stream in streams:
             stream.cancel()
