@@ -53,6 +53,8 @@ class Settings:
     inference_memory: int = 8 << 30  # bytes for loaded models in the inference process
     max_generation_tokens: int = 4096  # cap on n * max_tokens per request
     inference_threads: int | None = None  # None: torch_threads
+    # HOST:PORT or unix:PATH of a separate `ftserve inference`; None: spawn one of our own.
+    inference_url: str | None = None
 
     @property
     def blob_dir(self) -> Path:
@@ -176,6 +178,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env.get("FTSERVE_INFERENCE_MEMORY") or "8GiB", "FTSERVE_INFERENCE_MEMORY"
         ),
         max_generation_tokens=_int(env, "FTSERVE_MAX_GENERATION_TOKENS", 4096, 1, 1 << 24),
+        inference_url=env.get("FTSERVE_INFERENCE_URL") or None,
         inference_threads=(
             _int(env, "FTSERVE_INFERENCE_THREADS", 1, 1, 1024)
             if env.get("FTSERVE_INFERENCE_THREADS")

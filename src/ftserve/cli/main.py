@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=(0, 1),
         help="serve /chat/completions and /completions (default 1, FTSERVE_INFERENCE; 0 = off)",
     )
+    inference = sub.add_parser(
+        "inference",
+        help="run the inference process alone, for API servers started with FTSERVE_INFERENCE_URL",
+    )
+    inference.add_argument(
+        "--listen", default="127.0.0.1:8001", help="HOST:PORT or unix:PATH (default 127.0.0.1:8001)"
+    )
+    inference.add_argument("--data-dir", type=Path, help="data directory shared with the API")
+    inference.add_argument("--log-level", help="error, warning, info or debug")
     worker = sub.add_parser("worker", help="run training workers only (no API)")
     worker.add_argument("--data-dir", type=Path, help="data directory shared with the API")
     worker.add_argument(
@@ -60,6 +69,13 @@ def load_settings(args: argparse.Namespace) -> Settings:
     if not 1 <= settings.concurrency <= 64:
         raise ConfigError(f"--concurrency {settings.concurrency}: must be between 1 and 64")
     validate_paths(settings)
+    if settings.inference_url:
+        from ..inference.remote import BadAddress, parse_address
+
+        try:
+            parse_address(settings.inference_url)
+        except BadAddress as exc:
+            raise ConfigError(f"FTSERVE_INFERENCE_URL={exc}") from None
     return settings
 
 
@@ -118,6 +134,25 @@ def run_worker(settings: Settings) -> None:
     worker.run()
 
 
+def run_inference(settings: Settings, listen: str) -> None:
+    from ..inference.remote import BadAddress, parse_address, serve
+
+    try:
+        parse_address(listen)
+    except BadAddress as exc:
+        print(f"ftserve inference: --listen {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not settings.api_keys and not (settings.data_dir / "api_key").exists():
+        print(
+            "ftserve inference: no API keys. Set FTSERVE_API_KEYS as for `ftserve serve`, or use "
+            "its --data-dir: the channel's key is derived from them.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    settings, _ = ensure_api_keys(settings)
+    serve(settings, listen)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -134,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(settings)
     elif args.command == "worker":
         run_worker(settings)
+    elif args.command == "inference":
+        run_inference(settings, args.listen)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class _Route:
 
 @dataclass(eq=False)
 class _Process:
-    process: SpawnProcess
+    process: SpawnProcess | None  # None: a separate `ftserve inference` reached over a socket
     conn: Connection
     routes: dict[str, _Route] = field(default_factory=dict)
     dead: bool = False
@@ -118,8 +118,12 @@ class Stream:
 
 
 class InferenceClient:
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(
+        self, settings: EngineSettings, remote: str | None = None, key: bytes = b""
+    ) -> None:
         self._settings = settings
+        self._remote = remote  # FTSERVE_INFERENCE_URL
+        self._key = key
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._current: _Process | None = None
@@ -129,7 +133,9 @@ class InferenceClient:
     @property
     def pid(self) -> int | None:
         current = self._current
-        return current.process.pid if current is not None and not current.dead else None
+        if current is None or current.dead or current.process is None:
+            return None
+        return current.process.pid
 
     # -- requests -------------------------------------------------------------------------------
     async def generate(self, req: Generate) -> Stream:
@@ -196,10 +202,12 @@ class InferenceClient:
     # -- the process ------------------------------------------------------------------------------
     def _ensure_started(self) -> _Process:
         current = self._current
-        if current is not None and not current.dead and current.process.is_alive():
+        if current is not None and not current.dead and _alive(current):
             return current
         if current is not None:
             self._mark_dead(current)
+        if self._remote is not None:
+            return self._connect(self._remote)
         from . import process as inference_process  # no torch at import time
 
         parent, child = self._ctx.Pipe(duplex=True)
@@ -217,6 +225,33 @@ class InferenceClient:
             target=self._read, args=(proc,), name="ftserve-inference-reader", daemon=True
         ).start()
         log.info("inference process %s started", process.pid)
+        return proc
+
+    def _connect(self, url: str) -> _Process:
+        from .remote import connect
+
+        try:
+            conn = connect(url, self._key)
+        except multiprocessing.AuthenticationError:
+            log.error(
+                "inference server %s refused this server's key: start both with the same "
+                "API keys (FTSERVE_API_KEYS or the same data dir)",
+                url,
+            )
+            raise InferenceFailed(
+                "The inference server refused this server's credentials; see the server log."
+            ) from None
+        except (OSError, EOFError) as exc:
+            log.error("inference server %s not reachable: %s", url, exc)
+            raise InferenceFailed(
+                "The inference server is not reachable; try again later."
+            ) from None
+        proc = _Process(None, conn)
+        self._current = proc
+        threading.Thread(
+            target=self._read, args=(proc,), name="ftserve-inference-reader", daemon=True
+        ).start()
+        log.info("connected to the inference server %s", url)
         return proc
 
     def _read(self, proc: _Process) -> None:
@@ -242,7 +277,14 @@ class InferenceClient:
         """Fail every request of ``proc`` and reap it (called with the lock held)."""
         if not proc.dead:
             proc.dead = True
-            if not self._closed:
+            if not self._closed and proc.process is None:
+                log.error(
+                    "lost the inference server %s; %d request(s) failed; the next request "
+                    "connects again",
+                    self._remote,
+                    len(proc.routes),
+                )
+            elif not self._closed and proc.process is not None:
                 log.error(
                     "inference process %s stopped (exit code %s); %d request(s) failed; the next "
                     "request starts a new one",
@@ -257,6 +299,12 @@ class InferenceClient:
                 Failed(rid, "The inference process stopped while serving this request; try again."),
             )
         # The reader thread closes the connection once it sees EOF.
+        if proc.process is None:
+            with contextlib.suppress(OSError):
+                proc.conn.close()  # the reader sees it and ends
+            if self._current is proc:
+                self._current = None
+            return
         if proc.process.is_alive():
             proc.process.terminate()
         threading.Thread(
@@ -275,10 +323,16 @@ class InferenceClient:
             if proc is None:
                 return
             self._mark_dead(proc)
+        if proc.process is None:
+            return
         proc.process.join(STOP_GRACE_SECONDS)
         if proc.process.is_alive():
             proc.process.kill()
             proc.process.join(STOP_GRACE_SECONDS)
+
+
+def _alive(proc: _Process) -> bool:
+    return proc.process is None or proc.process.is_alive()
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
@@ -294,4 +348,10 @@ def engine_settings(settings: Settings) -> EngineSettings:
 
 def build_client(settings: Settings) -> InferenceClient | None:
     """The server's inference client; None when inference is off."""
-    return InferenceClient(engine_settings(settings)) if settings.inference else None
+    if not settings.inference:
+        return None
+    if settings.inference_url:
+        from .remote import authkey
+
+        return InferenceClient(engine_settings(settings), settings.inference_url, authkey(settings))
+    return InferenceClient(engine_settings(settings))

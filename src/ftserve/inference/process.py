@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from ftserve.inference.protocol import Cancel, EngineSettings, Failed, FromInference, Generate
 
 _EOF = object()
+NICENESS = 5  # below the API process, so the events endpoint keeps its speed
 
 
 class _Outbox:
@@ -74,7 +75,8 @@ def main(conn: Connection, settings: EngineSettings) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     with contextlib.suppress(OSError, AttributeError):
-        os.nice(5)
+        # Once: `ftserve inference` calls main again for every connection.
+        os.nice(max(0, NICENESS - os.nice(0)))
 
     import torch
 
