@@ -126,14 +126,20 @@ def expect_int(value: Any, param: str, *, minimum: int, maximum: int) -> int:
     return number
 
 
-def expect_number(
-    value: Any, param: str, *, exclusive_minimum: float | None = None, maximum: float | None = None
-) -> float:
+def finite_number(value: Any, param: str) -> float:
+    """A JSON number (not a boolean), finite."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidType(param, "a number", value)
     number = float(value)
     if number != number or number in (float("inf"), float("-inf")):
         raise InvalidValue(f"Invalid '{param}': expected a finite number.", param=param)
+    return number
+
+
+def expect_number(
+    value: Any, param: str, *, exclusive_minimum: float | None = None, maximum: float | None = None
+) -> float:
+    number = finite_number(value, param)
     if exclusive_minimum is not None and number <= exclusive_minimum:
         raise InvalidValue(
             f"Invalid '{param}': number below minimum value. "

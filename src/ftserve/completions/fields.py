@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue, MissingParameter
-from ..params import above_max, below_min
+from ..params import above_max, below_min, finite_number
 
 Json = dict[str, Any]
 Kind = Literal["integer", "number", "boolean", "string", "object", "custom"]
@@ -108,11 +108,7 @@ def check_integer(value: Any, param: str, minimum: int | None, maximum: int | No
 def check_number(
     value: Any, param: str, minimum: int | float | None, maximum: int | float | None
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidType(param, "a number", value)
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        raise InvalidValue(f"Invalid '{param}': expected a finite number.", param=param)
+    number = finite_number(value, param)
     if minimum is not None and number < minimum:
         raise decimal_below_min(param, minimum, value)
     if maximum is not None and number > maximum:
