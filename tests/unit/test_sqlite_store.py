@@ -1,4 +1,6 @@
-"""The SQLite Store: paging, guards, idempotent appends, append-only events."""
+"""The Store on both backends (SQLite; PostgreSQL on a private cluster, tests/pg.py): paging,
+guards, idempotent appends, append-only events. Migrations and the change feed are tested per
+backend."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,7 +17,7 @@ import pytest
 
 from ftserve.events.messages import make_event
 from ftserve.ids import job_id
-from ftserve.store.protocol import UnknownCursor, WriteRefused
+from ftserve.store.protocol import Store, UnknownCursor, WriteRefused
 from ftserve.store.records import CheckpointRecord, Claim, FileRecord, JobRecord
 from ftserve.store.sqlite import SqliteStore
 
@@ -35,12 +38,20 @@ def _job(org: str = "personal") -> JobRecord:
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "db.sqlite")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened: Store
+    if request.param == "sqlite":
+        opened = SqliteStore(tmp_path / "db.sqlite")
+    else:
+        from ftserve.store.postgres import PostgresStore
+
+        opened = PostgresStore(request.getfixturevalue("pg_store_url"))
+    yield opened
+    opened.close()
 
 
-def test_event_pages_walk_every_event_once(store: SqliteStore) -> None:
+def test_event_pages_walk_every_event_once(store: Store) -> None:
     job = _job()
     store.create_job(job, [make_event(f"e{i}", created_at=100) for i in range(53)])
     bodies, after = [], None
@@ -60,7 +71,7 @@ def test_event_pages_walk_every_event_once(store: SqliteStore) -> None:
     assert store.event_page("other", job.id, after=None, limit=10) is None
 
 
-def test_keyed_events_are_written_once(store: SqliteStore) -> None:
+def test_keyed_events_are_written_once(store: Store) -> None:
     job = _job()
     store.create_job(job, [])
     assert store.append_events(job.id, [make_event("a", key="step:1")]) == 1
@@ -75,18 +86,31 @@ def test_keyed_events_are_written_once(store: SqliteStore) -> None:
     assert [orjson.loads(b)["message"] for b in page.items] == ["b", "a"]
 
 
-def test_events_are_append_only(store: SqliteStore, tmp_path: Path) -> None:
+def test_events_are_append_only(store: Store) -> None:
     job = _job()
     store.create_job(job, [make_event("x")])
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE events SET body = x'00'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM events")
-    conn.close()
+    if isinstance(store, SqliteStore):
+        conn = sqlite3.connect(store.path)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE events SET body = x'00'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM events")
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as pg:  # type: ignore[attr-defined]
+        for statement in (
+            "UPDATE events SET body = '\\x00'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                pg.execute(statement)
+    assert _messages(store, job.id) == ["x"]
 
 
-def test_update_guard_and_claim(store: SqliteStore) -> None:
+def test_update_guard_and_claim(store: Store) -> None:
     job = _job()
     store.create_job(job, [])
     assert store.update_job(job.id, expect=["running"], changes={"status": "failed"}) is None
@@ -101,17 +125,17 @@ def test_update_guard_and_claim(store: SqliteStore) -> None:
     assert store.update_job(job.id, expect=None, expect_claim="other", changes={}) is None
 
 
-def _claimed(store: SqliteStore, worker: str = "w1") -> tuple[JobRecord, Claim]:
+def _claimed(store: Store, worker: str = "w1") -> tuple[JobRecord, Claim]:
     job = store.claim_job(worker, now=time.time(), lease_seconds=60, events=[])
     assert job is not None and job.claim_token is not None
     return job, Claim(job.id, job.claim_token)
 
 
-def _messages(store: SqliteStore, job_id: str) -> list[str]:
+def _messages(store: Store, job_id: str) -> list[str]:
     return [orjson.loads(b)["message"] for b in store.event_bodies(job_id)]
 
 
-def test_every_claim_gets_a_new_token_even_for_the_same_worker(store: SqliteStore) -> None:
+def test_every_claim_gets_a_new_token_even_for_the_same_worker(store: Store) -> None:
     store.create_job(_job(), [])
     job, first = _claimed(store)
     assert store.release_claim(first)
@@ -126,7 +150,7 @@ def test_every_claim_gets_a_new_token_even_for_the_same_worker(store: SqliteStor
     assert _messages(store, job.id) == ["current"]
 
 
-def test_claimed_writes_stop_when_the_user_stops_the_job(store: SqliteStore) -> None:
+def test_claimed_writes_stop_when_the_user_stops_the_job(store: Store) -> None:
     store.create_job(_job(), [])
     job, claim = _claimed(store)
     assert store.write_claimed(claim, events=[make_event("Step 1", key="step:1")]) == "running"
@@ -155,7 +179,7 @@ def test_claimed_writes_stop_when_the_user_stops_the_job(store: SqliteStore) -> 
     assert _messages(store, job.id) == ["Step 1", "paused", "cancelled"]
 
 
-def test_the_log_ends_with_the_terminal_event(store: SqliteStore) -> None:
+def test_the_log_ends_with_the_terminal_event(store: Store) -> None:
     job = _job()
     store.create_job(job, [make_event("created")])
     done = store.update_job(
@@ -169,7 +193,7 @@ def test_the_log_ends_with_the_terminal_event(store: SqliteStore) -> None:
     assert _messages(store, job.id) == ["created", "cancelled"]
 
 
-def test_claimed_write_is_one_transaction(store: SqliteStore) -> None:
+def test_claimed_write_is_one_transaction(store: Store) -> None:
     store.create_job(_job(), [])
     job, claim = _claimed(store)
     old = CheckpointRecord("ftckpt_old", job.id, 1, 1, "n1", {}, "a", "epoch")
@@ -215,7 +239,7 @@ def test_an_older_database_migrates_to_the_fresh_schema(tmp_path: Path, version:
     migrated = SqliteStore(old)
     fresh = SqliteStore(tmp_path / "fresh.sqlite")
 
-    def shape(store: SqliteStore) -> dict[str, object]:
+    def shape(store: Store) -> dict[str, object]:
         conn = sqlite3.connect(store.path)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master ORDER BY name")]
         columns = {
@@ -284,7 +308,7 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
-def test_metadata_filter_keys_are_literal(store: SqliteStore) -> None:
+def test_metadata_filter_keys_are_literal(store: Store) -> None:
     from dataclasses import replace
 
     a = replace(_job(), metadata={"a.b": "1"})
@@ -311,6 +335,243 @@ def test_stale_upload_leftovers_are_swept(tmp_path: Path) -> None:
     os.utime(old, (day_ago, day_ago))
     FileService(store, tmp_path / "blobs")
     assert not old.exists() and fresh.exists()
+
+
+# -- PostgreSQL only: migrations, the LISTEN/NOTIFY feed, concurrency of separate stores -------
+
+
+def _pg_version(url: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM ftserve_schema").fetchall()]
+
+
+def _pg_shape(url: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+        triggers = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"
+        ).fetchall()
+    return [*columns, *indexes, *triggers]
+
+
+def test_postgres_migrate_creates_the_schema_once(
+    pg_empty_url: str,
+    pg_store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ftserve.cli.main import main
+    from ftserve.config import settings_from_env
+    from ftserve.store.open import open_store
+    from ftserve.store.postgres import SCHEMA_VERSION, PostgresStore
+
+    monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_empty_url)
+    main(["migrate", "--data-dir", str(tmp_path / "data")])
+    assert "no schema -> schema version 3" in capsys.readouterr().out
+    main(["migrate", "--data-dir", str(tmp_path / "data")])  # a second run changes nothing
+    assert "at schema version 3" in capsys.readouterr().out
+    assert SCHEMA_VERSION == 3 and _pg_version(pg_empty_url) == [3]
+    # The same shape as every other migrated database.
+    assert _pg_shape(pg_empty_url) == _pg_shape(pg_store_url)
+    store = open_store(settings_from_env())
+    assert isinstance(store, PostgresStore)
+    job = _job()
+    store.create_job(job, [make_event("hello")])
+    assert store.get_job(job.id) == job
+    store.close()
+
+
+def test_postgres_store_refuses_a_database_it_cannot_use(
+    pg_empty_url: str, pg_store_url: str
+) -> None:
+    import psycopg
+
+    from ftserve.config import Settings
+    from ftserve.errors import StoreError
+    from ftserve.store.open import open_store
+    from ftserve.store.postgres import PostgresStore, SchemaNotReady
+
+    with pytest.raises(SchemaNotReady, match="run `ftserve migrate`"):
+        PostgresStore(pg_empty_url)
+    with pytest.raises(SystemExit, match="run `ftserve migrate`"):
+        open_store(Settings(database_url=pg_empty_url))
+    with psycopg.connect(pg_store_url) as conn:
+        conn.execute("UPDATE ftserve_schema SET version = 2")
+    with pytest.raises(SchemaNotReady, match=r"schema version 2.*run `ftserve migrate`"):
+        PostgresStore(pg_store_url)
+    with psycopg.connect(pg_store_url) as conn:
+        conn.execute("UPDATE ftserve_schema SET version = 99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        PostgresStore(pg_store_url)
+    with pytest.raises(StoreError, match="could not open"):
+        PostgresStore(pg_store_url.replace("/t", "/no_such_db", 1), timeout=2)
+
+
+def test_postgres_change_feed_wakes_on_commits_of_other_processes(pg_store_url: str) -> None:
+    from ftserve.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_store_url)
+    seen = store.changes.version()
+    assert store.changes.wait(seen, 0.05) == seen  # nothing committed: the timeout
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from ftserve.store.postgres import PostgresStore\n"
+            "from ftserve.store.records import FileRecord\n"
+            "s = PostgresStore(sys.argv[1])\n"
+            "time.sleep(0.3)\n"
+            "s.add_file(FileRecord('file-z', 'o', 1, 1, 'f', 'p', 'b'))\n"
+            "print(time.time(), flush=True)\n"
+            "s.close()\n",
+            pg_store_url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    moved = store.changes.wait(seen, 30.0)
+    woke = time.time()
+    out, _ = other.communicate(timeout=30)
+    assert other.returncode == 0
+    assert moved != seen
+    assert woke - float(out) < 0.5, f"woke {woke - float(out):.3f} s after the commit"
+    assert store.get_file("o", "file-z", 0) is not None
+    # A second store in this process: its commit reaches the first store's feed too.
+    second = PostgresStore(pg_store_url)
+    seen = store.changes.version()
+    committed: list[float] = []
+
+    def commit() -> None:
+        second.create_job(_job(), [])
+        committed.append(time.monotonic())
+
+    threading.Timer(0.1, commit).start()
+    assert store.changes.wait(seen, 10.0) != seen
+    woke_at = time.monotonic()
+    time.sleep(0.05)
+    assert committed and woke_at - committed[0] < 0.5
+    # In-process commits wake at once.
+    seen = store.changes.version()
+    threading.Timer(0.05, lambda: store.create_job(_job(), [])).start()
+    assert store.changes.wait(seen, 5.0) != seen
+    second.close()
+    store.close()
+
+
+def test_postgres_racing_claims_never_share_a_job(pg_store_url: str) -> None:
+    from ftserve.store.postgres import PostgresStore
+
+    setup = PostgresStore(pg_store_url)
+    jobs = [_job() for _ in range(20)]
+    for job in jobs:
+        setup.create_job(job, [])
+    stores = [PostgresStore(pg_store_url) for _ in range(4)]
+    claimed: list[list[JobRecord]] = [[] for _ in stores]
+    start = threading.Barrier(len(stores))
+
+    def worker(i: int) -> None:
+        start.wait()
+        while True:
+            job = stores[i].claim_job(f"w{i}", time.time(), 60, [make_event(f"claimed by w{i}")])
+            if job is None:
+                # SKIP LOCKED can miss a job another worker is claiming right now; ask again
+                # only while some are left.
+                if not setup.jobs_with_status("queued", 1):
+                    return
+                continue
+            claimed[i].append(job)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ids = [j.id for got in claimed for j in got]
+    assert sorted(ids) == sorted(j.id for j in jobs)  # every job once, none twice
+    for job in jobs:
+        now = setup.get_job(job.id)
+        assert now is not None and now.status == "running" and now.attempts == 1
+        assert len(_messages(setup, job.id)) == 1
+    assert len({j.claim_token for got in claimed for j in got}) == 20
+    for s in [*stores, setup]:
+        s.close()
+
+
+def test_postgres_concurrent_appends_keep_seq_gap_free(pg_store_url: str) -> None:
+    import psycopg
+
+    from ftserve.store.postgres import PostgresStore
+
+    stores = [PostgresStore(pg_store_url) for _ in range(4)]
+    job = _job()
+    stores[0].create_job(job, [make_event("created")])
+    start = threading.Barrier(len(stores))
+
+    def append(i: int) -> None:
+        start.wait()
+        for n in range(25):
+            stores[i].append_events(job.id, [make_event(f"w{i} {n}", key=f"w{i}:{n}")])
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with psycopg.connect(pg_store_url) as conn:
+        seqs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT seq FROM events WHERE job_id = %s ORDER BY seq", (job.id,)
+            ).fetchall()
+        ]
+    assert seqs == list(range(1, 102))
+    messages = _messages(stores[0], job.id)
+    for i in range(4):  # each writer's events in its own order
+        mine = [m for m in messages if m.startswith(f"w{i} ")]
+        assert mine == [f"w{i} {n}" for n in range(25)]
+    for s in stores:
+        s.close()
+
+
+def test_postgres_driver_errors_stop_at_the_seam(pg_store_url: str) -> None:
+    import psycopg
+
+    from ftserve.errors import StoreError
+    from ftserve.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_store_url)
+    job = _job()
+    store.create_job(job, [])
+
+    def kill_connections() -> None:
+        with psycopg.connect(pg_store_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    kill_connections()
+    assert store.get_job(job.id) == job  # a read retries once on a fresh connection
+    kill_connections()
+    with pytest.raises(StoreError):  # a write is not retried, and says StoreError
+        store.add_file(FileRecord("file-1", "personal", 1, 1, "f", "p", "b"))
+    store.add_file(FileRecord("file-1", "personal", 1, 1, "f", "p", "b"))
+    with pytest.raises(StoreError):  # a constraint: still no psycopg exception
+        store.add_file(FileRecord("file-1", "personal", 1, 1, "f", "p", "b"))
+    assert store.get_file("personal", "file-1", 0) is not None
+    store.close()
 
 
 # The schema as version 1 of ftserve created it, kept verbatim to test the migration.

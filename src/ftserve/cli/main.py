@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, help="jobs trained at once (default 1 on CPU, one per GPU)"
     )
     worker.add_argument("--log-level", help="error, warning, info or debug")
+    migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema (PostgreSQL: FTSERVE_DATABASE_URL)",
+    )
+    migrate.add_argument("--data-dir", type=Path, help="data directory (SQLite: its database)")
+    migrate.add_argument("--log-level", help="error, warning, info or debug")
     return parser
 
 
@@ -153,6 +159,34 @@ def run_inference(settings: Settings, listen: str) -> None:
     serve(settings, listen)
 
 
+def run_migrate(settings: Settings) -> None:
+    """PostgreSQL is migrated only by this command (many processes on many hosts share it);
+    SQLite brings itself up to date when opened, which this does too."""
+    from ..errors import StoreError
+
+    try:
+        if settings.database_url:
+            from ..store.postgres import migrate
+
+            before, now = migrate(settings.database_url)
+            if before == now:
+                print(f"ftserve migrate: the database is at schema version {now}", flush=True)
+            else:
+                was = "no schema" if before is None else f"schema version {before}"
+                print(f"ftserve migrate: {was} -> schema version {now}", flush=True)
+        else:
+            from ..store.sqlite import SCHEMA_VERSION, SqliteStore
+
+            SqliteStore(settings.sqlite_path).close()
+            print(
+                f"ftserve migrate: {settings.sqlite_path} is at schema version {SCHEMA_VERSION}",
+                flush=True,
+            )
+    except StoreError as exc:
+        print(f"ftserve migrate: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -171,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_worker(settings)
     elif args.command == "inference":
         run_inference(settings, args.listen)
+    elif args.command == "migrate":
+        run_migrate(settings)
 
 
 if __name__ == "__main__":

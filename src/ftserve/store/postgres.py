@@ -1,0 +1,747 @@
+"""PostgreSQL implementation of the Store (``FTSERVE_DATABASE_URL=postgresql://...``).
+
+The same semantics as :mod:`ftserve.store.sqlite`, on a pool of psycopg 3 connections. Every
+method is one transaction (autocommit off; the pool commits when the method's block ends and
+rolls back when it raises). Where SQLite relies on its single writer, a write here locks what it
+decides on: the job's row ``FOR UPDATE`` before a guard is checked or an event is appended (so a
+job's ``seq`` stays gap-free and ordered under concurrent appends), ``FOR UPDATE SKIP LOCKED``
+when claiming, so workers racing for the queue take different jobs instead of waiting.
+
+Every write transaction sends ``NOTIFY ftserve_changes`` before it commits (see
+:mod:`ftserve.store.pg_changes`). Driver errors stop at this seam: anything psycopg raises
+becomes a :class:`~ftserve.errors.StoreError`; a read that finds its connection broken is
+retried once on another.
+
+The schema is not created or upgraded on open (many processes on many hosts open the same
+database): ``ftserve migrate`` does that (:func:`migrate`), and a store refuses a database whose
+schema is missing or older than it knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import StoreError
+from ..jobs.states import FINAL, Status, log_accepts
+from .changes import ChangeFeed
+from .pg_changes import CHANNEL, PgChanges
+from .protocol import Fence, UnknownCursor, WriteRefused
+from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+
+SCHEMA_VERSION = 3
+# Statements that take a database of version N-1 to N (the fresh schema is schema_postgres.sql,
+# which starts at version 3: the first version PostgreSQL was supported in).
+_MIGRATIONS: dict[int, list[str]] = {}
+# Taken by `ftserve migrate` so two of them at once apply the schema once.
+_MIGRATE_LOCK = 0x66747365  # "ftse"
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+T = TypeVar("T")
+
+_RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
+_JSON_COLUMNS = frozenset(
+    {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
+)
+_JOB_COLUMNS = [
+    "id",
+    "organization",
+    "model",
+    "model_source",
+    "status",
+    "created_at",
+    "training_file",
+    "validation_file",
+    "hyperparameters",
+    "method",
+    "seed",
+    "suffix",
+    "metadata",
+    "integrations",
+    "extensions",
+    "finished_at",
+    "fine_tuned_model",
+    "error",
+    "trained_tokens",
+    "result_files",
+    "estimated_finish",
+    "attempts",
+    "lease_owner",
+    "lease_expires_at",
+    "claim_token",
+]
+_JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
+_CHANGEABLE = frozenset(_JOB_COLUMNS[1:])
+_FILE_COLUMNS = [
+    "id",
+    "organization",
+    "bytes",
+    "created_at",
+    "filename",
+    "purpose",
+    "blob",
+    "expires_at",
+    "status",
+    "status_details",
+]
+_FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
+_CKPT_SELECT = (
+    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
+    "FROM checkpoints"
+)
+
+_JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = %(job)s AND organization = %(org)s"
+_PAGE_FIRST = (
+    "SELECT body FROM events WHERE job_id = %(job)s "
+    "AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job)s AND organization = %(org)s) "
+    "ORDER BY seq DESC LIMIT %(limit)s"
+)
+_PAGE_AFTER = (
+    "SELECT body FROM events WHERE job_id = %(job)s "
+    "AND seq < (SELECT seq FROM events WHERE id = %(after)s AND job_id = %(job)s) "
+    "AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job)s AND organization = %(org)s) "
+    "ORDER BY seq DESC LIMIT %(limit)s"
+)
+_EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = %(after)s AND job_id = %(job)s"
+
+
+class SchemaNotReady(StoreError):
+    """The database has no ftserve schema, or an older one: ``ftserve migrate`` first."""
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _job(row: tuple[Any, ...]) -> JobRecord:
+    values = dict(zip(_JOB_COLUMNS, row, strict=True))
+    for name in _JSON_COLUMNS:
+        raw = values[name]
+        values[name] = None if raw is None else orjson.loads(raw)
+    return JobRecord(**values)
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    return FileRecord(**dict(zip(_FILE_COLUMNS, row, strict=True)))
+
+
+def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
+    id_, job_id, created_at, step, name, metrics, path, kind = row
+    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path, kind)
+
+
+def _one(conn: Conn, query: str, args: Any = None) -> tuple[Any, ...] | None:
+    return conn.execute(query, args).fetchone()
+
+
+def _all(conn: Conn, query: str, args: Any = None) -> list[tuple[Any, ...]]:
+    return conn.execute(query, args).fetchall()
+
+
+def _schema_version(conn: Conn) -> int | None:
+    """None when the database has no ftserve schema."""
+    row = _one(conn, "SELECT to_regclass('ftserve_schema') IS NOT NULL")
+    if row is None or not row[0]:
+        return None
+    found = _one(conn, "SELECT max(version) FROM ftserve_schema")
+    return None if found is None or found[0] is None else int(found[0])
+
+
+def migrate(url: str) -> tuple[int | None, int]:
+    """Create the schema on an empty database or bring an older one up to date, in one
+    transaction. Returns (version before, version now); running it again changes nothing."""
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            before = _schema_version(conn)
+            if before is not None and before > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {before}; this ftserve knows "
+                    f"{SCHEMA_VERSION}. Upgrade ftserve."
+                )
+            if before is None:
+                script = resources.files("ftserve.store").joinpath("schema_postgres.sql")
+                conn.execute(script.read_text().encode())  # several statements, no parameters
+                conn.execute("INSERT INTO ftserve_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif before < SCHEMA_VERSION:
+                for step in range(before + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement.encode())
+                conn.execute("UPDATE ftserve_schema SET version = %s", (SCHEMA_VERSION,))
+            # Leaving the block commits.
+    except psycopg.Error as exc:
+        raise StoreError(f"could not migrate the PostgreSQL database: {exc}") from exc
+    return before, SCHEMA_VERSION
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
+        self.url = url
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            timeout=timeout,
+            kwargs={"autocommit": False, "connect_timeout": int(max(1, timeout))},
+            open=False,
+            name="ftserve-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+            version = self._read(_schema_version)
+        except (PoolTimeout, psycopg.Error, StoreError) as exc:
+            self._pool.close()
+            raise StoreError(f"could not open the PostgreSQL database: {exc}") from exc
+        if version is None or version != SCHEMA_VERSION:
+            self._pool.close()
+            if version is None:
+                raise SchemaNotReady(
+                    "the PostgreSQL database has no ftserve schema; run `ftserve migrate` "
+                    "(with the same FTSERVE_DATABASE_URL) first."
+                )
+            if version < SCHEMA_VERSION:
+                raise SchemaNotReady(
+                    f"the PostgreSQL database has schema version {version}; this ftserve needs "
+                    f"{SCHEMA_VERSION}: run `ftserve migrate` first."
+                )
+            raise StoreError(
+                f"the PostgreSQL database has schema version {version}; this ftserve knows "
+                f"{SCHEMA_VERSION}. Upgrade ftserve."
+            )
+        try:
+            self.changes: ChangeFeed = PgChanges(url)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Conn]:
+        """One write transaction: committed (with its NOTIFY) when the block ends, rolled back
+        when it raises."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+                conn.execute(f"NOTIFY {CHANNEL}")
+        except PoolTimeout as exc:
+            raise StoreError(f"no database connection free: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            # Not retried (it may have committed); the next write finds good connections.
+            self._drop_broken()
+            raise StoreError(f"the write transaction failed: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"the write transaction failed: {exc}") from exc
+        self.changes.committed()
+
+    def _read(self, fn: Callable[[Conn], T]) -> T:
+        """One read transaction; retried once on a fresh connection if the first one broke."""
+        for attempt in range(2):
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except PoolTimeout as exc:
+                raise StoreError(f"no database connection free: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                # A restarted or failed-over server breaks every pooled connection at once:
+                # drop them all before the one retry, or it would likely get another.
+                self._drop_broken()
+                if attempt:
+                    raise StoreError(f"the read failed: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"the read failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _drop_broken(self) -> None:
+        """Check the idle connections and discard the broken ones (one round trip each)."""
+        with contextlib.suppress(psycopg.Error):
+            self._pool.check()
+
+    def close(self) -> None:
+        changes = getattr(self, "changes", None)
+        if changes is not None:
+            changes.close()
+        self._pool.close()
+
+    # -- files -------------------------------------------------------------------------------
+    def add_file(self, file: FileRecord) -> None:
+        with self._tx() as conn:
+            self._insert_file(conn, file)
+
+    @staticmethod
+    def _insert_file(conn: Conn, file: FileRecord) -> None:
+        cols = ", ".join(_FILE_COLUMNS)
+        marks = ", ".join("%s" for _ in _FILE_COLUMNS)
+        conn.execute(
+            f"INSERT INTO files ({cols}) VALUES ({marks})",
+            tuple(getattr(file, c) for c in _FILE_COLUMNS),
+        )
+
+    def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
+        row = self._read(
+            lambda conn: _one(
+                conn,
+                f"{_FILE_SELECT} WHERE id = %s AND organization = %s "
+                "AND (expires_at IS NULL OR expires_at > %s)",
+                (file_id, organization, now),
+            )
+        )
+        return None if row is None else _file(row)
+
+    def list_files(
+        self,
+        organization: str,
+        *,
+        purpose: str | None,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+        now: int,
+    ) -> Page[FileRecord]:
+        def read(conn: Conn) -> Page[FileRecord]:
+            where = ["organization = %s", "(expires_at IS NULL OR expires_at > %s)"]
+            args: list[Any] = [organization, now]
+            if purpose is not None:
+                where.append("purpose = %s")
+                args.append(purpose)
+            if after is not None:
+                row = _one(
+                    conn,
+                    "SELECT seq FROM files WHERE id = %s AND organization = %s",
+                    (after, organization),
+                )
+                if row is None:
+                    raise UnknownCursor(after)
+                where.append("seq > %s" if ascending else "seq < %s")
+                args.append(row[0])
+            order = "ASC" if ascending else "DESC"
+            rows = _all(
+                conn,
+                f"{_FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT %s",
+                (*args, limit + 1),
+            )
+            return Page([_file(r) for r in rows[:limit]], len(rows) > limit)
+
+        return self._read(read)
+
+    def delete_file(self, organization: str, file_id: str) -> FileRecord | None:
+        with self._tx() as conn:
+            row = _one(
+                conn,
+                f"DELETE FROM files WHERE id = %s AND organization = %s "
+                f"RETURNING {', '.join(_FILE_COLUMNS)}",
+                (file_id, organization),
+            )
+            return None if row is None else _file(row)
+
+    # -- jobs --------------------------------------------------------------------------------
+    def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
+        cols = ", ".join(_JOB_COLUMNS)
+        marks = ", ".join("%s" for _ in _JOB_COLUMNS)
+        values = tuple(
+            _dump(getattr(job, c)) if c in _JSON_COLUMNS else getattr(job, c) for c in _JOB_COLUMNS
+        )
+        with self._tx() as conn:
+            # The new row is this transaction's (and locked by it) until the commit.
+            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", values)
+            self._append(conn, job.id, events, None, job.status)
+
+    def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
+        if organization is None:
+            row = self._read(lambda conn: _one(conn, f"{_JOB_SELECT} WHERE id = %s", (job_id,)))
+        else:
+            row = self._read(
+                lambda conn: _one(
+                    conn,
+                    f"{_JOB_SELECT} WHERE id = %s AND organization = %s",
+                    (job_id, organization),
+                )
+            )
+        return None if row is None else _job(row)
+
+    def list_jobs(
+        self,
+        organization: str,
+        *,
+        after: str | None,
+        limit: int,
+        metadata: Mapping[str, str] | None,
+    ) -> Page[JobRecord]:
+        def read(conn: Conn) -> Page[JobRecord]:
+            where = ["organization = %s"]
+            args: list[Any] = [organization]
+            if after is not None:
+                row = _one(
+                    conn,
+                    "SELECT seq FROM jobs WHERE id = %s AND organization = %s",
+                    (after, organization),
+                )
+                if row is None:
+                    raise UnknownCursor(after)
+                where.append("seq < %s")
+                args.append(row[0])
+            for key, value in (metadata or {}).items():
+                # ->> takes the key as a value: no JSON path to parse, so any key is safe.
+                where.append("(metadata::jsonb ->> %s::text) = %s::text")
+                args.extend((key, value))
+            rows = _all(
+                conn,
+                f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s",
+                (*args, limit + 1),
+            )
+            return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+
+        return self._read(read)
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Collection[str] | None,
+        changes: Mapping[str, Any],
+        events: Sequence[NewEvent] = (),
+        expect_claim: str | None = None,
+    ) -> JobRecord | None:
+        unknown = changes.keys() - _CHANGEABLE
+        if unknown:
+            raise StoreError(f"not job columns: {sorted(unknown)}")
+        with self._tx() as conn:
+            row = _one(conn, f"{_JOB_SELECT} WHERE id = %s FOR UPDATE", (job_id,))
+            if row is None:
+                return None
+            job = _job(row)
+            if expect is not None and job.status not in expect:
+                return None
+            if expect_claim is not None and job.claim_token != expect_claim:
+                return None
+            self._set(conn, job_id, changes)
+            after = str(changes.get("status", job.status))
+            self._append(conn, job_id, events, job.status, after)
+            new = _one(conn, f"{_JOB_SELECT} WHERE id = %s", (job_id,))
+            assert new is not None
+            return _job(new)
+
+    @staticmethod
+    def _set(conn: Conn, job_id: str, changes: Mapping[str, Any]) -> None:
+        if changes:
+            sets = ", ".join(f"{c} = %s" for c in changes)
+            values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
+            conn.execute(f"UPDATE jobs SET {sets} WHERE id = %s", (*values, job_id))
+
+    def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]:
+        rows = self._read(
+            lambda conn: _all(
+                conn,
+                f"{_JOB_SELECT} WHERE status = %s ORDER BY seq LIMIT %s",
+                (status, limit),
+            )
+        )
+        return [_job(r) for r in rows]
+
+    # -- queue -------------------------------------------------------------------------------
+    def claim_job(
+        self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
+    ) -> JobRecord | None:
+        # Idle workers ask often; a read answers "nothing queued" without a write transaction.
+        if (
+            self._read(
+                lambda conn: _one(
+                    conn,
+                    "SELECT 1 FROM jobs WHERE status = 'queued' AND claim_token IS NULL LIMIT 1",
+                )
+            )
+            is None
+        ):
+            return None
+        with self._tx() as conn:
+            # A job another worker is claiming right now is skipped, not waited for; its row is
+            # re-checked against the condition once locked, so no two claims take one job.
+            row = _one(
+                conn,
+                "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL "
+                "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
+                "claim_token = %s, attempts = attempts + 1 WHERE id = %s",
+                (worker_id, now + lease_seconds, secrets.token_hex(8), row[0]),
+            )
+            self._append(conn, row[0], events, Status.QUEUED, Status.RUNNING)
+            new = _one(conn, f"{_JOB_SELECT} WHERE id = %s", (row[0],))
+            assert new is not None
+            return _job(new)
+
+    def renew_lease(self, claim: Claim, until: float) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET lease_expires_at = %s WHERE id = %s AND claim_token = %s",
+                (until, claim.job_id, claim.token),
+            )
+            return cur.rowcount == 1
+
+    def release_claim(self, claim: Claim) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {_RELEASE} WHERE id = %s AND claim_token = %s",
+                (claim.job_id, claim.token),
+            )
+            return cur.rowcount == 1
+
+    def write_claimed(
+        self,
+        claim: Claim,
+        *,
+        fence: Fence = "running",
+        changes: Mapping[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+        add_checkpoint: CheckpointRecord | None = None,
+        drop_checkpoints: Sequence[str] = (),
+        add_files: Sequence[FileRecord] = (),
+    ) -> str:
+        changes = changes or {}
+        unknown = changes.keys() - _CHANGEABLE
+        if unknown:
+            raise StoreError(f"not job columns: {sorted(unknown)}")
+        with self._tx() as conn:
+            # The lock holds the fence: no cancel, pause or new claim commits between the check
+            # and this write.
+            row = _one(
+                conn,
+                "SELECT status, claim_token FROM jobs WHERE id = %s FOR UPDATE",
+                (claim.job_id,),
+            )
+            if row is None:
+                raise WriteRefused(claim.job_id, None, False, "the job does not exist")
+            status, token = row
+            if token != claim.token:
+                raise WriteRefused(claim.job_id, status, False, "the claim is no longer current")
+            if fence == "running" and status != Status.RUNNING:
+                raise WriteRefused(claim.job_id, status, True, f"the job is {status}")
+            if status in FINAL:
+                raise WriteRefused(claim.job_id, status, True, f"the job has {status}")
+            after = str(changes.get("status", status))
+            if events and not log_accepts(status, after):
+                raise WriteRefused(
+                    claim.job_id, status, True, f"the job's log is closed ({status})"
+                )
+            self._set(conn, claim.job_id, changes)
+            self._append(conn, claim.job_id, events, status, after)
+            if add_checkpoint is not None:
+                self._insert_checkpoint(conn, add_checkpoint)
+            for checkpoint_id in drop_checkpoints:
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE id = %s AND job_id = %s",
+                    (checkpoint_id, claim.job_id),
+                )
+            for file in add_files:
+                self._insert_file(conn, file)
+            return after
+
+    def expired_leases(self, now: float) -> list[JobRecord]:
+        rows = self._read(
+            lambda conn: _all(
+                conn,
+                f"{_JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < %s "
+                "ORDER BY seq",
+                (now,),
+            )
+        )
+        return [_job(r) for r in rows]
+
+    # -- events ------------------------------------------------------------------------------
+    @staticmethod
+    def _append(
+        conn: Conn,
+        job_id: str,
+        events: Sequence[NewEvent],
+        before: str | None,
+        after: str,
+    ) -> int:
+        """Callers hold the job's row lock (FOR UPDATE, or the row is their own insert), so
+        max(seq) cannot move under them: seq stays gap-free and in commit order per job."""
+        if not events:
+            return 0
+        if not log_accepts(before, after):
+            raise WriteRefused(job_id, after, False, f"the job's log is closed ({after})")
+        row = _one(conn, "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = %s", (job_id,))
+        last = int(row[0]) if row is not None else 0
+        added = 0
+        for event in events:
+            cur = conn.execute(
+                "INSERT INTO events (job_id, seq, id, created_at, kind, key, body) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (job_id, last + 1, event.id, event.created_at, event.kind, event.key, event.body),
+            )
+            if cur.rowcount:
+                last += 1
+                added += 1
+        return added
+
+    def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int:
+        with self._tx() as conn:
+            row = _one(conn, "SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            if row is None:
+                raise WriteRefused(job_id, None, False, "the job does not exist")
+            return self._append(conn, job_id, events, row[0], row[0])
+
+    def event_page(
+        self, organization: str, job_id: str, *, after: str | None, limit: int
+    ) -> Page[bytes] | None:
+        args = {"job": job_id, "org": organization, "limit": limit + 1, "after": after}
+
+        def read(conn: Conn) -> Page[bytes] | None:
+            rows = _all(conn, _PAGE_FIRST if after is None else _PAGE_AFTER, args)
+            if not rows:
+                if _one(conn, _JOB_VISIBLE, args) is None:
+                    return None
+                if after is not None and _one(conn, _EVENT_OF_JOB, args) is None:
+                    raise UnknownCursor(after)
+            return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
+
+        return self._read(read)
+
+    def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:
+        if kind is None:
+            rows = self._read(
+                lambda conn: _all(
+                    conn, "SELECT body FROM events WHERE job_id = %s ORDER BY seq", (job_id,)
+                )
+            )
+        else:
+            rows = self._read(
+                lambda conn: _all(
+                    conn,
+                    "SELECT body FROM events WHERE job_id = %s AND kind = %s ORDER BY seq",
+                    (job_id, kind),
+                )
+            )
+        return [bytes(r[0]) for r in rows]
+
+    # -- fine-tuned models --------------------------------------------------------------------
+    def succeeded_jobs(self, organization: str) -> list[JobRecord]:
+        rows = self._read(
+            lambda conn: _all(
+                conn,
+                f"{_JOB_SELECT} WHERE organization = %s AND status = 'succeeded' "
+                "AND fine_tuned_model IS NOT NULL ORDER BY finished_at NULLS FIRST, seq",
+                (organization,),
+            )
+        )
+        return [_job(r) for r in rows]
+
+    def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
+        row = self._read(
+            lambda conn: _one(
+                conn,
+                f"{_JOB_SELECT} WHERE fine_tuned_model = %s AND organization = %s "
+                "ORDER BY seq LIMIT 1",
+                (fine_tuned_model, organization),
+            )
+        )
+        return None if row is None else _job(row)
+
+    def deleted_models(self, organization: str, names: Sequence[str] | None = None) -> set[str]:
+        if names is None:
+            rows = self._read(
+                lambda conn: _all(
+                    conn, "SELECT name FROM deleted_models WHERE organization = %s", (organization,)
+                )
+            )
+        else:
+            wanted = list(names)
+            rows = self._read(
+                lambda conn: _all(
+                    conn,
+                    "SELECT name FROM deleted_models WHERE organization = %s "
+                    "AND name = ANY(%s::text[])",
+                    (organization, wanted),
+                )
+            )
+        return {r[0] for r in rows}
+
+    def delete_models(
+        self, organization: str, job_id: str, names: Sequence[str], now: int
+    ) -> list[str]:
+        with self._tx() as conn:
+            row = _one(
+                conn,
+                "SELECT status FROM jobs WHERE id = %s AND organization = %s FOR UPDATE",
+                (job_id, organization),
+            )
+            if row is None or row[0] != Status.SUCCEEDED:
+                return []
+            added = []
+            for name in names:
+                cur = conn.execute(
+                    "INSERT INTO deleted_models (name, organization, job_id, deleted_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (name, organization, job_id, now),
+                )
+                if cur.rowcount:
+                    added.append(name)
+            return added
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @staticmethod
+    def _insert_checkpoint(conn: Conn, c: CheckpointRecord) -> None:
+        # A checkpoint at a step the job already has (a resumed run saving the same epoch end
+        # again) replaces the row: the newer files are the ones a current claim names.
+        conn.execute(
+            "INSERT INTO checkpoints (id, job_id, created_at, step_number, "
+            "fine_tuned_model_checkpoint, metrics, path, kind) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (job_id, step_number) DO UPDATE SET created_at = excluded.created_at, "
+            "metrics = excluded.metrics, path = excluded.path, kind = excluded.kind",
+            (
+                c.id,
+                c.job_id,
+                c.created_at,
+                c.step_number,
+                c.fine_tuned_model_checkpoint,
+                _dump(c.metrics),
+                c.path,
+                c.kind,
+            ),
+        )
+
+    def list_checkpoints(
+        self, organization: str | None, job_id: str, *, after: str | None, limit: int
+    ) -> Page[CheckpointRecord] | None:
+        def read(conn: Conn) -> Page[CheckpointRecord] | None:
+            if organization is not None and (
+                _one(
+                    conn,
+                    "SELECT 1 FROM jobs WHERE id = %s AND organization = %s",
+                    (job_id, organization),
+                )
+                is None
+            ):
+                return None
+            where, args = "job_id = %s", [job_id]
+            if after is not None:
+                row = _one(
+                    conn,
+                    "SELECT step_number FROM checkpoints WHERE id = %s AND job_id = %s",
+                    (after, job_id),
+                )
+                if row is None:
+                    raise UnknownCursor(after)
+                where += " AND step_number < %s"
+                args.append(row[0])
+            rows = _all(
+                conn,
+                f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT %s",
+                (*args, limit + 1),
+            )
+            return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
+
+        return self._read(read)

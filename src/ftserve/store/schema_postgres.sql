@@ -1,0 +1,109 @@
+-- ftserve PostgreSQL schema, version 3: the same logical schema as schema_sqlite.sql. Applied
+-- by `ftserve migrate` in one transaction on a database without it (postgres.py: migrate).
+-- JSON columns hold the exact text orjson wrote (as in SQLite), so records round-trip as
+-- written; event bodies are bytea, returned as the bytes appended.
+CREATE TABLE files (
+    seq            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
+    organization   TEXT NOT NULL,
+    bytes          BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    filename       TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    blob           TEXT NOT NULL,
+    expires_at     BIGINT,
+    status         TEXT NOT NULL,
+    status_details TEXT
+);
+CREATE INDEX files_by_org ON files (organization, seq);
+
+CREATE TABLE jobs (
+    seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    organization     TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    model_source     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    training_file    TEXT NOT NULL,
+    validation_file  TEXT,
+    hyperparameters  TEXT NOT NULL,
+    method           TEXT NOT NULL,
+    seed             BIGINT NOT NULL,
+    suffix           TEXT,
+    metadata         TEXT,
+    integrations     TEXT,
+    extensions       TEXT NOT NULL,
+    finished_at      BIGINT,
+    fine_tuned_model TEXT,
+    error            TEXT,
+    trained_tokens   BIGINT,
+    result_files     TEXT NOT NULL,
+    estimated_finish BIGINT,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at DOUBLE PRECISION,
+    -- New on every claim; every write of a worker or its training process carries it.
+    claim_token      TEXT
+);
+CREATE INDEX jobs_by_org ON jobs (organization, seq);
+-- Covers the "is this job visible to this organization" check of every events page.
+CREATE INDEX jobs_visible ON jobs (id, organization);
+CREATE INDEX jobs_by_status ON jobs (status, seq);
+-- GET /models/{ft:...} and inference look a fine-tuned model up by its name.
+CREATE INDEX jobs_by_model ON jobs (fine_tuned_model) WHERE fine_tuned_model IS NOT NULL;
+
+-- One page is one range of the primary key. seq is gap-free per job: appends take the job's
+-- row FOR UPDATE before computing max(seq) + 1. The body is written once: append-only.
+CREATE TABLE events (
+    job_id     TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    id         TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    key        TEXT,
+    body       BYTEA NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE UNIQUE INDEX events_by_id ON events (id);
+CREATE UNIQUE INDEX events_by_key ON events (job_id, key) WHERE key IS NOT NULL;
+
+CREATE TABLE checkpoints (
+    id                          TEXT PRIMARY KEY,
+    job_id                      TEXT NOT NULL,
+    created_at                  BIGINT NOT NULL,
+    step_number                 BIGINT NOT NULL,
+    fine_tuned_model_checkpoint TEXT NOT NULL,
+    metrics                     TEXT NOT NULL,
+    path                        TEXT NOT NULL,
+    kind                        TEXT NOT NULL DEFAULT 'epoch',
+    UNIQUE (job_id, step_number)
+);
+
+-- Fine-tuned and checkpoint models deleted with DELETE /models/{model}. The job keeps its
+-- fine_tuned_model and its checkpoint rows (history); a name here is no longer a model.
+CREATE TABLE deleted_models (
+    name         TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    job_id       TEXT NOT NULL,
+    deleted_at   BIGINT NOT NULL
+);
+CREATE INDEX deleted_models_by_org ON deleted_models (organization);
+
+-- Append-only means append-only: the database itself refuses to change or drop an event.
+CREATE FUNCTION ftserve_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are append-only';
+END;
+$$;
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    FOR EACH ROW EXECUTE FUNCTION ftserve_events_append_only();
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION ftserve_events_append_only();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION ftserve_events_append_only();
+
+-- The schema's version: one row, written by `ftserve migrate` only.
+CREATE TABLE ftserve_schema (
+    version INTEGER NOT NULL
+);

@@ -1,0 +1,68 @@
+"""Fixtures of the unit tests: a private PostgreSQL cluster for the store tests (tests/pg.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pg import PgCluster, find_bindir, unavailable
+
+_TEMPLATE = "ftserve_migrated"
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the postgres extra is not installed ({exc})")
+    bindir = find_bindir()
+    if bindir is None:
+        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
+    assert bindir is not None
+    cluster = PgCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The cluster's maintenance database (superuser ``postgres``, trust auth, unix socket).
+    Also makes the migrated template that :func:`pg_store_url` copies."""
+    import psycopg
+
+    from ftserve.store.postgres import migrate
+
+    url = pg_cluster.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {_TEMPLATE}")
+    migrate(pg_cluster.url(_TEMPLATE))
+    return url
+
+
+def _create_database(pg_url: str, template: str) -> str:
+    import psycopg
+
+    name = f"t{next(_names)}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return pg_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def pg_empty_url(pg_url: str) -> str:
+    """A new database without the ftserve schema."""
+    return _create_database(pg_url, "template0")
+
+
+@pytest.fixture
+def pg_store_url(pg_url: str) -> str:
+    """A new database, migrated (a copy of the template ``ftserve migrate`` made)."""
+    return _create_database(pg_url, _TEMPLATE)
