@@ -77,7 +77,10 @@ def _alive(pid: int) -> bool:
 class PgCluster:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="ftserve-pg-"))
+        # /tmp when there is one: the postgres user can reach it (a root-only TMPDIR would not
+        # do), and the socket's path stays under the 107 bytes a unix socket allows.
+        short = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
+        self.root = Path(tempfile.mkdtemp(prefix="ftserve-pg-", dir=short))
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
         self.port = _free_port()
