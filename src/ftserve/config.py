@@ -35,6 +35,8 @@ class Settings:
     port: int = 8000
     api_keys: tuple[ApiKey, ...] = ()
     database_url: str | None = None  # None: SQLite file inside data_dir
+    # PostgreSQL: serve event pages from an async pool on the event loop (False: inline sync).
+    pg_async_events: bool = True
     max_upload_bytes: int = 1 << 30
     min_training_examples: int = 10
     events_max_limit: int = 10_000
@@ -159,6 +161,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "FTSERVE_PORT", 8000, 0, 65535),
         api_keys=parse_api_keys(env.get("FTSERVE_API_KEYS", "")),
         database_url=env.get("FTSERVE_DATABASE_URL") or None,
+        pg_async_events=parse_flag(
+            env.get("FTSERVE_PG_ASYNC_EVENTS") or "1", "FTSERVE_PG_ASYNC_EVENTS"
+        ),
         max_upload_bytes=_int(env, "FTSERVE_MAX_UPLOAD_BYTES", 1 << 30, 1),
         min_training_examples=_int(env, "FTSERVE_MIN_TRAINING_EXAMPLES", 10, 1),
         events_max_limit=_int(env, "FTSERVE_EVENTS_MAX_LIMIT", 10_000, 1, 1_000_000),

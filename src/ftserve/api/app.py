@@ -172,6 +172,7 @@ def create_app(
                 services.validator.stop()
             if services.inference is not None:
                 services.inference.close()
+            await services.events.aclose()
 
     app = Starlette(
         routes=build_routes(services),

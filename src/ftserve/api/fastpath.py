@@ -12,20 +12,23 @@ short-cuts the common case.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ApiError
+from ..errors import ApiError, ServerError, StoreError
 from ..ids import request_id
 from ..params import query_int, query_str
 from .auth import presented_key
+from .responses import error_response
 from .services import Services
 
 _EVENTS_PATH = re.compile(r"/(v1|openai/v1|openai)/fine_tuning/jobs/([^/]+)/events")
 _QUERY_KEYS = frozenset({"limit", "after", "api-version"})
 _JSON = (b"content-type", b"application/json")
+log = logging.getLogger("ftserve.api")
 
 
 def _parse_query(raw: bytes) -> dict[str, str] | None:
@@ -53,12 +56,21 @@ class EventsFastPath:
         self._keys = services.keys
         self._events = services.events
         self._max_limit = services.settings.events_max_limit
+        # PostgreSQL: the page is awaited on the store's async pool (SQLite: read inline).
+        self._awaits = services.events.awaits_store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = _EVENTS_PATH.fullmatch(scope["path"])
             if match is not None:
-                body = self._page(scope, match.group(2))
+                if self._awaits:
+                    try:
+                        body = await self._page_async(scope, match.group(2))
+                    except StoreError as exc:
+                        await self._store_failed(scope, receive, send, match.group(1), exc)
+                        return
+                else:
+                    body = self._page(scope, match.group(2))
                 if body is not None:
                     rid = request_id().encode()
                     headers = [
@@ -92,3 +104,44 @@ class EventsFastPath:
             return self._events.page_json(organization, job_id, query_str(query, "after"), limit)
         except ApiError:
             return None
+
+    async def _page_async(self, scope: Scope, job_id: str) -> bytes | None:
+        """:meth:`_page` awaiting the store (PostgreSQL); a StoreError comes out of it."""
+        api_key = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"api-key":
+                api_key = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        presented = presented_key(api_key, authorization)
+        organization = self._keys.lookup(presented) if presented else None
+        if organization is None:
+            return None
+        query = _parse_query(scope["query_string"])
+        if query is None:
+            return None
+        try:
+            limit = query_int(query, "limit", default=20, minimum=1, maximum=self._max_limit)
+            after = query_str(query, "after")
+            return await self._events.page_json_async(organization, job_id, after, limit)
+        except ApiError:
+            return None
+
+    @staticmethod
+    async def _store_failed(
+        scope: Scope, receive: Receive, send: Send, prefix: str, exc: StoreError
+    ) -> None:
+        """The 500 envelope the app renders for a failed store, answered here: falling through
+        would read the failing store (and wait out its timeouts) a second time."""
+        rid = request_id()
+        log.error("request %s GET %s failed: %r", rid, scope["path"], exc)
+        response = error_response(
+            ServerError(
+                f"The server had an error while processing your request (request id {rid}). "
+                "The details are in the server log."
+            )
+        )
+        response.headers["x-request-id"] = rid
+        if prefix != "v1":
+            response.headers["apim-request-id"] = rid
+        await response(scope, receive, send)

@@ -48,7 +48,7 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         keys=KeyChecker(settings.api_keys),
         files=files,
         jobs=jobs,
-        events=EventService(store),
+        events=EventService(store, async_reads=settings.pg_async_events),
         checkpoints=CheckpointService(store),
         models=models,
         validator=validator,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InvalidValue, JobNotFound
-from ..store.protocol import Store, UnknownCursor
+from ..store.protocol import AsyncEventReads, Store, UnknownCursor
 
 _HEAD = b'{"object":"list","data":['
 _TAIL_MORE = b'],"has_more":true}'
@@ -11,8 +11,18 @@ _TAIL_END = b'],"has_more":false}'
 
 
 class EventService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, async_reads: bool = True) -> None:
         self._store = store
+        # A store with a network round trip per read (PostgreSQL) pages on the event loop
+        # without blocking it; SQLite keeps the inline read. Decided once, here.
+        self._async: AsyncEventReads | None = (
+            store if async_reads and isinstance(store, AsyncEventReads) else None
+        )
+
+    @property
+    def awaits_store(self) -> bool:
+        """True when pages come from :meth:`page_json_async` (the store reads asynchronously)."""
+        return self._async is not None
 
     def page_json(self, organization: str, job_id: str, after: str | None, limit: int) -> bytes:
         """One page, newest first, already serialised: the stored bodies joined in the envelope."""
@@ -26,3 +36,26 @@ class EventService:
         if page is None:
             raise JobNotFound(job_id)
         return _HEAD + b",".join(page.items) + (_TAIL_MORE if page.has_more else _TAIL_END)
+
+    async def page_json_async(
+        self, organization: str, job_id: str, after: str | None, limit: int
+    ) -> bytes:
+        """:meth:`page_json` on the store's async read (only when :attr:`awaits_store`)."""
+        assert self._async is not None
+        try:
+            page = await self._async.event_page_async(
+                organization, job_id, after=after, limit=limit
+            )
+        except UnknownCursor:
+            raise InvalidValue(
+                f"Invalid 'after': {after!r} is not an event of fine-tuning job {job_id}.",
+                param="after",
+            ) from None
+        if page is None:
+            raise JobNotFound(job_id)
+        return _HEAD + b",".join(page.items) + (_TAIL_MORE if page.has_more else _TAIL_END)
+
+    async def aclose(self) -> None:
+        """Close the store's async read pool, on the loop that used it (the app's lifespan)."""
+        if self._async is not None:
+            await self._async.close_async_reads()

@@ -19,6 +19,7 @@ schema is missing or older than it knows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..errors import StoreError
 from ..jobs.states import FINAL, Status, log_accepts
@@ -45,6 +46,7 @@ _MIGRATIONS: dict[int, list[str]] = {}
 _MIGRATE_LOCK = 0x66747365  # "ftse"
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 T = TypeVar("T")
 
 _RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
@@ -185,6 +187,11 @@ def migrate(url: str) -> tuple[int | None, int]:
 class PostgresStore:
     def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
         self.url = url
+        self._max_connections = max_connections
+        self._timeout = timeout
+        # The events page's async pool: opened on first use, inside the loop that serves.
+        self._apool: AsyncConnectionPool[AsyncConn] | None = None
+        self._apool_opening: asyncio.Task[AsyncConnectionPool[AsyncConn]] | None = None
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
             min_size=1,
@@ -269,6 +276,9 @@ class PostgresStore:
         if changes is not None:
             changes.close()
         self._pool.close()
+        # The async pool belongs to its event loop: close_async_reads (the app's lifespan)
+        # closes it there. Left open, it is dropped; its connections end with the process.
+        self._apool = self._apool_opening = None
 
     # -- files -------------------------------------------------------------------------------
     def add_file(self, file: FileRecord) -> None:
@@ -387,16 +397,25 @@ class PostgresStore:
                     raise UnknownCursor(after)
                 where.append("seq < %s")
                 args.append(row[0])
-            for key, value in (metadata or {}).items():
-                # ->> takes the key as a value: no JSON path to parse, so any key is safe.
-                where.append("(metadata::jsonb ->> %s::text) = %s::text")
-                args.extend((key, value))
-            rows = _all(
-                conn,
-                f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s",
-                (*args, limit + 1),
-            )
-            return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+            query = f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
+            if not metadata:
+                rows = _all(conn, f"{query} LIMIT %s", (*args, limit + 1))
+                return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+            # Metadata may hold U+0000, which no PostgreSQL text (nor a jsonb cast of a stored
+            # document, for any row) can hold. So SQL only narrows, on the stored JSON text: a
+            # pair is there as its own JSON, NUL escaped (\u0000); the match is decided here.
+            for key, value in metadata.items():
+                where.append("strpos(metadata, %s) > 0")
+                args.append(orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode())
+            query = f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
+            found: list[JobRecord] = []
+            for row in conn.execute(query, args):
+                job = _job(row)
+                if job.metadata and all(job.metadata.get(k) == v for k, v in metadata.items()):
+                    found.append(job)
+                    if len(found) > limit:
+                        break
+            return Page(found[:limit], len(found) > limit)
 
         return self._read(read)
 
@@ -608,6 +627,81 @@ class PostgresStore:
             return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
 
         return self._read(read)
+
+    # -- events, async (AsyncEventReads) ----------------------------------------------------
+    async def event_page_async(
+        self, organization: str, job_id: str, *, after: str | None, limit: int
+    ) -> Page[bytes] | None:
+        """:meth:`event_page` on the async pool, answering the same. Its connections are in
+        autocommit: the common page is one statement, one round trip (no BEGIN, no COMMIT)."""
+        args = {"job": job_id, "org": organization, "limit": limit + 1, "after": after}
+        query = _PAGE_FIRST if after is None else _PAGE_AFTER
+        pool = self._apool or await self._open_async_pool()
+        for attempt in range(2):
+            try:
+                async with pool.connection() as conn:
+                    rows = await (await conn.execute(query, args)).fetchall()
+                    if not rows:
+                        found = await (await conn.execute(_JOB_VISIBLE, args)).fetchone()
+                        if found is None:
+                            return None
+                        if after is not None:
+                            cur = await conn.execute(_EVENT_OF_JOB, args)
+                            if await cur.fetchone() is None:
+                                raise UnknownCursor(after)
+                    return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
+            except PoolTimeout as exc:
+                raise StoreError(f"no database connection free: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                # As in _read: drop every broken idle connection before the one retry.
+                with contextlib.suppress(psycopg.Error):
+                    await pool.check()
+                if attempt:
+                    raise StoreError(f"the read failed: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"the read failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _open_async_pool(self) -> AsyncConnectionPool[AsyncConn]:
+        """The async pool, opened once in the running loop (concurrent first requests share
+        the one opening)."""
+        if self._apool_opening is None:
+            self._apool_opening = asyncio.ensure_future(self._new_async_pool())
+        opening = self._apool_opening
+        try:
+            pool = await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._apool_opening is opening:
+                self._apool_opening = None  # a failed open is tried again by the next request
+            raise
+        self._apool = pool
+        return pool
+
+    async def _new_async_pool(self) -> AsyncConnectionPool[AsyncConn]:
+        pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._max_connections,
+            timeout=self._timeout,
+            kwargs={"autocommit": True, "connect_timeout": int(max(1, self._timeout))},
+            open=False,
+            name="ftserve-events-async",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._timeout)
+        except (PoolTimeout, psycopg.Error) as exc:
+            await pool.close()
+            raise StoreError(f"could not open the async PostgreSQL pool: {exc}") from exc
+        return pool
+
+    async def close_async_reads(self) -> None:
+        """Close the async pool (on the loop it was opened in); a later read opens a new one."""
+        opening, self._apool_opening, self._apool = self._apool_opening, None, None
+        if opening is None:
+            return
+        with contextlib.suppress(StoreError):
+            pool = await opening
+            await pool.close()
 
     def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:
         if kind is None:

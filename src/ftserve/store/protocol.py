@@ -14,7 +14,7 @@ current claim in the transaction that would write (``write_claimed``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .changes import ChangeFeed
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
@@ -179,3 +179,19 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncEventReads(Protocol):
+    """An optional capability of a store whose reads cost a network round trip (PostgreSQL):
+    the events page awaited on the event loop instead of blocking it. Checked once, at startup,
+    with ``isinstance``; a store without it (SQLite) keeps the inline :meth:`Store.event_page`.
+
+    ``event_page_async`` answers exactly as ``event_page`` does. ``close_async_reads`` is awaited
+    by the app's lifespan, on the loop the reads ran on."""
+
+    async def event_page_async(
+        self, organization: str, job_id: str, *, after: str | None, limit: int
+    ) -> Page[bytes] | None: ...
+
+    async def close_async_reads(self) -> None: ...

@@ -1,0 +1,292 @@
+#!/usr/bin/env python
+"""The events endpoint on PostgreSQL: the inline sync read vs the async pool, side by side.
+
+One run:
+
+1. starts a private PostgreSQL cluster (tests/pg.py: own data dir, port and socket, stopped by
+   PID), migrates a database and fills it with N events over J finished jobs through
+   ``PostgresStore`` (bodies as in bench/events_bench.py);
+2. starts two real ``ftserve serve`` processes on it (no workers, no inference): one with
+   ``FTSERVE_PG_ASYNC_EVENTS=0`` (the page read inline on the event loop, blocking it for the
+   round trips) and one with the default async read (``AsyncEventReads``);
+3. checks that both answer a sample of pages with the same bytes, then loads each with a
+   loopback HTTP/1.1 keep-alive client (asyncio, C connections, a random real cursor per
+   request: wrk is not needed), alternating sync/async for R rounds, and reports the medians of
+   req/s, p50 and p99, and the ratio async / sync.
+
+The load client is Python and shares the cores with both servers' database and the server
+under test; it is the same client for both, so the ratio is the figure to read, not the
+absolute req/s.
+
+    .venv/bin/python bench/events_pg_bench.py            # ~1.5 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import orjson
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))  # tests/pg.py
+
+from events_bench import (  # noqa: E402
+    API_KEY,
+    PAGE,
+    Server,
+    _job_events,
+    _job_record,
+    _job_sizes,
+    http_get,
+)
+
+from ftserve.ids import job_id  # noqa: E402
+from ftserve.store.postgres import PostgresStore, migrate  # noqa: E402
+from tests.pg import PgCluster, find_bindir  # noqa: E402
+
+
+def fill(url: str, events: int, jobs: int, seed: int) -> list[tuple[str, list[str]]]:
+    """(job id, its event ids newest first) for every job, after filling the database."""
+    rng = random.Random(seed)
+    store = PostgresStore(url)
+    out: list[tuple[str, list[str]]] = []
+    try:
+        for i, size in enumerate(_job_sizes(rng, events, jobs)):
+            jid = job_id()
+            record = _job_record(rng, jid, 1_700_000_000 + i * 1000, size)
+            store.create_job(record, list(_job_events(rng, record, size)))
+            ids = [str(orjson.loads(b)["id"]) for b in store.event_bodies(jid)]
+            out.append((jid, ids[::-1]))
+    finally:
+        store.close()
+    return out
+
+
+def request_paths(filled: list[tuple[str, list[str]]], n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    paths = []
+    for _ in range(n):
+        jid, ids = rng.choice(filled)
+        if rng.random() < 0.2:
+            paths.append(f"/v1/fine_tuning/jobs/{jid}/events?limit={PAGE}")
+        else:
+            after = ids[rng.randrange(len(ids) - PAGE)]
+            paths.append(f"/v1/fine_tuning/jobs/{jid}/events?after={after}&limit={PAGE}")
+    return paths
+
+
+# -- the load client --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    server_cpu_us: float = 0.0  # the server process's CPU per request, from /proc
+
+
+async def _client(
+    port: int,
+    requests: Sequence[bytes],
+    rng: random.Random,
+    stop_at: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            writer.write(requests[rng.randrange(len(requests))])
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors.append(1)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def run_load(port: int, paths: Sequence[str], seconds: float, connections: int, seed: int) -> Load:
+    requests = [
+        (
+            f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {API_KEY}\r\n\r\n"
+        ).encode()
+        for p in paths
+    ]
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def main() -> float:
+        t0 = time.monotonic()
+        stop_at = t0 + seconds
+        await asyncio.gather(
+            *(
+                _client(port, requests, random.Random(seed + i), stop_at, latencies, errors)
+                for i in range(connections)
+            )
+        )
+        return time.monotonic() - t0
+
+    wall = asyncio.run(main())
+    lat = sorted(latencies)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+    return Load(len(lat) / wall, statistics.median(lat) * 1e3, p99, len(lat), len(errors))
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def bench(
+    args: argparse.Namespace, workdir: Path, servers: list[Server], cluster: PgCluster
+) -> list[str]:
+    t0 = time.monotonic()
+    cluster.start()
+    url = cluster.url("ftserve_bench")
+    import psycopg
+
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ftserve_bench")
+    migrate(url)
+    filled = fill(url, args.events, args.jobs, args.seed)
+    print(
+        f"filled {args.events:,} events over {args.jobs:,} jobs in {time.monotonic() - t0:.1f} s",
+        flush=True,
+    )
+    paths = request_paths(filled, args.cursors, args.seed)
+    base_env = {
+        **os.environ,
+        "FTSERVE_DATABASE_URL": url,
+        "FTSERVE_API_KEYS": API_KEY,
+        "FTSERVE_LOG_LEVEL": "warning",
+        "FTSERVE_WORKERS": "0",
+        "FTSERVE_INFERENCE": "0",
+    }
+    for name, flag in (("sync", "0"), ("async", "1")):
+        data = workdir / name
+        srv = Server(
+            name,
+            [sys.executable, "-m", "ftserve", "serve", "--data-dir", str(data)],
+            {**base_env, "FTSERVE_PG_ASYNC_EVENTS": flag},
+            workdir / f"{name}.log",
+        )
+        servers.append(srv)
+        srv.start()
+    sync_srv, async_srv = servers
+    for path in paths[: args.verify]:
+        a, b = http_get(sync_srv.port, path), http_get(async_srv.port, path)
+        if a[0] != 200 or a != b:
+            raise RuntimeError(f"{path}: sync {a[0]} {a[1][:200]!r} != async {b[0]} {b[1][:200]!r}")
+        assert len(orjson.loads(a[1])["data"]) == PAGE
+    print(f"verified {args.verify} pages: both servers answer the same bytes", flush=True)
+    for srv in servers:
+        run_load(srv.port, paths, args.warmup, args.connections, args.seed)
+    results: dict[str, list[Load]] = {"sync": [], "async": []}
+    for rnd in range(args.rounds):
+        for srv in servers:
+            cpu0 = srv.cpu_seconds()
+            r = run_load(srv.port, paths, args.duration, args.connections, args.seed + rnd)
+            cpu = (srv.cpu_seconds() - cpu0) / max(1, r.requests) * 1e6
+            r = Load(r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors, cpu)
+            results[srv.name].append(r)
+            print(
+                f"round {rnd + 1} {srv.name:5}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                f"p99 {r.p99_ms:6.2f} ms  server CPU {r.server_cpu_us:4.0f} us/req  "
+                f"{r.requests} requests, {r.errors} errors",
+                flush=True,
+            )
+
+    def med(name: str, attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in results[name]))
+
+    lines = [
+        f"events endpoint on PostgreSQL {args.events:,} events / {args.jobs:,} jobs, "
+        f"{args.connections} connections, {args.rounds} x {args.duration:g} s per mode, "
+        f"{os.cpu_count()} CPUs (load client, server and PostgreSQL share them)",
+    ]
+    for name in ("sync", "async"):
+        errors = sum(r.errors for r in results[name])
+        lines.append(
+            f"  {name:5} ({'inline' if name == 'sync' else 'AsyncConnectionPool'}): "
+            f"{med(name, 'rps'):8.0f} req/s  p50 {med(name, 'p50_ms'):6.2f} ms  "
+            f"p99 {med(name, 'p99_ms'):6.2f} ms  server CPU {med(name, 'server_cpu_us'):4.0f} "
+            f"us/req  errors {errors}"
+        )
+    lines.append(
+        f"  ratio async / sync: req/s {med('async', 'rps') / med('sync', 'rps'):.2f}, "
+        f"p99 {med('async', 'p99_ms') / med('sync', 'p99_ms'):.2f}"
+    )
+    lines.append(f"  total {time.monotonic() - t0:.0f} s")
+    return lines
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--events", type=int, default=40_000, help="events in the store (40,000)")
+    p.add_argument("--jobs", type=int, default=200, help="jobs they belong to (200)")
+    p.add_argument("--duration", type=float, default=8, help="seconds per load run (8)")
+    p.add_argument("--connections", type=int, default=32, help="client connections (32)")
+    p.add_argument("--rounds", type=int, default=2, help="sync/async rounds (2); medians")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of unreported load each")
+    p.add_argument("--cursors", type=int, default=4_000, help="random request paths")
+    p.add_argument("--verify", type=int, default=200, help="pages compared before the load")
+    p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    bindir = find_bindir()
+    if bindir is None:
+        print("events_pg_bench: no PostgreSQL server binaries", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="ftserve-events-pg-bench-"))
+    cluster = PgCluster(bindir)
+    servers: list[Server] = []
+    try:
+        summary = bench(args, workdir, servers, cluster)
+    except KeyboardInterrupt:
+        print("\nevents_pg_bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        for srv in servers:
+            print(f"--- {srv.name} server log (tail) ---\n{srv.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        for srv in servers:
+            srv.stop()
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n" + "\n".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
