@@ -1,7 +1,16 @@
-"""Shared fixtures: a real ftserve server on a free loopback port, and official SDK clients."""
+"""Shared fixtures: a real ftserve server on a free loopback port, and official SDK clients.
+
+The store behind the ``server`` and ``fresh_server`` fixtures is a parameter, ``backend``: the
+embedded SQLite file always, and PostgreSQL (a database of its own per server, on the private
+cluster of tests/pg.py, shared with the unit tests) for the API test modules that set
+``BOTH_BACKENDS = True``. Ids say which: ``test_x[sqlite]``, ``test_x[postgres]``. Without
+PostgreSQL binaries the ``[postgres]`` tests skip with the reason, and fail in CI
+(``CI=1`` / ``FTSERVE_REQUIRE_POSTGRES=1``).
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -16,6 +25,11 @@ from pathlib import Path
 import httpx2 as httpx
 import openai
 import pytest
+
+from ftserve.config import Settings
+from ftserve.store.open import open_store
+from ftserve.store.protocol import Store
+from tests.pg import PgCluster, find_bindir, unavailable
 
 API_KEY = "sk-test-ftserve-0123456789"
 # Every SDK client a test makes, closed after the test: a pooled connection left to the garbage
@@ -37,6 +51,16 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    database_url: str | None = None  # None: the SQLite file in data_dir
+
+    @property
+    def settings(self) -> Settings:
+        """Where this server keeps its data, for tests that open its store themselves."""
+        return Settings(data_dir=self.data_dir, database_url=self.database_url)
+
+    def open_store(self) -> Store:
+        """The server's store (SQLite file or PostgreSQL database), opened here; close it."""
+        return open_store(self.settings)
 
     @property
     def root(self) -> str:
@@ -57,6 +81,8 @@ class Server:
             "FTSERVE_LOG_LEVEL": "warning",
             **self.env,
         }
+        if self.database_url:
+            env["FTSERVE_DATABASE_URL"] = self.database_url
         self.log_path = self.data_dir.with_suffix(".log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
         self.proc = subprocess.Popen(
@@ -127,13 +153,96 @@ def _close_clients() -> Iterator[None]:
         _OPEN_CLIENTS.pop().close()
 
 
+_PG_TEMPLATE = "ftserve_api_template"
+_pg_names = itertools.count()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private PostgreSQL cluster for the whole session (unit and API tests share it)."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the postgres extra is not installed ({exc})")
+    bindir = find_bindir()
+    if bindir is None:
+        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
+    assert bindir is not None
+    cluster = PgCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server_template(pg_cluster: PgCluster) -> str:
+    """A database that ``ftserve migrate`` (the command, as an operator runs it) brought to the
+    current schema; each server's database is a copy of it."""
+    import psycopg
+
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {_PG_TEMPLATE}")
+    out = subprocess.run(
+        [sys.executable, "-m", "ftserve", "migrate"],
+        env={**os.environ, "FTSERVE_DATABASE_URL": pg_cluster.url(_PG_TEMPLATE)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, f"ftserve migrate failed:\n{out.stdout}{out.stderr}"
+    return _PG_TEMPLATE
+
+
+def new_pg_database(cluster: PgCluster, template: str) -> str:
+    """A new database on the cluster, a copy of ``template``; its URL."""
+    import psycopg
+
+    name = f"srv{next(_pg_names)}"
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return cluster.url(name)
+
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on a server runs on SQLite; those of modules with ``BOTH_BACKENDS = True``
+    on PostgreSQL too."""
+    if "backend" in metafunc.fixturenames:
+        both = bool(getattr(metafunc.module, "BOTH_BACKENDS", False))
+        metafunc.parametrize(
+            "backend", BACKENDS if both else BACKENDS[:1], indirect=True, scope="session"
+        )
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = getattr(request, "param", "sqlite")
+    return name
+
+
+def database_url_for(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """None for SQLite; for PostgreSQL a new migrated database of its own."""
+    if backend == "sqlite":
+        return None
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return new_pg_database(cluster, request.getfixturevalue("pg_server_template"))
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
     # No embedded worker: these jobs are about the wire contract, not training. Generation is
     # real (ftserve-tiny), but capped small, so fuzzed completion requests stay quick.
     srv = Server(
-        tmp_path_factory.mktemp("srv") / "data",
+        tmp_path_factory.mktemp(f"srv-{backend}") / "data",
         env={"FTSERVE_WORKERS": "0", "FTSERVE_MAX_GENERATION_TOKENS": "64"},
+        database_url=database_url_for(request, backend),
     )
     srv.start()
     yield srv
@@ -141,9 +250,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[Server]:
+def fresh_server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Server]:
     """A server of one's own, for tests that restart or kill it."""
-    srv = Server(tmp_path / "data")
+    srv = Server(tmp_path / "data", database_url=database_url_for(request, backend))
     yield srv
     srv.stop(signal.SIGKILL)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from ftserve.config import Settings
 from ftserve.ids import checkpoint_id, job_id
 from ftserve.jobs.naming import checkpoint_name, model_name
+from ftserve.store.open import open_store
 from ftserve.store.records import CheckpointRecord, Claim, JobRecord
-from ftserve.store.sqlite import SqliteStore
+from tests.conftest import Server
 
 HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.0}
 
@@ -29,7 +30,7 @@ class Planted:
 
 
 def plant(
-    data_dir: Path,
+    where: Path | Server,
     *,
     organization: str = "personal",
     status: str = "succeeded",
@@ -38,8 +39,10 @@ def plant(
     training_format: str = "chat",
     adapter: str = "lora",
 ) -> Planted:
-    settings = Settings(data_dir=data_dir)
-    store = SqliteStore(settings.sqlite_path)
+    """``where``: a server (its store, SQLite or PostgreSQL, and its blob dir) or the data dir
+    of an SQLite setup."""
+    settings = where.settings if isinstance(where, Server) else Settings(data_dir=where)
+    store = open_store(settings)
     try:
         token = "planted"
         job = JobRecord(

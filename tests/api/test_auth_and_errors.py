@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import API_KEY, Server
 
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+
 
 def _envelope(resp: httpx.Response) -> dict[str, object]:
     body = resp.json()

@@ -15,6 +15,8 @@ import pytest
 from ftserve.training.tiny_model import build_byte_tokenizer
 from tests.conftest import API_KEY, Server
 
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+
 MODEL = "ftserve-tiny"
 HELLO: Any = [{"role": "user", "content": "Hello there"}]
 BEARER = {"Authorization": f"Bearer {API_KEY}"}

@@ -8,10 +8,10 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from ftserve.config import Settings
 from ftserve.events.messages import make_event
-from ftserve.store.sqlite import SqliteStore
 from tests.conftest import API_KEY, Server, chat_rows, upload, wait_status
+
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
 
 N_EXTRA = 300
 
@@ -23,7 +23,7 @@ def busy_job(server: Server) -> str:
     fid = upload(client, chat_rows(20))
     job = client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=fid)
     wait_status(client, job.id, {"queued"})
-    store = SqliteStore(Settings(data_dir=server.data_dir).sqlite_path)
+    store = server.open_store()
     now = int(time.time())
     events = [
         make_event(

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import OTHER_ORG_KEY, Server, chat_rows, upload, wait_status
 
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def training_file(server: Server) -> str:

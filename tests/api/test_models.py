@@ -21,16 +21,32 @@ from ftserve.models.registry import SMOLLM2, TINY, TINY_CREATED, ModelRegistry
 from ftserve.models.service import ModelService
 from ftserve.store.sqlite import SqliteStore
 from tests.api.planted import Planted, plant
-from tests.conftest import API_KEY, OTHER_ORG_KEY, Server, chat_rows, upload, wait_status
+from tests.conftest import (
+    API_KEY,
+    OTHER_ORG_KEY,
+    Server,
+    chat_rows,
+    database_url_for,
+    upload,
+    wait_status,
+)
+
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
 
 ALIAS = "gpt-4o-mini-2024-07-18"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
     """A server of this module's own: planted jobs (some paused, which the strict SDK refuses
     in job lists) stay out of the session server's job lists."""
-    srv = Server(tmp_path_factory.mktemp("models") / "data", env={"FTSERVE_WORKERS": "0"})
+    srv = Server(
+        tmp_path_factory.mktemp(f"models-{backend}") / "data",
+        env={"FTSERVE_WORKERS": "0"},
+        database_url=database_url_for(request, backend),
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -69,7 +85,7 @@ def assert_unknown(client: openai.OpenAI, name: str) -> None:
 
 
 def test_base_models_are_listed_first_and_retrieved(server: Server, client: openai.OpenAI) -> None:
-    plant(server.data_dir)
+    plant(server)
     listed = list(client.models.list())
     names = [m.id for m in listed]
     assert names[0] == TINY
@@ -94,7 +110,7 @@ def test_base_models_are_listed_first_and_retrieved(server: Server, client: open
 def test_a_succeeded_job_lists_its_model_and_checkpoints(
     server: Server, client: openai.OpenAI
 ) -> None:
-    p = plant(server.data_dir, steps=(5, 10, 15))
+    p = plant(server, steps=(5, 10, 15))
     names = ids(client)
     # The final model, then its checkpoints oldest first; the final step's row is the model.
     at = names.index(p.model)
@@ -119,7 +135,7 @@ def test_a_succeeded_job_lists_its_model_and_checkpoints(
 def test_a_job_that_did_not_succeed_exposes_nothing(
     server: Server, client: openai.OpenAI, status: str
 ) -> None:
-    p = plant(server.data_dir, status=status)
+    p = plant(server, status=status)
     names = ids(client)
     for name in (p.model, *p.checkpoints):
         assert name not in names
@@ -129,7 +145,7 @@ def test_a_job_that_did_not_succeed_exposes_nothing(
 
 
 def test_another_organizations_models_do_not_exist(server: Server, client: openai.OpenAI) -> None:
-    p = plant(server.data_dir, organization="other")
+    p = plant(server, organization="other")
     other = server.client(key=OTHER_ORG_KEY)
     assert p.model in ids(other) and other.models.retrieve(p.model).owned_by == "other"
     assert p.model not in ids(client)
@@ -144,7 +160,7 @@ def test_another_organizations_models_do_not_exist(server: Server, client: opena
 def test_delete_removes_the_model_its_checkpoints_and_their_weights(
     server: Server, client: openai.OpenAI
 ) -> None:
-    p = plant(server.data_dir)
+    p = plant(server)
     job_before = client.fine_tuning.jobs.retrieve(p.job_id)
     ckpts_before = client.fine_tuning.jobs.checkpoints.list(p.job_id).model_dump()
     deleted = client.models.delete(p.model)
@@ -167,7 +183,7 @@ def test_delete_removes_the_model_its_checkpoints_and_their_weights(
 
 
 def test_one_checkpoint_model_can_be_deleted_alone(server: Server, client: openai.OpenAI) -> None:
-    p = plant(server.data_dir)
+    p = plant(server)
     gone, kept = p.checkpoints
     resp = raw(server, "DELETE", "/models/" + gone.replace(":", "%3A"))
     assert resp.status_code == 200 and resp.json() == {

@@ -67,6 +67,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.api.planted import plant
 from tests.conftest import API_KEY, Server, chat_rows, jsonl
 
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+
 BEARER = {"Authorization": f"Bearer {API_KEY}"}
 API_KEY_HEADER = {"api-key": API_KEY}
 # Credentials are passed with each call (both header forms, drawn per case), so schemathesis must
@@ -174,7 +176,7 @@ def api_schema(server: Server) -> Any:
 
 @pytest.fixture
 def seeded(server: Server, http: httpx.Client) -> Seeded:
-    victim_model = plant(server.data_dir, suffix="fuzz-victim")
+    victim_model = plant(server, suffix="fuzz-victim")
     content = jsonl(chat_rows(12))
     file_id = _upload(http, "protected.jsonl", content, "fine-tune")
     victims = [_upload(http, f"victim-{i}.txt", b"delete me", "assistants") for i in range(3)]

@@ -6,6 +6,8 @@ import signal
 
 from tests.conftest import Server, chat_rows, upload, wait_status
 
+BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+
 
 def test_kill_9_loses_nothing(fresh_server: Server) -> None:
     fresh_server.env["FTSERVE_WORKERS"] = "0"
@@ -37,10 +39,8 @@ def test_kill_9_loses_nothing(fresh_server: Server) -> None:
 
 def test_job_left_validating_is_validated_after_restart(fresh_server: Server) -> None:
     """A job created just before a crash still gets its files checked on the next start."""
-    from ftserve.config import Settings
     from ftserve.events import messages
     from ftserve.jobs.states import Status
-    from ftserve.store.sqlite import SqliteStore
 
     fresh_server.env["FTSERVE_WORKERS"] = "0"
     fresh_server.start()
@@ -50,7 +50,7 @@ def test_job_left_validating_is_validated_after_restart(fresh_server: Server) ->
     wait_status(client, job.id, {"queued"})
     fresh_server.stop(signal.SIGKILL)
     # Put a job back to where a crash between create and validation would leave it.
-    store = SqliteStore(Settings(data_dir=fresh_server.data_dir).sqlite_path)
+    store = fresh_server.open_store()
     stuck = store.get_job(job.id)
     assert stuck is not None
     from dataclasses import replace

@@ -1,35 +1,16 @@
-"""Fixtures of the unit tests: a private PostgreSQL cluster for the store tests (tests/pg.py)."""
+"""Fixtures of the unit tests: databases for the store tests on the private PostgreSQL cluster
+(``pg_cluster``, tests/conftest.py, shared with the API tests; tests/pg.py)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 
-from tests.pg import PgCluster, find_bindir, unavailable
+from tests.pg import PgCluster
 
 _TEMPLATE = "ftserve_migrated"
 _names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    try:
-        import psycopg  # noqa: F401
-        import psycopg_pool  # noqa: F401
-    except ImportError as exc:
-        unavailable(f"the postgres extra is not installed ({exc})")
-    bindir = find_bindir()
-    if bindir is None:
-        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
-    assert bindir is not None
-    cluster = PgCluster(bindir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
