@@ -336,11 +336,12 @@ class SqliteStore:
             where.append("seq < ?")
             args.append(row[0])
         for key, value in (metadata or {}).items():
-            # json_each compares the key as a value: no JSON path to parse, so any key is safe.
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(jobs.metadata) WHERE key = ? AND value = ?)"
-            )
-            args.extend((key, value))
+            # Metadata is a flat string map stored as orjson writes it (compact, canonical
+            # escapes), so `"key":"value"` with its quotes occurs in the text exactly when the
+            # pair is there: inside a JSON string every quote is escaped. json_each would be the
+            # obvious tool, but its text stops at an escaped U+0000, which the API allows.
+            where.append("instr(metadata, ?) > 0")
+            args.append(orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode())
         rows = conn.execute(
             f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
             (*args, limit + 1),
