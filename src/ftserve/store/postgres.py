@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -37,6 +36,21 @@ from .changes import ChangeFeed
 from .pg_changes import CHANNEL, PgChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+from .rows import (
+    CHANGEABLE,
+    CKPT_SELECT,
+    FILE_COLUMNS,
+    FILE_SELECT,
+    JOB_COLUMNS,
+    JOB_SELECT,
+    JSON_COLUMNS,
+    RELEASE,
+    ckpt_record,
+    dump,
+    file_record,
+    job_record,
+    metadata_pair,
+)
 
 SCHEMA_VERSION = 3
 # Statements that take a database of version N-1 to N (the fresh schema is schema_postgres.sql,
@@ -49,56 +63,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 T = TypeVar("T")
 
-_RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
-_JSON_COLUMNS = frozenset(
-    {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
-)
-_JOB_COLUMNS = [
-    "id",
-    "organization",
-    "model",
-    "model_source",
-    "status",
-    "created_at",
-    "training_file",
-    "validation_file",
-    "hyperparameters",
-    "method",
-    "seed",
-    "suffix",
-    "metadata",
-    "integrations",
-    "extensions",
-    "finished_at",
-    "fine_tuned_model",
-    "error",
-    "trained_tokens",
-    "result_files",
-    "estimated_finish",
-    "attempts",
-    "lease_owner",
-    "lease_expires_at",
-    "claim_token",
-]
-_JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
-_CHANGEABLE = frozenset(_JOB_COLUMNS[1:])
-_FILE_COLUMNS = [
-    "id",
-    "organization",
-    "bytes",
-    "created_at",
-    "filename",
-    "purpose",
-    "blob",
-    "expires_at",
-    "status",
-    "status_details",
-]
-_FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
-_CKPT_SELECT = (
-    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
-    "FROM checkpoints"
-)
 
 _JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = %(job)s AND organization = %(org)s"
 _PAGE_FIRST = (
@@ -117,27 +81,6 @@ _EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = %(after)s AND job_id = %(job)s"
 
 class SchemaNotReady(StoreError):
     """The database has no ftserve schema, or an older one: ``ftserve migrate`` first."""
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _job(row: tuple[Any, ...]) -> JobRecord:
-    values = dict(zip(_JOB_COLUMNS, row, strict=True))
-    for name in _JSON_COLUMNS:
-        raw = values[name]
-        values[name] = None if raw is None else orjson.loads(raw)
-    return JobRecord(**values)
-
-
-def _file(row: tuple[Any, ...]) -> FileRecord:
-    return FileRecord(**dict(zip(_FILE_COLUMNS, row, strict=True)))
-
-
-def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
-    id_, job_id, created_at, step, name, metrics, path, kind = row
-    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path, kind)
 
 
 def _one(conn: Conn, query: str, args: Any = None) -> tuple[Any, ...] | None:
@@ -287,23 +230,23 @@ class PostgresStore:
 
     @staticmethod
     def _insert_file(conn: Conn, file: FileRecord) -> None:
-        cols = ", ".join(_FILE_COLUMNS)
-        marks = ", ".join("%s" for _ in _FILE_COLUMNS)
+        cols = ", ".join(FILE_COLUMNS)
+        marks = ", ".join("%s" for _ in FILE_COLUMNS)
         conn.execute(
             f"INSERT INTO files ({cols}) VALUES ({marks})",
-            tuple(getattr(file, c) for c in _FILE_COLUMNS),
+            tuple(getattr(file, c) for c in FILE_COLUMNS),
         )
 
     def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
         row = self._read(
             lambda conn: _one(
                 conn,
-                f"{_FILE_SELECT} WHERE id = %s AND organization = %s "
+                f"{FILE_SELECT} WHERE id = %s AND organization = %s "
                 "AND (expires_at IS NULL OR expires_at > %s)",
                 (file_id, organization, now),
             )
         )
-        return None if row is None else _file(row)
+        return None if row is None else file_record(row)
 
     def list_files(
         self,
@@ -334,10 +277,10 @@ class PostgresStore:
             order = "ASC" if ascending else "DESC"
             rows = _all(
                 conn,
-                f"{_FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT %s",
+                f"{FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT %s",
                 (*args, limit + 1),
             )
-            return Page([_file(r) for r in rows[:limit]], len(rows) > limit)
+            return Page([file_record(r) for r in rows[:limit]], len(rows) > limit)
 
         return self._read(read)
 
@@ -346,17 +289,17 @@ class PostgresStore:
             row = _one(
                 conn,
                 f"DELETE FROM files WHERE id = %s AND organization = %s "
-                f"RETURNING {', '.join(_FILE_COLUMNS)}",
+                f"RETURNING {', '.join(FILE_COLUMNS)}",
                 (file_id, organization),
             )
-            return None if row is None else _file(row)
+            return None if row is None else file_record(row)
 
     # -- jobs --------------------------------------------------------------------------------
     def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
-        cols = ", ".join(_JOB_COLUMNS)
-        marks = ", ".join("%s" for _ in _JOB_COLUMNS)
+        cols = ", ".join(JOB_COLUMNS)
+        marks = ", ".join("%s" for _ in JOB_COLUMNS)
         values = tuple(
-            _dump(getattr(job, c)) if c in _JSON_COLUMNS else getattr(job, c) for c in _JOB_COLUMNS
+            dump(getattr(job, c)) if c in JSON_COLUMNS else getattr(job, c) for c in JOB_COLUMNS
         )
         with self._tx() as conn:
             # The new row is this transaction's (and locked by it) until the commit.
@@ -365,16 +308,16 @@ class PostgresStore:
 
     def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
         if organization is None:
-            row = self._read(lambda conn: _one(conn, f"{_JOB_SELECT} WHERE id = %s", (job_id,)))
+            row = self._read(lambda conn: _one(conn, f"{JOB_SELECT} WHERE id = %s", (job_id,)))
         else:
             row = self._read(
                 lambda conn: _one(
                     conn,
-                    f"{_JOB_SELECT} WHERE id = %s AND organization = %s",
+                    f"{JOB_SELECT} WHERE id = %s AND organization = %s",
                     (job_id, organization),
                 )
             )
-        return None if row is None else _job(row)
+        return None if row is None else job_record(row)
 
     def list_jobs(
         self,
@@ -397,20 +340,20 @@ class PostgresStore:
                     raise UnknownCursor(after)
                 where.append("seq < %s")
                 args.append(row[0])
-            query = f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
+            query = f"{JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
             if not metadata:
                 rows = _all(conn, f"{query} LIMIT %s", (*args, limit + 1))
-                return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+                return Page([job_record(r) for r in rows[:limit]], len(rows) > limit)
             # Metadata may hold U+0000, which no PostgreSQL text (nor a jsonb cast of a stored
             # document, for any row) can hold. So SQL only narrows, on the stored JSON text: a
             # pair is there as its own JSON, NUL escaped (\u0000); the match is decided here.
             for key, value in metadata.items():
                 where.append("strpos(metadata, %s) > 0")
-                args.append(orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode())
-            query = f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
+                args.append(metadata_pair(key, value))
+            query = f"{JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC"
             found: list[JobRecord] = []
             for row in conn.execute(query, args):
-                job = _job(row)
+                job = job_record(row)
                 if job.metadata and all(job.metadata.get(k) == v for k, v in metadata.items()):
                     found.append(job)
                     if len(found) > limit:
@@ -428,14 +371,14 @@ class PostgresStore:
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
-        unknown = changes.keys() - _CHANGEABLE
+        unknown = changes.keys() - CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
-            row = _one(conn, f"{_JOB_SELECT} WHERE id = %s FOR UPDATE", (job_id,))
+            row = _one(conn, f"{JOB_SELECT} WHERE id = %s FOR UPDATE", (job_id,))
             if row is None:
                 return None
-            job = _job(row)
+            job = job_record(row)
             if expect is not None and job.status not in expect:
                 return None
             if expect_claim is not None and job.claim_token != expect_claim:
@@ -443,26 +386,26 @@ class PostgresStore:
             self._set(conn, job_id, changes)
             after = str(changes.get("status", job.status))
             self._append(conn, job_id, events, job.status, after)
-            new = _one(conn, f"{_JOB_SELECT} WHERE id = %s", (job_id,))
+            new = _one(conn, f"{JOB_SELECT} WHERE id = %s", (job_id,))
             assert new is not None
-            return _job(new)
+            return job_record(new)
 
     @staticmethod
     def _set(conn: Conn, job_id: str, changes: Mapping[str, Any]) -> None:
         if changes:
             sets = ", ".join(f"{c} = %s" for c in changes)
-            values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
+            values = [dump(v) if c in JSON_COLUMNS else v for c, v in changes.items()]
             conn.execute(f"UPDATE jobs SET {sets} WHERE id = %s", (*values, job_id))
 
     def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]:
         rows = self._read(
             lambda conn: _all(
                 conn,
-                f"{_JOB_SELECT} WHERE status = %s ORDER BY seq LIMIT %s",
+                f"{JOB_SELECT} WHERE status = %s ORDER BY seq LIMIT %s",
                 (status, limit),
             )
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     # -- queue -------------------------------------------------------------------------------
     def claim_job(
@@ -495,9 +438,9 @@ class PostgresStore:
                 (worker_id, now + lease_seconds, secrets.token_hex(8), row[0]),
             )
             self._append(conn, row[0], events, Status.QUEUED, Status.RUNNING)
-            new = _one(conn, f"{_JOB_SELECT} WHERE id = %s", (row[0],))
+            new = _one(conn, f"{JOB_SELECT} WHERE id = %s", (row[0],))
             assert new is not None
-            return _job(new)
+            return job_record(new)
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._tx() as conn:
@@ -510,7 +453,7 @@ class PostgresStore:
     def release_claim(self, claim: Claim) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
-                f"UPDATE jobs SET {_RELEASE} WHERE id = %s AND claim_token = %s",
+                f"UPDATE jobs SET {RELEASE} WHERE id = %s AND claim_token = %s",
                 (claim.job_id, claim.token),
             )
             return cur.rowcount == 1
@@ -527,7 +470,7 @@ class PostgresStore:
         add_files: Sequence[FileRecord] = (),
     ) -> str:
         changes = changes or {}
-        unknown = changes.keys() - _CHANGEABLE
+        unknown = changes.keys() - CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
@@ -569,12 +512,12 @@ class PostgresStore:
         rows = self._read(
             lambda conn: _all(
                 conn,
-                f"{_JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < %s "
+                f"{JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < %s "
                 "ORDER BY seq",
                 (now,),
             )
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     # -- events ------------------------------------------------------------------------------
     @staticmethod
@@ -725,23 +668,23 @@ class PostgresStore:
         rows = self._read(
             lambda conn: _all(
                 conn,
-                f"{_JOB_SELECT} WHERE organization = %s AND status = 'succeeded' "
+                f"{JOB_SELECT} WHERE organization = %s AND status = 'succeeded' "
                 "AND fine_tuned_model IS NOT NULL ORDER BY finished_at NULLS FIRST, seq",
                 (organization,),
             )
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
         row = self._read(
             lambda conn: _one(
                 conn,
-                f"{_JOB_SELECT} WHERE fine_tuned_model = %s AND organization = %s "
+                f"{JOB_SELECT} WHERE fine_tuned_model = %s AND organization = %s "
                 "ORDER BY seq LIMIT 1",
                 (fine_tuned_model, organization),
             )
         )
-        return None if row is None else _job(row)
+        return None if row is None else job_record(row)
 
     def deleted_models(self, organization: str, names: Sequence[str] | None = None) -> set[str]:
         if names is None:
@@ -801,7 +744,7 @@ class PostgresStore:
                 c.created_at,
                 c.step_number,
                 c.fine_tuned_model_checkpoint,
-                _dump(c.metrics),
+                dump(c.metrics),
                 c.path,
                 c.kind,
             ),
@@ -833,9 +776,9 @@ class PostgresStore:
                 args.append(row[0])
             rows = _all(
                 conn,
-                f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT %s",
+                f"{CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT %s",
                 (*args, limit + 1),
             )
-            return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
+            return Page([ckpt_record(r) for r in rows[:limit]], len(rows) > limit)
 
         return self._read(read)

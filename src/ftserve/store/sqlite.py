@@ -25,13 +25,26 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..errors import StoreError
 from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed, SqliteChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+from .rows import (
+    CHANGEABLE,
+    CKPT_SELECT,
+    FILE_COLUMNS,
+    FILE_SELECT,
+    JOB_COLUMNS,
+    JOB_SELECT,
+    JSON_COLUMNS,
+    RELEASE,
+    ckpt_record,
+    dump,
+    file_record,
+    job_record,
+    metadata_pair,
+)
 
 SCHEMA_VERSION = 3
 # Statements that take a database of version N-1 to N (the fresh schema is schema_sqlite.sql).
@@ -50,57 +63,6 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX deleted_models_by_org ON deleted_models (organization)",
     ],
 }
-_RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
-
-_JSON_COLUMNS = frozenset(
-    {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
-)
-_JOB_COLUMNS = [
-    "id",
-    "organization",
-    "model",
-    "model_source",
-    "status",
-    "created_at",
-    "training_file",
-    "validation_file",
-    "hyperparameters",
-    "method",
-    "seed",
-    "suffix",
-    "metadata",
-    "integrations",
-    "extensions",
-    "finished_at",
-    "fine_tuned_model",
-    "error",
-    "trained_tokens",
-    "result_files",
-    "estimated_finish",
-    "attempts",
-    "lease_owner",
-    "lease_expires_at",
-    "claim_token",
-]
-_JOB_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
-_CHANGEABLE = frozenset(_JOB_COLUMNS[1:])
-_FILE_COLUMNS = [
-    "id",
-    "organization",
-    "bytes",
-    "created_at",
-    "filename",
-    "purpose",
-    "blob",
-    "expires_at",
-    "status",
-    "status_details",
-]
-_FILE_SELECT = "SELECT " + ", ".join(_FILE_COLUMNS) + " FROM files"
-_CKPT_SELECT = (
-    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
-    "FROM checkpoints"
-)
 
 
 _JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = ?1 AND organization = ?2"
@@ -116,27 +78,6 @@ _PAGE_AFTER = (
     "ORDER BY seq DESC LIMIT ?3"
 )
 _EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = ?1 AND job_id = ?2"
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _job(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
-    values = dict(zip(_JOB_COLUMNS, row, strict=True))
-    for name in _JSON_COLUMNS:
-        raw = values[name]
-        values[name] = None if raw is None else orjson.loads(raw)
-    return JobRecord(**values)
-
-
-def _file(row: tuple[Any, ...]) -> FileRecord:
-    return FileRecord(**dict(zip(_FILE_COLUMNS, row, strict=True)))
-
-
-def _ckpt(row: tuple[Any, ...]) -> CheckpointRecord:
-    id_, job_id, created_at, step, name, metrics, path, kind = row
-    return CheckpointRecord(id_, job_id, created_at, step, name, orjson.loads(metrics), path, kind)
 
 
 class SqliteStore:
@@ -234,24 +175,24 @@ class SqliteStore:
 
     @staticmethod
     def _insert_file(conn: sqlite3.Connection, file: FileRecord) -> None:
-        cols = ", ".join(_FILE_COLUMNS)
-        marks = ", ".join("?" for _ in _FILE_COLUMNS)
+        cols = ", ".join(FILE_COLUMNS)
+        marks = ", ".join("?" for _ in FILE_COLUMNS)
         conn.execute(
             f"INSERT INTO files ({cols}) VALUES ({marks})",
-            tuple(getattr(file, c) for c in _FILE_COLUMNS),
+            tuple(getattr(file, c) for c in FILE_COLUMNS),
         )
 
     def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
         row = (
             self._reader()
             .execute(
-                f"{_FILE_SELECT} WHERE id = ? AND organization = ? "
+                f"{FILE_SELECT} WHERE id = ? AND organization = ? "
                 "AND (expires_at IS NULL OR expires_at > ?)",
                 (file_id, organization, now),
             )
             .fetchone()
         )
-        return None if row is None else _file(row)
+        return None if row is None else file_record(row)
 
     def list_files(
         self,
@@ -279,27 +220,27 @@ class SqliteStore:
             args.append(row[0])
         order = "ASC" if ascending else "DESC"
         rows = conn.execute(
-            f"{_FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
+            f"{FILE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
             (*args, limit + 1),
         ).fetchall()
-        return Page([_file(r) for r in rows[:limit]], len(rows) > limit)
+        return Page([file_record(r) for r in rows[:limit]], len(rows) > limit)
 
     def delete_file(self, organization: str, file_id: str) -> FileRecord | None:
         with self._tx() as conn:
             row = conn.execute(
-                f"{_FILE_SELECT} WHERE id = ? AND organization = ?", (file_id, organization)
+                f"{FILE_SELECT} WHERE id = ? AND organization = ?", (file_id, organization)
             ).fetchone()
             if row is None:
                 return None
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            return _file(row)
+            return file_record(row)
 
     # -- jobs --------------------------------------------------------------------------------
     def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
-        cols = ", ".join(_JOB_COLUMNS)
-        marks = ", ".join("?" for _ in _JOB_COLUMNS)
+        cols = ", ".join(JOB_COLUMNS)
+        marks = ", ".join("?" for _ in JOB_COLUMNS)
         values = tuple(
-            _dump(getattr(job, c)) if c in _JSON_COLUMNS else getattr(job, c) for c in _JOB_COLUMNS
+            dump(getattr(job, c)) if c in JSON_COLUMNS else getattr(job, c) for c in JOB_COLUMNS
         )
         with self._tx() as conn:
             conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", values)
@@ -307,14 +248,14 @@ class SqliteStore:
 
     def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
         if organization is None:
-            row = self._reader().execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            row = self._reader().execute(f"{JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
         else:
             row = (
                 self._reader()
-                .execute(f"{_JOB_SELECT} WHERE id = ? AND organization = ?", (job_id, organization))
+                .execute(f"{JOB_SELECT} WHERE id = ? AND organization = ?", (job_id, organization))
                 .fetchone()
             )
-        return None if row is None else _job(row)
+        return None if row is None else job_record(row)
 
     def list_jobs(
         self,
@@ -341,12 +282,12 @@ class SqliteStore:
             # pair is there: inside a JSON string every quote is escaped. json_each would be the
             # obvious tool, but its text stops at an escaped U+0000, which the API allows.
             where.append("instr(metadata, ?) > 0")
-            args.append(orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode())
+            args.append(metadata_pair(key, value))
         rows = conn.execute(
-            f"{_JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            f"{JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
             (*args, limit + 1),
         ).fetchall()
-        return Page([_job(r) for r in rows[:limit]], len(rows) > limit)
+        return Page([job_record(r) for r in rows[:limit]], len(rows) > limit)
 
     def update_job(
         self,
@@ -357,14 +298,14 @@ class SqliteStore:
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
-        unknown = changes.keys() - _CHANGEABLE
+        unknown = changes.keys() - CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
-            row = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(f"{JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
-            job = _job(row)
+            job = job_record(row)
             if expect is not None and job.status not in expect:
                 return None
             if expect_claim is not None and job.claim_token != expect_claim:
@@ -372,23 +313,23 @@ class SqliteStore:
             self._set(conn, job_id, changes)
             after = str(changes.get("status", job.status))
             self._append(conn, job_id, events, job.status, after)
-            new = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
-            return _job(new)
+            new = conn.execute(f"{JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            return job_record(new)
 
     @staticmethod
     def _set(conn: sqlite3.Connection, job_id: str, changes: Mapping[str, Any]) -> None:
         if changes:
             sets = ", ".join(f"{c} = ?" for c in changes)
-            values = [_dump(v) if c in _JSON_COLUMNS else v for c, v in changes.items()]
+            values = [dump(v) if c in JSON_COLUMNS else v for c, v in changes.items()]
             conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
 
     def jobs_with_status(self, status: str, limit: int) -> list[JobRecord]:
         rows = (
             self._reader()
-            .execute(f"{_JOB_SELECT} WHERE status = ? ORDER BY seq LIMIT ?", (status, limit))
+            .execute(f"{JOB_SELECT} WHERE status = ? ORDER BY seq LIMIT ?", (status, limit))
             .fetchall()
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     # -- queue -------------------------------------------------------------------------------
     def claim_job(
@@ -415,7 +356,7 @@ class SqliteStore:
                 (worker_id, now + lease_seconds, secrets.token_hex(8), row[0]),
             )
             self._append(conn, row[0], events, Status.QUEUED, Status.RUNNING)
-            return _job(conn.execute(f"{_JOB_SELECT} WHERE id = ?", (row[0],)).fetchone())
+            return job_record(conn.execute(f"{JOB_SELECT} WHERE id = ?", (row[0],)).fetchone())
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._tx() as conn:
@@ -428,7 +369,7 @@ class SqliteStore:
     def release_claim(self, claim: Claim) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
-                f"UPDATE jobs SET {_RELEASE} WHERE id = ? AND claim_token = ?",
+                f"UPDATE jobs SET {RELEASE} WHERE id = ? AND claim_token = ?",
                 (claim.job_id, claim.token),
             )
             return cur.rowcount == 1
@@ -445,7 +386,7 @@ class SqliteStore:
         add_files: Sequence[FileRecord] = (),
     ) -> str:
         changes = changes or {}
-        unknown = changes.keys() - _CHANGEABLE
+        unknown = changes.keys() - CHANGEABLE
         if unknown:
             raise StoreError(f"not job columns: {sorted(unknown)}")
         with self._tx() as conn:
@@ -482,12 +423,10 @@ class SqliteStore:
     def expired_leases(self, now: float) -> list[JobRecord]:
         rows = (
             self._reader()
-            .execute(
-                f"{_JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < ?", (now,)
-            )
+            .execute(f"{JOB_SELECT} WHERE lease_owner IS NOT NULL AND lease_expires_at < ?", (now,))
             .fetchall()
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     # -- events ------------------------------------------------------------------------------
     @staticmethod
@@ -562,25 +501,25 @@ class SqliteStore:
         rows = (
             self._reader()
             .execute(
-                f"{_JOB_SELECT} WHERE organization = ? AND status = 'succeeded' "
+                f"{JOB_SELECT} WHERE organization = ? AND status = 'succeeded' "
                 "AND fine_tuned_model IS NOT NULL ORDER BY finished_at, seq",
                 (organization,),
             )
             .fetchall()
         )
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
         row = (
             self._reader()
             .execute(
-                f"{_JOB_SELECT} WHERE fine_tuned_model = ? AND organization = ? "
+                f"{JOB_SELECT} WHERE fine_tuned_model = ? AND organization = ? "
                 "ORDER BY seq LIMIT 1",
                 (fine_tuned_model, organization),
             )
             .fetchone()
         )
-        return None if row is None else _job(row)
+        return None if row is None else job_record(row)
 
     def deleted_models(self, organization: str, names: Sequence[str] | None = None) -> set[str]:
         conn = self._reader()
@@ -632,7 +571,7 @@ class SqliteStore:
                 c.created_at,
                 c.step_number,
                 c.fine_tuned_model_checkpoint,
-                _dump(c.metrics),
+                dump(c.metrics),
                 c.path,
                 c.kind,
             ),
@@ -659,9 +598,9 @@ class SqliteStore:
             where += " AND step_number < ?"
             args.append(row[0])
         rows = conn.execute(
-            f"{_CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT ?", (*args, limit + 1)
+            f"{CKPT_SELECT} WHERE {where} ORDER BY step_number DESC LIMIT ?", (*args, limit + 1)
         ).fetchall()
-        return Page([_ckpt(r) for r in rows[:limit]], len(rows) > limit)
+        return Page([ckpt_record(r) for r in rows[:limit]], len(rows) > limit)
 
 
 class _Checkpointer:
