@@ -85,7 +85,9 @@ class EventsFastPath:
                     return
         await self.app(scope, receive, send)
 
-    def _page(self, scope: Scope, job_id: str) -> bytes | None:
+    def _request(self, scope: Scope) -> tuple[str, str | None, int] | None:
+        """(organization, after, limit) of a request the fast path can answer; None hands it
+        to the app (no or a bad key, a bad query: the app's one renderer words the error)."""
         api_key = authorization = None
         for name, value in scope["headers"]:
             if name == b"api-key":
@@ -101,29 +103,26 @@ class EventsFastPath:
             return None
         try:
             limit = query_int(query, "limit", default=20, minimum=1, maximum=self._max_limit)
-            return self._events.page_json(organization, job_id, query_str(query, "after"), limit)
+            return organization, query_str(query, "after"), limit
+        except ApiError:
+            return None
+
+    def _page(self, scope: Scope, job_id: str) -> bytes | None:
+        request = self._request(scope)
+        if request is None:
+            return None
+        try:
+            return self._events.page_json(request[0], job_id, request[1], request[2])
         except ApiError:
             return None
 
     async def _page_async(self, scope: Scope, job_id: str) -> bytes | None:
         """:meth:`_page` awaiting the store (PostgreSQL); a StoreError comes out of it."""
-        api_key = authorization = None
-        for name, value in scope["headers"]:
-            if name == b"api-key":
-                api_key = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-        presented = presented_key(api_key, authorization)
-        organization = self._keys.lookup(presented) if presented else None
-        if organization is None:
-            return None
-        query = _parse_query(scope["query_string"])
-        if query is None:
+        request = self._request(scope)
+        if request is None:
             return None
         try:
-            limit = query_int(query, "limit", default=20, minimum=1, maximum=self._max_limit)
-            after = query_str(query, "after")
-            return await self._events.page_json_async(organization, job_id, after, limit)
+            return await self._events.page_json_async(request[0], job_id, request[1], request[2])
         except ApiError:
             return None
 
