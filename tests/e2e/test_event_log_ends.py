@@ -264,8 +264,11 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
 ) -> None:
     api = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
     api.start()
-    first = WorkerProc(api.data_dir, new_session=True)
-    second = WorkerProc(api.data_dir)
+    # The shortest lease, and the second worker up before the first is frozen: the takeover
+    # must win the race against the stale child, which trains on (worker-only case).
+    lease = {"FTSERVE_LEASE_SECONDS": "2"}
+    first = WorkerProc(api.data_dir, env=lease, new_session=True)
+    second = WorkerProc(api.data_dir, env=lease)
     first.start()
     try:
         client = api.client()
@@ -277,13 +280,14 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
             # trains on in the worker-only case) cannot finish before the lease expires.
             hyperparameters={"n_epochs": 12, "batch_size": 1},
         )
+        wait_steps(client, job.id, 5)
+        second.start()  # the first holds the job; the second starts up while it trains
         wait_steps(client, job.id, 45)
         store = db(api.data_dir)
         stale = store.get_job(job.id).claim_token  # type: ignore[union-attr]
         stale_children = training_children(first.pid)
         assert stale and len(stale_children) == 1
         _freeze(first.pid, group, api.data_dir)
-        second.start()
         deadline = time.monotonic() + 60
         while (now := store.get_job(job.id)).claim_token in (stale, None):  # type: ignore[union-attr]
             assert now.status in ("running", "queued"), f"the job ended ({now.status}) first"  # type: ignore[union-attr]

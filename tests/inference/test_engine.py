@@ -399,7 +399,8 @@ def test_vanishing_temperatures_decode_greedily_instead_of_failing(harness: Harn
 
 
 def test_cancel_stops_the_request(harness: Harness) -> None:
-    harness.submit("long", TINY, CHAT, max_tokens=500, temperature=1.0)
+    # Letters only: a sampled end-of-turn token must not finish it before the cancel.
+    harness.submit("long", TINY, CHAT, max_tokens=500, temperature=1.0, logit_bias=letters_only())
     harness.submit("other", TINY, CHAT, max_tokens=20, temperature=0)
     harness.step(3)
     before = len(harness.of("long"))
