@@ -682,3 +682,25 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 """
+
+
+def test_keys_with_nul_name_nothing(store: Store) -> None:
+    """The fuzz test sent `after=…%00…`: PostgreSQL text cannot hold U+0000, so such keys are
+    answered as absent on every backend instead of a refused query (a 500)."""
+    job = _job()
+    store.create_job(job, [])
+    bad = "x\x00y"
+    assert store.get_job(bad) is None
+    assert store.get_file("personal", bad, 0) is None
+    assert store.event_page("personal", bad, after=None, limit=5) is None
+    assert store.list_checkpoints("personal", bad, after=None, limit=5) is None
+    for read in (
+        lambda: store.list_jobs("personal", after=bad, limit=5, metadata=None),
+        lambda: store.list_files(
+            "personal", purpose=None, after=bad, limit=5, ascending=False, now=0
+        ),
+        lambda: store.event_page("personal", job.id, after=bad, limit=5),
+        lambda: store.list_checkpoints(None, job.id, after=bad, limit=5),
+    ):
+        with pytest.raises(UnknownCursor):
+            read()

@@ -79,6 +79,12 @@ _PAGE_AFTER = (
 _EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = %(after)s AND job_id = %(job)s"
 
 
+def _nul(value: str | None) -> bool:
+    """PostgreSQL text cannot hold U+0000, so a key with one names no row (ids never hold
+    one): answered as absent instead of sending a query the server refuses."""
+    return value is not None and "\x00" in value
+
+
 class SchemaNotReady(StoreError):
     """The database has no ftserve schema, or an older one: ``ftserve migrate`` first."""
 
@@ -238,6 +244,8 @@ class PostgresStore:
         )
 
     def get_file(self, organization: str, file_id: str, now: int) -> FileRecord | None:
+        if _nul(file_id):
+            return None
         row = self._read(
             lambda conn: _one(
                 conn,
@@ -258,6 +266,8 @@ class PostgresStore:
         ascending: bool,
         now: int,
     ) -> Page[FileRecord]:
+        if _nul(after):
+            raise UnknownCursor(str(after))
         def read(conn: Conn) -> Page[FileRecord]:
             where = ["organization = %s", "(expires_at IS NULL OR expires_at > %s)"]
             args: list[Any] = [organization, now]
@@ -285,6 +295,8 @@ class PostgresStore:
         return self._read(read)
 
     def delete_file(self, organization: str, file_id: str) -> FileRecord | None:
+        if _nul(file_id):
+            return None
         with self._tx() as conn:
             row = _one(
                 conn,
@@ -307,6 +319,8 @@ class PostgresStore:
             self._append(conn, job.id, events, None, job.status)
 
     def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
+        if _nul(job_id):
+            return None
         if organization is None:
             row = self._read(lambda conn: _one(conn, f"{JOB_SELECT} WHERE id = %s", (job_id,)))
         else:
@@ -327,6 +341,8 @@ class PostgresStore:
         limit: int,
         metadata: Mapping[str, str] | None,
     ) -> Page[JobRecord]:
+        if _nul(after):
+            raise UnknownCursor(str(after))
         def read(conn: Conn) -> Page[JobRecord]:
             where = ["organization = %s"]
             args: list[Any] = [organization]
@@ -558,6 +574,10 @@ class PostgresStore:
     def event_page(
         self, organization: str, job_id: str, *, after: str | None, limit: int
     ) -> Page[bytes] | None:
+        if _nul(job_id):
+            return None
+        if _nul(after):
+            raise UnknownCursor(str(after))
         args = {"job": job_id, "org": organization, "limit": limit + 1, "after": after}
 
         def read(conn: Conn) -> Page[bytes] | None:
@@ -577,6 +597,10 @@ class PostgresStore:
     ) -> Page[bytes] | None:
         """:meth:`event_page` on the async pool, answering the same. Its connections are in
         autocommit: the common page is one statement, one round trip (no BEGIN, no COMMIT)."""
+        if _nul(job_id):
+            return None
+        if _nul(after):
+            raise UnknownCursor(str(after))
         args = {"job": job_id, "org": organization, "limit": limit + 1, "after": after}
         query = _PAGE_FIRST if after is None else _PAGE_AFTER
         pool = self._apool or await self._open_async_pool()
@@ -676,6 +700,8 @@ class PostgresStore:
         return [job_record(r) for r in rows]
 
     def job_for_model(self, organization: str, fine_tuned_model: str) -> JobRecord | None:
+        if _nul(fine_tuned_model):
+            return None
         row = self._read(
             lambda conn: _one(
                 conn,
@@ -753,6 +779,10 @@ class PostgresStore:
     def list_checkpoints(
         self, organization: str | None, job_id: str, *, after: str | None, limit: int
     ) -> Page[CheckpointRecord] | None:
+        if _nul(job_id):
+            return None if organization is not None else Page([], False)
+        if _nul(after):
+            raise UnknownCursor(str(after))
         def read(conn: Conn) -> Page[CheckpointRecord] | None:
             if organization is not None and (
                 _one(
