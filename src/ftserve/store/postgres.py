@@ -37,7 +37,6 @@ from .pg_changes import CHANNEL, PgChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
 from .rows import (
-    CHANGEABLE,
     CKPT_SELECT,
     FILE_COLUMNS,
     FILE_SELECT,
@@ -45,6 +44,7 @@ from .rows import (
     JOB_SELECT,
     JSON_COLUMNS,
     RELEASE,
+    check_changes,
     ckpt_record,
     dump,
     file_record,
@@ -268,6 +268,7 @@ class PostgresStore:
     ) -> Page[FileRecord]:
         if _nul(after):
             raise UnknownCursor(str(after))
+
         def read(conn: Conn) -> Page[FileRecord]:
             where = ["organization = %s", "(expires_at IS NULL OR expires_at > %s)"]
             args: list[Any] = [organization, now]
@@ -343,6 +344,7 @@ class PostgresStore:
     ) -> Page[JobRecord]:
         if _nul(after):
             raise UnknownCursor(str(after))
+
         def read(conn: Conn) -> Page[JobRecord]:
             where = ["organization = %s"]
             args: list[Any] = [organization]
@@ -387,9 +389,7 @@ class PostgresStore:
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
-        unknown = changes.keys() - CHANGEABLE
-        if unknown:
-            raise StoreError(f"not job columns: {sorted(unknown)}")
+        check_changes(changes)
         with self._tx() as conn:
             row = _one(conn, f"{JOB_SELECT} WHERE id = %s FOR UPDATE", (job_id,))
             if row is None:
@@ -486,9 +486,7 @@ class PostgresStore:
         add_files: Sequence[FileRecord] = (),
     ) -> str:
         changes = changes or {}
-        unknown = changes.keys() - CHANGEABLE
-        if unknown:
-            raise StoreError(f"not job columns: {sorted(unknown)}")
+        check_changes(changes)
         with self._tx() as conn:
             # The lock holds the fence: no cancel, pause or new claim commits between the check
             # and this write.
@@ -783,6 +781,7 @@ class PostgresStore:
             return None if organization is not None else Page([], False)
         if _nul(after):
             raise UnknownCursor(str(after))
+
         def read(conn: Conn) -> Page[CheckpointRecord] | None:
             if organization is not None and (
                 _one(

@@ -4,10 +4,12 @@ dialect and locking, not in what a row holds."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from ..errors import StoreError
 from .records import CheckpointRecord, FileRecord, JobRecord
 
 RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
@@ -60,6 +62,13 @@ CKPT_SELECT = (
     "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
     "FROM checkpoints"
 )
+
+
+def check_changes(changes: Mapping[str, Any]) -> None:
+    """Only job columns can change: a typo in a caller must fail, not write nothing."""
+    unknown = changes.keys() - CHANGEABLE
+    if unknown:
+        raise StoreError(f"not job columns: {sorted(unknown)}")
 
 
 def dump(value: Any) -> str | None:

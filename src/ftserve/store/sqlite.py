@@ -31,7 +31,6 @@ from .changes import ChangeFeed, SqliteChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
 from .rows import (
-    CHANGEABLE,
     CKPT_SELECT,
     FILE_COLUMNS,
     FILE_SELECT,
@@ -39,6 +38,7 @@ from .rows import (
     JOB_SELECT,
     JSON_COLUMNS,
     RELEASE,
+    check_changes,
     ckpt_record,
     dump,
     file_record,
@@ -298,9 +298,7 @@ class SqliteStore:
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
-        unknown = changes.keys() - CHANGEABLE
-        if unknown:
-            raise StoreError(f"not job columns: {sorted(unknown)}")
+        check_changes(changes)
         with self._tx() as conn:
             row = conn.execute(f"{JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
             if row is None:
@@ -386,9 +384,7 @@ class SqliteStore:
         add_files: Sequence[FileRecord] = (),
     ) -> str:
         changes = changes or {}
-        unknown = changes.keys() - CHANGEABLE
-        if unknown:
-            raise StoreError(f"not job columns: {sorted(unknown)}")
+        check_changes(changes)
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT status, claim_token FROM jobs WHERE id = ?", (claim.job_id,)
