@@ -1,4 +1,5 @@
-"""The ``ftserve`` command: ``serve`` runs the API (and, from the training issue on, workers)."""
+"""The ``ftserve`` command: ``serve`` runs the API (and, from the training issue on, workers);
+``files``, ``jobs``, ``models`` and ``chat`` are its clients, for people (see client.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError, Settings, ensure_api_keys, settings_from_env, validate_paths
+from . import chat_cmd, files_cmd, jobs_cmd, models_cmd
+from .client import run as run_user_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--data-dir", type=Path, help="data directory (SQLite: its database)")
     migrate.add_argument("--log-level", help="error, warning, info or debug")
+    for commands in (files_cmd, jobs_cmd, models_cmd, chat_cmd):
+        commands.register(sub)
     return parser
 
 
@@ -189,6 +194,8 @@ def run_migrate(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:  # a user command: a client of the API
+        sys.exit(run_user_command(args.handler, args))
     try:
         settings = load_settings(args)
     except ConfigError as exc:
