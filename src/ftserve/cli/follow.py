@@ -23,6 +23,7 @@ from typing import Any
 import httpx2
 import openai
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.table import Column
 from rich.text import Text
 
 from .client import CliError, Connection, unreachable_text
@@ -129,8 +130,8 @@ class _LossColumn(ProgressColumn):
 
 class _ElapsedColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        since = task.fields.get("since")
-        elapsed = None if since is None else time.time() - since
+        since, until = task.fields.get("since"), task.fields.get("until")
+        elapsed = None if since is None else (until or time.time()) - since
         return Text(f"elapsed {_clock(elapsed)}", style="dim")
 
 
@@ -145,13 +146,15 @@ class BarView:
     def __init__(self, job: Any) -> None:
         self.out = console()
         self.job_id = job.id
+        # Unwrapped text columns: on a narrow terminal the bar gives way, and the line stays
+        # one line (a wrapped live line is redrawn badly on a resize or Ctrl-C).
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            _StepColumn(),
-            _LossColumn(),
-            _ElapsedColumn(),
-            _EtaColumn(),
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None),
+            _StepColumn(table_column=Column(no_wrap=True)),
+            _LossColumn(table_column=Column(no_wrap=True)),
+            _ElapsedColumn(table_column=Column(no_wrap=True)),
+            _EtaColumn(table_column=Column(no_wrap=True)),
             console=self.out,
             refresh_per_second=4,
         )
@@ -160,6 +163,7 @@ class BarView:
             total=None,
             loss=None,
             since=job.created_at,
+            until=job.finished_at,
             eta=None,
         )
         self.rate = _Rate()
@@ -188,7 +192,7 @@ class BarView:
                 completed=step,
                 total=total,
                 loss=data.get("train_loss"),
-                eta=self.rate.eta(step, total),
+                eta=0.0 if step >= total else self.rate.eta(step, total),
             )
             return
         style = {"warn": "yellow", "error": "red"}.get(str(event.get("level")), "")
@@ -196,7 +200,9 @@ class BarView:
         line.append(str(event.get("message", "")), style=style)
         self.progress.console.print(line)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, finished_at: int | None = None) -> None:
+        if finished_at is not None:
+            self.progress.update(self.task, until=finished_at)  # a finished job's clock stops
         if status == self.status:
             return
         self.status = status
@@ -208,7 +214,11 @@ class BarView:
                     style="yellow",
                 )
             )
-        self.progress.update(self.task, description=DESCRIPTIONS.get(status, status), eta=None)
+        task = self.progress.tasks[0]
+        done = task.total is not None and task.completed >= task.total
+        self.progress.update(
+            self.task, description=DESCRIPTIONS.get(status, status), eta=0.0 if done else None
+        )
 
     def note(self, text: str) -> None:
         self.progress.console.print(Text(text, style="dim"))
@@ -233,7 +243,7 @@ class JsonView:
         sys.stdout.write(raw.replace("\n", "") + "\n")
         sys.stdout.flush()
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, finished_at: int | None = None) -> None:
         self.status = status
 
     def note(self, text: str) -> None:
@@ -270,7 +280,7 @@ class Follower:
                 pass  # refused, reset, timed out, 5xx: reconnect and resume after last_id
             job = self._job()
             if job is not None:
-                self.view.set_status(job.status)
+                self.view.set_status(job.status, job.finished_at)
                 # The server closes the stream after the terminal event: all has been shown.
                 # A stream that broke instead is reopened, to show what came after last_id.
                 if closed_by_server and job.status in OUTCOMES:
@@ -335,7 +345,7 @@ class Follower:
             # what it is now, rather than reading it from the text.
             job = self._job()
             if job is not None:
-                self.view.set_status(job.status)
+                self.view.set_status(job.status, job.finished_at)
 
     def _job(self) -> Any:
         try:
@@ -348,7 +358,7 @@ class Follower:
             time.sleep(PAUSED_POLL)
             job = self._job()
             if job is not None and job.status != "paused":
-                self.view.set_status(job.status)
+                self.view.set_status(job.status, job.finished_at)
                 return
 
 
