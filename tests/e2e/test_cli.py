@@ -340,3 +340,12 @@ def test_chat_with_piped_stdin(trainer_server: Server) -> None:
         messages.append({"role": "assistant", "content": answer})
         expected += answer + "\n"
     assert out.stdout == expected
+
+
+def test_sse_framing() -> None:
+    """The stream reader's framing (the WHATWG rules the server's stream follows): fields, a
+    space after the colon optional, multi-line data, comments as heartbeats."""
+    from ftserve.cli.follow import SseEvent, parse_sse
+
+    lines = ["id: a", 'data: {"x":', "data:1}", "", ": ping", "", "data: {}", "", "id: b", ""]
+    assert list(parse_sse(lines)) == [SseEvent("a", '{"x":\n1}'), None, SseEvent(None, "{}")]

@@ -150,7 +150,7 @@ class BarView:
         # one line (a wrapped live line is redrawn badly on a resize or Ctrl-C).
         self.progress = Progress(
             TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=None),
+            BarColumn(bar_width=40),
             _StepColumn(table_column=Column(no_wrap=True)),
             _LossColumn(table_column=Column(no_wrap=True)),
             _ElapsedColumn(table_column=Column(no_wrap=True)),
