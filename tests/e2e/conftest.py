@@ -69,22 +69,47 @@ def wait_steps(client: openai.OpenAI, job_id: str, at_least: int, timeout: float
     raise AssertionError(f"{job_id} logged fewer than {at_least} steps in {timeout}s")
 
 
-def training_children(server_pid: int) -> list[int]:
-    """PIDs of the spawned training processes of a server (children running multiprocessing)."""
+def _processes() -> list[tuple[int, int, bytes]]:
+    """(pid, ppid, cmdline) of every live process."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                fields = fh.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 cmd = fh.read()
         except OSError:
             continue
-        if ppid == server_pid and b"multiprocessing" in cmd and b"spawn_main" in cmd:
-            found.append(int(entry))
+        if fields[0] != "Z":
+            found.append((int(entry), int(fields[1]), cmd))
     return found
+
+
+def fork_servers(server_pid: int) -> list[int]:
+    """PIDs of the worker fork servers of a server or worker process."""
+    return [
+        pid
+        for pid, ppid, cmd in _processes()
+        if ppid == server_pid and b"multiprocessing.forkserver" in cmd
+    ]
+
+
+def training_children(server_pid: int) -> list[int]:
+    """PIDs of the training processes of a server or worker: forked by its fork server (CPU),
+    or spawned by it (GPUs)."""
+    procs = _processes()
+    servers = {
+        pid
+        for pid, ppid, cmd in procs
+        if ppid == server_pid and b"multiprocessing.forkserver" in cmd
+    }
+    return [
+        pid
+        for pid, ppid, cmd in procs
+        if ppid in servers or (ppid == server_pid and b"spawn_main" in cmd)
+    ]
 
 
 class WorkerProc:

@@ -1,6 +1,7 @@
-"""The process that trains one job. Started with ``spawn`` by the worker, so a crash, an
-out-of-memory kill or a cancel never takes the worker or the API down, and GPU memory goes back
-to the system when it exits. The only place that imports the training engine."""
+"""The process that trains one job. Started by the worker (forked from its fork server on CPU,
+spawned on GPUs, see runner.py), so a crash, an out-of-memory kill or a cancel never takes the
+worker or the API down, and GPU memory goes back to the system when it exits. The only place that
+imports the training engine."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..config import Settings
@@ -36,9 +39,12 @@ def main(
     job_id: str,
     token: str,
     settings: Settings,
-    parent_pid: int,
+    lifeline: Connection,
     gpu: int | None,
 ) -> None:
+    """``lifeline``: the read end of a pipe whose write end only the worker holds; it reads as
+    ready (EOF) once the worker is gone, however it died. (The parent process is no such sign:
+    a forked child's parent is the fork server, which outlives the worker while children run.)"""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if gpu is not None:
@@ -48,7 +54,7 @@ def main(
     )
     store = open_store(settings, per_step_writes=True)
     try:
-        _run(Claim(job_id, token), settings, store, parent_pid)
+        _run(Claim(job_id, token), settings, store, lambda: not lifeline.poll())
     finally:
         store.close()
 
@@ -77,7 +83,7 @@ def _resume_point(store: Store, settings: Settings, job_id: str) -> Path | None:
     return settings.blob_dir / page.items[0].path
 
 
-def _run(claim: Claim, settings: Settings, store: Store, parent_pid: int) -> None:
+def _run(claim: Claim, settings: Settings, store: Store, worker_alive: Callable[[], bool]) -> None:
     job = store.get_job(claim.job_id)
     if job is None or job.claim_token != claim.token:
         return
@@ -101,7 +107,7 @@ def _run(claim: Claim, settings: Settings, store: Store, parent_pid: int) -> Non
     step_log = (
         settings.step_log_dir / f"{job.id}.{claim.token}.log" if settings.step_log_dir else None
     )
-    hooks = StoreHooks(store, job, claim, parent_pid, blob_dir, step_log=step_log)
+    hooks = StoreHooks(store, job, claim, worker_alive, blob_dir, step_log=step_log)
     try:
         outcome = _train(job, claim, settings, files, training, validation, hooks, store)
     finally:

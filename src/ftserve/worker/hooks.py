@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ class StoreHooks:
         store: Store,
         job: JobRecord,
         claim: Claim,
-        parent_pid: int,
+        worker_alive: Callable[[], bool],
         blob_dir: os.PathLike[str],
         *,
         keep_checkpoints: int = KEEP_CHECKPOINTS,
@@ -50,7 +51,7 @@ class StoreHooks:
         self.store = store
         self.job = job
         self.claim = claim
-        self.parent_pid = parent_pid
+        self.worker_alive = worker_alive
         self.blob_dir = os.fspath(blob_dir)
         self.keep = max(1, keep_checkpoints)
         self.lost = False  # the claim is gone (lease taken, or the worker died): touch nothing
@@ -151,7 +152,7 @@ class StoreHooks:
     # -- helpers -----------------------------------------------------------------------------
     def _write(self, *, fence: Fence = "running", **what: Any) -> tuple[Control, bool]:
         """Write under the claim; the answer for the trainer, and whether it was written."""
-        if os.getppid() != self.parent_pid:
+        if not self.worker_alive():
             # The worker died: stop without touching the job; its lease will expire and another
             # worker resumes from the last checkpoint.
             self.lost = True
