@@ -210,10 +210,12 @@ BACKENDS = ("sqlite", "postgres")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test on a server runs on SQLite; those of modules with ``BOTH_BACKENDS = True``
-    on PostgreSQL too."""
+    """Every test on a server runs on SQLite; those of modules with ``BOTH_BACKENDS = True``,
+    and tests marked ``both_backends``, on PostgreSQL too."""
     if "backend" in metafunc.fixturenames:
-        both = bool(getattr(metafunc.module, "BOTH_BACKENDS", False))
+        both = bool(getattr(metafunc.module, "BOTH_BACKENDS", False)) or (
+            metafunc.definition.get_closest_marker("both_backends") is not None
+        )
         metafunc.parametrize(
             "backend", BACKENDS if both else BACKENDS[:1], indirect=True, scope="session"
         )
