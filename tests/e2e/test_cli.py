@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -271,6 +272,32 @@ def test_pause_and_resume_while_following(
     assert f"step {total}/{total}" in out
     assert out.count("Fine-tuning job paused") == 1
     assert "Fine-tuning job resumed from the checkpoint at step" in out
+
+
+def test_follow_resumes_after_the_server_restarts(
+    own_trainer_server: Server, following: list[Following]
+) -> None:
+    """A kill -9 of the server mid-stream: the CLI reconnects with Last-Event-ID and prints
+    every event exactly once, in order."""
+    srv = own_trainer_server
+    srv.start()
+    client = srv.client()
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=upload(client, chat_rows(30)),
+        seed=5,
+        hyperparameters={"n_epochs": 10, "batch_size": 1},
+    )
+    f = Following(srv, job.id, "--json")
+    following.append(f)
+    wait_steps(client, job.id, 20)
+    srv.stop(signal.SIGKILL)
+    srv.start()
+    rc, out, err = f.finish(timeout=120)
+    assert rc == 0, out + err
+    printed = [json.loads(line)["id"] for line in out.splitlines()]
+    events = srv.client().fine_tuning.jobs.list_events(job.id, limit=1000)
+    assert printed == [e.id for e in events][::-1]
 
 
 def test_errors_are_one_line_without_traceback(trainer_server: Server) -> None:

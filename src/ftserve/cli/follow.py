@@ -340,7 +340,7 @@ class Follower:
                 return
             self.seen.add(eid)
         self.view.event(item.data, event)
-        if event.get("type") != "metrics":
+        if event.get("type") != "metrics" and isinstance(self.view, BarView):
             # Message events mark the transitions (paused, resumed, started…): ask the job
             # what it is now, rather than reading it from the text.
             job = self._job()
