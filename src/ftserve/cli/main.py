@@ -10,7 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import ConfigError, Settings, ensure_api_keys, settings_from_env, validate_paths
+from ..config import (
+    API_KEY_FILE,
+    ConfigError,
+    Settings,
+    ensure_api_keys,
+    settings_from_env,
+    validate_paths,
+)
 from . import chat_cmd, files_cmd, jobs_cmd, models_cmd
 from .client import run as run_user_command
 
@@ -91,34 +98,70 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> None:
+    import contextlib
+    import socket
+
     import uvicorn
 
     from ..api.app import create_app
 
+    keys_from_env = bool(settings.api_keys)
     settings, new_key = ensure_api_keys(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    base = f"http://{settings.host}:{settings.port}/v1"
-    if new_key:
-        print(
-            f"ftserve: generated an API key (stored in {settings.data_dir / 'api_key'}):\n\n"
-            f"    export OPENAI_API_KEY={new_key}\n    export OPENAI_BASE_URL={base}\n",
-            flush=True,
-        )
-    print(
-        f"ftserve: serving {base} (Azure v1 form: {base[:-3]}/openai/v1), data in "
-        f"{settings.data_dir.resolve()}",
-        flush=True,
-    )
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        loop="auto",
-        http="auto",
+
+    class Server(uvicorn.Server):
+        # The banner waits for the socket: printed earlier, it would name an address that may
+        # never answer (port taken) or the wrong port (--port 0).
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                port = int(self.servers[0].sockets[0].getsockname()[1])
+                print(startup_banner(settings, port, new_key, keys_from_env), flush=True)
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.log_level == "debug",
+            loop="auto",
+            http="auto",
+        )
     )
+    # uvicorn re-raises a caught Ctrl-C once it has shut down; that is the way out, not an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
+
+
+def startup_banner(settings: Settings, port: int, new_key: str | None, keys_from_env: bool) -> str:
+    """How to reach the server just started: API, dashboard, where the key is (and a key
+    generated just now, once, ready to paste)."""
+    wildcard = settings.host in ("0.0.0.0", "::", "")
+    host = "127.0.0.1" if wildcard else settings.host
+    root = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    key_file = settings.data_dir / API_KEY_FILE
+    lines = []
+    if new_key:
+        lines += [
+            f"ftserve: generated an API key (stored in {key_file}):",
+            "",
+            f"    export OPENAI_API_KEY={new_key}",
+            f"    export OPENAI_BASE_URL={root}/v1",
+            "",
+        ]
+    everywhere = f", all interfaces ({settings.host or '*'})" if wildcard else ""
+    key_at = "FTSERVE_API_KEYS (environment)" if keys_from_env else str(key_file)
+    lines += [
+        f"ftserve: listening on {root}{everywhere}, data in {settings.data_dir.resolve()}",
+        f"    API base URL:  {root}/v1  (Azure OpenAI v1 form: {root}/openai/v1)",
+        f"    dashboard:     {root}/",
+        f"    API key:       {key_at}",
+    ]
+    return "\n".join(lines)
 
 
 def run_worker(settings: Settings) -> None:
