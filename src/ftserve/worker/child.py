@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import StoreError
 from ..events import messages
 from ..files.service import FileService
 from ..jobs.naming import model_name
@@ -25,6 +26,7 @@ from . import claimdirs
 from .hooks import StoreHooks
 from .lease import RELEASED
 from .results import results_csv
+from .store_retry import retrying
 
 log = logging.getLogger("ftserve.child")
 
@@ -52,9 +54,14 @@ def main(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    store = open_store(settings, per_step_writes=True)
+
+    def worker_alive() -> bool:
+        return not lifeline.poll()
+
+    # Calls that find the database down (a restart, a fail-over) are retried, not failures.
+    store = retrying(open_store(settings, per_step_writes=True), worker_alive)
     try:
-        _run(Claim(job_id, token), settings, store, lambda: not lifeline.poll())
+        _run(Claim(job_id, token), settings, store, worker_alive)
     finally:
         store.close()
 
@@ -168,6 +175,10 @@ def _train(
             "Training ran out of memory. Try a smaller batch_size or a smaller model.",
         )
         return None
+    except StoreError:
+        # The database stayed unreachable past the retries: no fault of the job's. Exit
+        # without recording anything; the worker requeues it to resume from its checkpoint.
+        raise
     except Exception as exc:
         if hooks.lost:  # e.g. the current claim swept this stale run's files away
             log.info("job %s: a stale run stopped on %s", job.id, type(exc).__name__)
@@ -228,7 +239,11 @@ def _finish(
             add_files=[results],
         )
     except WriteRefused:
-        files.discard_generated(results)
+        # Refused on a retry because the first try committed (the connection dropped before
+        # its answer): the job names the results file then, and keeps it.
+        current = store.get_job(job.id)
+        if current is None or results.id not in current.result_files:
+            files.discard_generated(results)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -25,6 +25,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
 from ..config import Settings
+from ..errors import StoreError
 from ..events import messages
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Store
@@ -109,17 +110,27 @@ class Worker:
             threading.Thread(target=self._warm_up, name="ftserve-warm-up", daemon=True).start()
         changes = self.store.changes
         seen = changes.version()
-        self.recover()
-        last_recover = time.monotonic()
+        last_recover = float("-inf")  # the first cycle recovers before it claims
+        store_down = False
         while not self._stop.is_set():
             cycle = time.monotonic()
-            self._supervise()
-            while self._busy_slots() < self.slots and self._ready.is_set():
-                if self._stop.is_set() or not self._claim():
-                    break
-            if time.monotonic() - last_recover > self.settings.lease_seconds / 2:
-                self.recover()
-                last_recover = time.monotonic()
+            try:
+                if time.monotonic() - last_recover > self.settings.lease_seconds / 2:
+                    self.recover()
+                    last_recover = time.monotonic()
+                self._supervise()
+                while self._busy_slots() < self.slots and self._ready.is_set():
+                    if self._stop.is_set() or not self._claim():
+                        break
+                if store_down:
+                    log.warning("worker %s: the store answers again", self.worker_id)
+                    store_down = False
+            except StoreError as exc:
+                # The database is down or restarting: the children retry their own writes, and
+                # this loop looks again (each call waits for a connection first, so no spin).
+                if not store_down:
+                    log.warning("worker %s: the store is unreachable: %s", self.worker_id, exc)
+                store_down = True
             rest = MIN_CYCLE_SECONDS - (time.monotonic() - cycle)
             if rest > 0 and not self._stop.is_set():
                 time.sleep(rest)
