@@ -40,6 +40,7 @@ class Settings:
     max_upload_bytes: int = 1 << 30
     min_training_examples: int = 10
     events_max_limit: int = 10_000
+    events_heartbeat: float = 15.0  # seconds between ": ping" comments on an idle event stream
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     hf_cache_dir: Path | None = None  # None: HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub
     workers: int = 1  # embedded workers in `ftserve serve`
@@ -85,6 +86,19 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | Non
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
         raise ConfigError(f"{name}={raw!r}: must be {bound}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be a number of seconds") from None
+    if not lo <= value <= hi:  # also refuses nan
+        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi} seconds")
     return value
 
 
@@ -167,6 +181,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=_int(env, "FTSERVE_MAX_UPLOAD_BYTES", 1 << 30, 1),
         min_training_examples=_int(env, "FTSERVE_MIN_TRAINING_EXAMPLES", 10, 1),
         events_max_limit=_int(env, "FTSERVE_EVENTS_MAX_LIMIT", 10_000, 1, 1_000_000),
+        events_heartbeat=_seconds(env, "FTSERVE_EVENTS_HEARTBEAT", 15.0, 0.01, 3600.0),
         model_aliases=parse_aliases(env.get("FTSERVE_MODEL_ALIASES", "")),
         hf_cache_dir=Path(cache) if cache else None,
         workers=_int(env, "FTSERVE_WORKERS", 1, 0, 64),

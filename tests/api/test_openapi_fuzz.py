@@ -126,6 +126,7 @@ class Seeded:
     victim_file_ids: list[str]
     victim_model: str  # a fine-tuned model planted in the store, made to be deleted
     job_id: str
+    finished_job_id: str  # cancelled: its event stream replays and ends
     file_object: dict[str, Any]
     file_content: bytes
     job_object: dict[str, Any]
@@ -203,6 +204,11 @@ def seeded(server: Server, http: httpx.Client) -> Seeded:
     )
     job = http.get(f"/fine_tuning/jobs/{job_id}").json()
     assert job["status"] == "queued", job
+    finished = http.post(
+        "/fine_tuning/jobs", json={"model": "ftserve-tiny", "training_file": file_id}
+    ).json()["id"]
+    cancelled = http.post(f"/fine_tuning/jobs/{finished}/cancel")
+    assert cancelled.json()["status"] == "cancelled", cancelled.text
     events = _all_events(http, job_id)
     assert [e["message"] for e in events][-1] == f"Created fine-tuning job: {job_id}"
     got = http.get(f"/files/{file_id}/content")
@@ -212,6 +218,7 @@ def seeded(server: Server, http: httpx.Client) -> Seeded:
         victim_file_ids=victims,
         victim_model=victim_model.model,
         job_id=job_id,
+        finished_job_id=finished,
         file_object=http.get(f"/files/{file_id}").json(),
         file_content=content,
         job_object=job,
@@ -340,6 +347,13 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
                     continue  # "*" entries apply only to operations with that path parameter
                 if real and (odds == 1 or draw(st.integers(1, odds)) > 1):
                     container[name] = draw(st.sampled_from(real))
+        # The live event stream of a job that is not finished stays open until it finishes, and
+        # the seeded job never does (no worker): a stream of it is read from the finished job,
+        # which replays its events and ends. (tests/api/test_events_stream.py streams live.)
+        path = case.path_parameters or {}
+        streamed = (case.query or {}).get("stream") == "true"
+        if streamed and path.get("fine_tuning_job_id") == seeded.job_id:
+            path["fine_tuning_job_id"] = seeded.finished_job_id
         return case
 
     return cases()

@@ -20,6 +20,7 @@ from ..completions.chat_request import chat_request_schema
 from ..completions.schemas import schemas as completion_schemas
 from ..completions.text_request import text_request_schema
 from ..config import Settings
+from ..events import stream as event_stream
 from ..files.service import LIST_PURPOSES, MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES
 from ..jobs.schemas import MAX_SEED
 from ..jobs.states import Status
@@ -686,6 +687,59 @@ def _completion_paths() -> Json:
     }
 
 
+def _stream_params() -> list[Json]:
+    """The events stream's parameters, from its declaration in ``ftserve.events.stream``."""
+    refused = " and ".join(f"`{name}`" for name in event_stream.LIST_ONLY)
+    return [
+        {
+            "name": event_stream.STREAM,
+            "in": "query",
+            "required": False,
+            "description": "`true`: the job's events as server-sent events (`text/event-stream`)"
+            f", oldest first, each once, the stream closed after the job's terminal event (a "
+            f"paused job's stays open); {refused} are then refused (400 naming them). Other "
+            "values than `true` and `false` are a 400.",
+            "schema": {
+                "type": "string",
+                "enum": list(event_stream.STREAM_VALUES),
+                "default": "false",
+            },
+        },
+        {
+            "name": event_stream.LAST_EVENT_ID,
+            "in": "header",
+            "required": False,
+            "description": "With `stream=true`: resume after this event (the `id:` of the last "
+            "message received). A value that names no event of this job is a 400 naming "
+            f"`{event_stream.LAST_EVENT_ID}`; an empty one means none. Ignored without "
+            "`stream=true`.",
+            "schema": {"type": "string", "maxLength": _ID_MAX},
+        },
+    ]
+
+
+def _events_ok() -> Json:
+    ok = _ok("ListFineTuningJobEventsResponse", "A page of events.")
+    ok["description"] = (
+        "A page of events; with `stream=true`, a stream of server-sent events: for each event "
+        "`id: <event id>` and `data: <the event, exactly as a page holds it>`, then a blank "
+        f"line; a `: ping` comment every {Settings().events_heartbeat:g} s while nothing happens "
+        "(`FTSERVE_EVENTS_HEARTBEAT`). Errors come before the stream starts, as JSON."
+    )
+    ok["content"] = {
+        **ok["content"],
+        # One server-sent event: ``id`` names the event, ``data`` holds its JSON.
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "data": {"type": "string"}},
+                "required": ["id", "data"],
+            }
+        },
+    }
+    return ok
+
+
 def _paths() -> Json:
     job = [_param("JobId")]
     tune = "Fine-tuning"
@@ -850,12 +904,9 @@ def _paths() -> Json:
             "get": _op(
                 "listFineTuningEvents",
                 tune,
-                "A job's events, newest first.",
-                {
-                    "200": _ok("ListFineTuningJobEventsResponse", "A page of events."),
-                    **_errors(400, 401, 404),
-                },
-                parameters=[_param("EventsAfter"), _param("EventsLimit")],
+                "A job's events, newest first; with `stream=true`, live, oldest first.",
+                {"200": _events_ok(), **_errors(400, 401, 404)},
+                parameters=[_param("EventsAfter"), _param("EventsLimit"), *_stream_params()],
             ),
         },
         "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": {

@@ -104,11 +104,13 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.services import build_services
 
     keys_from_env = bool(settings.api_keys)
     settings, new_key = ensure_api_keys(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    services = build_services(settings)
+    app = create_app(settings, services)
 
     class Server(uvicorn.Server):
         # The banner waits for the socket: printed earlier, it would name an address that may
@@ -118,6 +120,12 @@ def serve(settings: Settings) -> None:
             if self.started:
                 port = int(self.servers[0].sockets[0].getsockname()[1])
                 print(startup_banner(settings, port, new_key, keys_from_env), flush=True)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn waits for every open response to end; a live event stream of a paused
+            # or queued job never would. Its client reconnects with Last-Event-ID.
+            services.events.hub.end_streams()
+            await super().shutdown(sockets)
 
     server = Server(
         uvicorn.Config(

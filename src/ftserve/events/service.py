@@ -1,9 +1,12 @@
-"""Listing a job's events: the seed endpoint's logic, kept thin because it is the hot path."""
+"""Listing a job's events: the seed endpoint's logic, kept thin because it is the hot path; and
+opening its live stream (through this process's :class:`~ftserve.events.hub.EventHub`)."""
 
 from __future__ import annotations
 
 from ..errors import InvalidValue, JobNotFound
 from ..store.protocol import AsyncEventReads, Store, UnknownCursor
+from .hub import EventHub, SubscriptionStream
+from .stream import unknown_last_event_id
 
 _HEAD = b'{"object":"list","data":['
 _TAIL_MORE = b'],"has_more":true}'
@@ -18,6 +21,7 @@ class EventService:
         self._async: AsyncEventReads | None = (
             store if async_reads and isinstance(store, AsyncEventReads) else None
         )
+        self.hub = EventHub(store)
 
     @property
     def awaits_store(self) -> bool:
@@ -55,7 +59,28 @@ class EventService:
             raise JobNotFound(job_id)
         return _HEAD + b",".join(page.items) + (_TAIL_MORE if page.has_more else _TAIL_END)
 
+    async def stream(
+        self, organization: str, job_id: str, last_event_id: str | None, heartbeat: float
+    ) -> SubscriptionStream:
+        """The live stream of a job's events after ``last_event_id`` (from the first when
+        None). An unknown job or Last-Event-ID raises here, before anything is sent."""
+        sub = self.hub.subscribe(job_id)
+        try:
+            first = await self.hub.read(organization, job_id, last_event_id)
+        except UnknownCursor:
+            sub.close()
+            raise unknown_last_event_id(str(last_event_id), job_id) from None
+        except BaseException:
+            sub.close()
+            raise
+        if first is None:
+            sub.close()
+            raise JobNotFound(job_id)
+        return sub.stream(first, last_event_id, heartbeat)
+
     async def aclose(self) -> None:
-        """Close the store's async read pool, on the loop that used it (the app's lifespan)."""
+        """End the live streams, and close the store's async read pool on the loop that used
+        it (the app's lifespan)."""
+        await self.hub.aclose()
         if self._async is not None:
             await self._async.close_async_reads()

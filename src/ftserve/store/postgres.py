@@ -35,7 +35,16 @@ from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed
 from .pg_changes import CHANNEL, PgChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
-from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+from .records import (
+    CheckpointRecord,
+    Claim,
+    EventsAfter,
+    FileRecord,
+    JobRecord,
+    LoggedEvent,
+    NewEvent,
+    Page,
+)
 from .rows import (
     CKPT_SELECT,
     FILE_COLUMNS,
@@ -77,6 +86,16 @@ _PAGE_AFTER = (
     "ORDER BY seq DESC LIMIT %(limit)s"
 )
 _EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = %(after)s AND job_id = %(job)s"
+# The status and the cursor's place in one statement (one round trip); the events after it.
+_STATUS_AND_CURSOR = (
+    "SELECT j.status, c.seq FROM jobs j "
+    "LEFT JOIN events c ON c.id = %(after)s AND c.job_id = j.id "
+    "WHERE j.id = %(job)s AND (%(org)s::text IS NULL OR j.organization = %(org)s)"
+)
+_EVENTS_AFTER = (
+    "SELECT seq, id, body FROM events WHERE job_id = %(job)s AND seq > %(seq)s "
+    "ORDER BY seq LIMIT %(limit)s"
+)
 
 
 def _nul(value: str | None) -> bool:
@@ -586,6 +605,29 @@ class PostgresStore:
                 if after is not None and _one(conn, _EVENT_OF_JOB, args) is None:
                     raise UnknownCursor(after)
             return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
+
+        return self._read(read)
+
+    def events_after(
+        self, organization: str | None, job_id: str, *, after: str | None, limit: int
+    ) -> EventsAfter | None:
+        if _nul(job_id) or _nul(organization):
+            return None
+        args = {"job": job_id, "org": organization, "limit": limit, "after": after}
+
+        def read(conn: Conn) -> EventsAfter | None:
+            # The status first: once it is final the log is complete, so the events read next
+            # (a later snapshot under READ COMMITTED) hold the terminal one.
+            row = _one(conn, _STATUS_AND_CURSOR, {**args, "after": None if _nul(after) else after})
+            if row is None:
+                return None
+            if after is not None and row[1] is None:
+                raise UnknownCursor(after)
+            seq = int(row[1] or 0)
+            rows = _all(conn, _EVENTS_AFTER, {**args, "seq": seq})
+            return EventsAfter(
+                str(row[0]), seq, [LoggedEvent(r[0], r[1], bytes(r[2])) for r in rows]
+            )
 
         return self._read(read)
 

@@ -17,7 +17,15 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .changes import ChangeFeed
-from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+from .records import (
+    CheckpointRecord,
+    Claim,
+    EventsAfter,
+    FileRecord,
+    JobRecord,
+    NewEvent,
+    Page,
+)
 
 Fence = Literal["running", "held"]
 
@@ -144,6 +152,15 @@ class Store(Protocol):
     ) -> Page[bytes] | None:
         """Serialised events, newest first. None when the job is unknown to this organization;
         raises UnknownCursor when ``after`` is not an event of this job."""
+        ...
+
+    def events_after(
+        self, organization: str | None, job_id: str, *, after: str | None, limit: int
+    ) -> EventsAfter | None:
+        """Up to ``limit`` events that follow the event ``after`` (from the first when None),
+        OLDEST first, with the job's status read before them (live event streams). None when
+        the job is unknown (to ``organization``, when given); raises UnknownCursor when
+        ``after`` is not an event of this job."""
         ...
 
     def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:

@@ -96,3 +96,23 @@ class CheckpointRecord:
 class Page(Generic[T]):
     items: list[T]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as its job's log holds it: ``seq`` is its place in that log (1, 2, … in commit
+    order, the order every event list follows), ``body`` its serialised wire JSON."""
+
+    seq: int
+    id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EventsAfter:
+    """Events that follow a point of a job's log, oldest first, and the job's status read just
+    before them: when the status is final, no event follows the last of a short page."""
+
+    status: str
+    after_seq: int  # the place of the event read after (0: the log's start)
+    events: list[LoggedEvent]

@@ -29,7 +29,16 @@ from ..errors import StoreError
 from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed, SqliteChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
-from .records import CheckpointRecord, Claim, FileRecord, JobRecord, NewEvent, Page
+from .records import (
+    CheckpointRecord,
+    Claim,
+    EventsAfter,
+    FileRecord,
+    JobRecord,
+    LoggedEvent,
+    NewEvent,
+    Page,
+)
 from .rows import (
     CKPT_SELECT,
     FILE_COLUMNS,
@@ -78,6 +87,11 @@ _PAGE_AFTER = (
     "ORDER BY seq DESC LIMIT ?3"
 )
 _EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = ?1 AND job_id = ?2"
+_JOB_STATUS = "SELECT status FROM jobs WHERE id = ?1 AND (?2 IS NULL OR organization = ?2)"
+_SEQ_OF_EVENT = "SELECT seq FROM events WHERE id = ?1 AND job_id = ?2"
+_EVENTS_AFTER = (
+    "SELECT seq, id, body FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+)
 
 
 class SqliteStore:
@@ -478,6 +492,24 @@ class SqliteStore:
             ):
                 raise UnknownCursor(after)
         return Page([r[0] for r in rows[:limit]], len(rows) > limit)
+
+    def events_after(
+        self, organization: str | None, job_id: str, *, after: str | None, limit: int
+    ) -> EventsAfter | None:
+        conn = self._reader()
+        # The status first: once it is final the log is complete, so the events read next
+        # (a later snapshot) hold the terminal one.
+        row = conn.execute(_JOB_STATUS, (job_id, organization)).fetchone()
+        if row is None:
+            return None
+        seq = 0
+        if after is not None:
+            found = conn.execute(_SEQ_OF_EVENT, (after, job_id)).fetchone()
+            if found is None:
+                raise UnknownCursor(after)
+            seq = found[0]
+        rows = conn.execute(_EVENTS_AFTER, (job_id, seq, limit)).fetchall()
+        return EventsAfter(row[0], seq, [LoggedEvent(r[0], r[1], r[2]) for r in rows])
 
     def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:
         conn = self._reader()
