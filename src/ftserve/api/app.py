@@ -24,12 +24,21 @@ from starlette.types import ASGIApp
 from ..checkpoints import routes as checkpoint_routes
 from ..completions import routes as completion_routes
 from ..config import Settings
-from ..errors import ApiError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServerError
+from ..errors import (
+    ApiError,
+    DatabaseUnavailable,
+    InvalidRequest,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServerError,
+    StoreUnavailable,
+)
 from ..events import routes as event_routes
 from ..files import routes as file_routes
 from ..ids import request_id
 from ..jobs import routes as job_routes
 from ..models import routes as model_routes
+from ..web import routes as web_routes
 from .context import Ctx, Handler
 from .fastpath import EventsFastPath
 from .openapi import openapi_document
@@ -58,6 +67,10 @@ def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Reques
             response = await handler(request, ctx)
         except ApiError as exc:
             response = error_response(exc)
+        except StoreUnavailable as exc:
+            # A database that is down or restarting: no bug here, so no traceback in the log.
+            log.warning("request %s %s %s: %s", rid, request.method, request.url.path, exc)
+            response = error_response(DatabaseUnavailable(rid))
         except Exception:
             log.exception("request %s %s %s failed", rid, request.method, request.url.path)
             response = error_response(
@@ -106,8 +119,13 @@ def _http_exception(request: Request, exc: Exception) -> Response:
 def _server_error(request: Request, exc: Exception) -> Response:
     rid = request_id()
     log.error("request %s %s %s failed: %r", rid, request.method, request.url.path, exc)
+    err: ApiError = (
+        DatabaseUnavailable(rid)
+        if isinstance(exc, StoreUnavailable)
+        else ServerError(f"The server had an error (request id {rid}).")
+    )
     return _stamp(
-        error_response(ServerError(f"The server had an error (request id {rid}).")),
+        error_response(err),
         rid,
         request.url.path.startswith("/openai/"),
     )
@@ -142,6 +160,8 @@ def build_routes(services: Services) -> list[BaseRoute]:
         return json_response({"status": "ok"})
 
     routes.append(Route("/health", health, methods=["GET"]))
+    # The dashboard's pages and assets: outside the API prefixes, keyless (they hold no data).
+    routes.extend(web_routes.build_routes())
     return routes
 
 

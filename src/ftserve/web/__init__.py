@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages, a hand-written script and a stylesheet."""
