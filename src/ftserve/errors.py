@@ -24,11 +24,15 @@ into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
     ├── MethodNotAllowed          (405)
     ├── PayloadTooLarge           (413)
     ├── InferenceDisabled         (503: the server runs without inference)
+    ├── DatabaseUnavailable       (503 database_unavailable: the store cannot be reached now)
     └── ServerError               (500, message carries no internals)
         └── InferenceFailed       (500: the inference process failed or died)
 
 Store drivers raise :class:`StoreError` (not an ApiError): a storage failure is a 500 whose details
-go to the log, never to the client.
+go to the log, never to the client. Its subclass :class:`StoreUnavailable` (the database cannot be
+reached: refused, lost or no connection free in time) is a 503 instead, which says to retry (the
+SDKs retry a 503 by themselves). Neither is a refused write
+(``ftserve.store.protocol.WriteRefused``), which is an answer, not a failure.
 """
 
 from __future__ import annotations
@@ -215,8 +219,24 @@ class InferenceDisabled(ApiError):
         )
 
 
+class DatabaseUnavailable(ApiError):
+    status = 503
+    code = "database_unavailable"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "The server's database is unavailable right now. Please retry your request in a "
+            f"few seconds (request id {request_id})."
+        )
+
+
 class StoreError(Exception):
     """A storage backend failed; rendered as a generic 500, details logged."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (refused, lost, or no connection free in time);
+    whether the statement ran is unknown for a write. Rendered as a 503."""
 
 
 def describe_type(value: object) -> str:

@@ -1,7 +1,10 @@
 """A job's event log ends where the job ended: cancel and pause at random moments, the
 latency of a stop request measured from the training process's own step log, and the claim
 fence tested by freezing a worker (alone, and with its training process) until another worker
-has taken over and finished the job."""
+has taken over and finished the job. All of it is about the store's part, so it runs on
+PostgreSQL too (the fence is row locks there, the wake-ups LISTEN/NOTIFY), except the latency
+with the embedded worker: on PostgreSQL it is the separate worker's test again (the same fence
+refuses the same child's write), and CI time is better spent elsewhere."""
 
 from __future__ import annotations
 
@@ -19,9 +22,8 @@ from typing import Any
 import openai
 import pytest
 
-from ftserve.config import Settings
-from ftserve.store.sqlite import SqliteStore
-from tests.conftest import Server, chat_rows, upload
+from ftserve.store.protocol import Store
+from tests.conftest import Server, chat_rows, database_url_for, upload
 from tests.e2e.conftest import (
     FAST_LEASE,
     CommitWatch,
@@ -47,14 +49,13 @@ def assert_steps_once_and_contiguous(client: openai.OpenAI, job_id: str) -> list
     return chronological
 
 
-def db(server_or_dir: Server | Path) -> SqliteStore:
-    data = server_or_dir.data_dir if isinstance(server_or_dir, Server) else server_or_dir
-    return SqliteStore(Settings(data_dir=data).sqlite_path)
+def db(server: Server) -> Store:
+    return server.open_store()
 
 
-def wait_released(data_dir: Path, job_id: str, timeout: float = 30.0) -> None:
+def wait_released(server: Server, job_id: str, timeout: float = 30.0) -> None:
     """Until the training process has let go of the job (it stopped)."""
-    store = db(data_dir)
+    store = db(server)
     try:
         deadline = time.monotonic() + timeout
         while store.get_job(job_id).claim_token is not None:  # type: ignore[union-attr]
@@ -65,7 +66,9 @@ def wait_released(data_dir: Path, job_id: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def step_log_server(tmp_path: Path) -> Iterator[Server]:
+def step_log_server(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
     srv = Server(
         tmp_path / "data",
         env={
@@ -73,12 +76,14 @@ def step_log_server(tmp_path: Path) -> Iterator[Server]:
             "FTSERVE_LEASE_SECONDS": FAST_LEASE,
             "FTSERVE_STEP_LOG_DIR": str(tmp_path / "steps"),
         },
+        database_url=database_url_for(request, backend),
     )
     srv.start()
     yield srv
     srv.stop()
 
 
+@pytest.mark.both_backends
 def test_cancel_at_random_moments_ends_the_log(step_log_server: Server) -> None:
     srv = step_log_server
     client = srv.client()
@@ -91,7 +96,7 @@ def test_cancel_at_random_moments_ends_the_log(step_log_server: Server) -> None:
         wait_steps(client, job.id, rng.randint(2, 40))
         time.sleep(rng.uniform(0, 0.05))
         assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
-        wait_released(srv.data_dir, job.id)
+        wait_released(srv, job.id)
         time.sleep(0.5)  # anything late would have landed by now
         events = newest_first(client, job.id)
         assert events[0].message == "Fine-tuning job cancelled", [e.message for e in events[:5]]
@@ -99,6 +104,7 @@ def test_cancel_at_random_moments_ends_the_log(step_log_server: Server) -> None:
         assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
 
 
+@pytest.mark.both_backends
 def test_pause_at_random_moments_ends_the_log_until_resumed(step_log_server: Server) -> None:
     srv = step_log_server
     client = srv.client(strict=False)  # the SDK's strict status Literal lacks "paused"
@@ -123,7 +129,7 @@ def test_pause_at_random_moments_ends_the_log_until_resumed(step_log_server: Ser
             break  # finished before the next pause
         assert client.fine_tuning.jobs.pause(job.id).status == "paused"
         pauses += 1
-        wait_released(srv.data_dir, job.id)
+        wait_released(srv, job.id)
         time.sleep(0.5)
         events = newest_first(client, job.id)
         assert events[0].message == "Fine-tuning job paused", [e.message for e in events[:5]]
@@ -150,7 +156,7 @@ def test_pause_at_random_moments_ends_the_log_until_resumed(step_log_server: Ser
 
 
 def _latency_tries(
-    client: openai.OpenAI, data_dir: Path, log_dir: Path, tries: int, seed: int
+    client: openai.OpenAI, server: Server, log_dir: Path, tries: int, seed: int
 ) -> list[int]:
     """For each try (cancel and pause alternating, at a random moment): the steps the training
     process computed after the API committed the request, from the process's own step log."""
@@ -163,7 +169,7 @@ def _latency_tries(
         )
         wait_steps(client, job.id, rng.randint(3, 30))
         time.sleep(rng.uniform(0, 0.05))
-        watch = CommitWatch(Settings(data_dir=data_dir).sqlite_path, job.id)
+        watch = CommitWatch(server, job.id)
         if i % 2:
             client.fine_tuning.jobs.pause(job.id)
         else:
@@ -172,7 +178,7 @@ def _latency_tries(
         # most that late when it is scheduled. Any more margin would count a step finished just
         # before the commit as one computed after it (a false "2" in 1 try of ~10 with 2 ms).
         committed = watch.result() - 0.001
-        wait_released(data_dir, job.id)
+        wait_released(server, job.id)
         found.append(steps_computed_after(log_dir, job.id, committed))
         if i % 2:
             client.fine_tuning.jobs.cancel(job.id)
@@ -187,47 +193,62 @@ def _assert_latency(after: list[int]) -> None:
 
 def test_stop_latency_with_the_embedded_worker(step_log_server: Server, tmp_path: Path) -> None:
     client = step_log_server.client(strict=False)
-    after = _latency_tries(client, step_log_server.data_dir, tmp_path / "steps", 6, seed=1)
+    after = _latency_tries(client, step_log_server, tmp_path / "steps", 6, seed=1)
     _assert_latency(after)
 
 
-def test_stop_latency_with_a_separate_worker(tmp_path: Path) -> None:
-    api = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
-    api.start()
-    worker = WorkerProc(api.data_dir, env={"FTSERVE_STEP_LOG_DIR": str(tmp_path / "steps")})
+@pytest.mark.both_backends
+def test_stop_latency_with_a_separate_worker(api_only: Server, tmp_path: Path) -> None:
+    worker = WorkerProc(api_only, env={"FTSERVE_STEP_LOG_DIR": str(tmp_path / "steps")})
     worker.start()
     try:
-        client = api.client(strict=False)
-        after = _latency_tries(client, api.data_dir, tmp_path / "steps", 6, seed=2)
+        client = api_only.client(strict=False)
+        after = _latency_tries(client, api_only, tmp_path / "steps", 6, seed=2)
         _assert_latency(after)
     finally:
         worker.kill()
-        api.stop()
 
 
 # -- the claim fence: freeze a worker until another has finished its job ----------------------
 
 
-def _freeze(pid: int, group: bool, data_dir: Path) -> None:
-    """SIGSTOP the worker (or its whole process group), at a moment it holds no SQLite write
-    lock: a process frozen inside a write transaction blocks every writer of the file, which
-    is SQLite's nature on one machine, not something a fence can cure."""
+def _no_transaction_held(server: Server) -> bool:
+    """Whether no process holds a transaction open: on SQLite, the write lock; on PostgreSQL,
+    any transaction begun over 40 ms ago (a live process's last a few ms)."""
+    if server.database_url:
+        import psycopg
+
+        with psycopg.connect(server.database_url, autocommit=True) as pg:
+            row = pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND xact_start < now() - interval '40 milliseconds'"
+            ).fetchone()
+        return row is not None and row[0] == 0
+    conn = sqlite3.connect(server.settings.sqlite_path, timeout=0.3, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _freeze(pid: int, group: bool, server: Server) -> None:
+    """SIGSTOP the worker (or its whole process group), at a moment it holds no transaction: a
+    process frozen inside one blocks the others' writes (every writer of the SQLite file; on
+    PostgreSQL, every writer of the job's row, which the transaction has locked), which is the
+    nature of a lock held by a process that cannot run, not something a fence can cure."""
     send = (lambda s: os.killpg(pid, s)) if group else (lambda s: os.kill(pid, s))
-    path = Settings(data_dir=data_dir).sqlite_path
     for _ in range(100):
         send(signal.SIGSTOP)
         time.sleep(0.05)
-        conn = sqlite3.connect(path, timeout=0.3, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
+        if _no_transaction_held(server):
             return
-        except sqlite3.OperationalError:
-            send(signal.SIGCONT)
-            time.sleep(0.02)
-        finally:
-            conn.close()
-    raise AssertionError("could not freeze the worker outside a write transaction")
+        send(signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("could not freeze the worker outside a transaction")
 
 
 def _tree(path: Path) -> dict[str, str]:
@@ -240,13 +261,13 @@ def _tree(path: Path) -> dict[str, str]:
     }
 
 
-def _snapshot(client: openai.OpenAI, data_dir: Path, job_id: str) -> dict[str, Any]:
+def _snapshot(client: openai.OpenAI, server: Server, job_id: str) -> dict[str, Any]:
     job = client.fine_tuning.jobs.retrieve(job_id)
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job_id, limit=100).data
-    store = db(data_dir)
+    store = db(server)
     try:
         rows = store.list_checkpoints(None, job_id, after=None, limit=100)
-        paths = [data_dir / "blobs" / c.path for c in (rows.items if rows else [])]
+        paths = [server.data_dir / "blobs" / c.path for c in (rows.items if rows else [])]
     finally:
         store.close()
     model_path = Path(job.model_extra["ftserve"]["model_path"])  # type: ignore[index]
@@ -260,17 +281,17 @@ def _snapshot(client: openai.OpenAI, data_dir: Path, job_id: str) -> dict[str, A
     }
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("group", [False, True], ids=["worker-only", "whole-process-group"])
 def test_a_frozen_worker_writes_nothing_after_another_took_over(
-    tmp_path: Path, group: bool
+    api_only: Server, group: bool
 ) -> None:
-    api = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
-    api.start()
+    api = api_only
     # The shortest lease, and the second worker up before the first is frozen: the takeover
     # must win the race against the stale child, which trains on (worker-only case).
     lease = {"FTSERVE_LEASE_SECONDS": "2"}
-    first = WorkerProc(api.data_dir, env=lease, new_session=True)
-    second = WorkerProc(api.data_dir, env=lease)
+    first = WorkerProc(api, env=lease, new_session=True)
+    second = WorkerProc(api, env=lease)
     first.start()
     try:
         client = api.client()
@@ -285,11 +306,11 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
         wait_steps(client, job.id, 5)
         second.start()  # the first holds the job; the second starts up while it trains
         wait_steps(client, job.id, 45)
-        store = db(api.data_dir)
+        store = db(api)
         stale = store.get_job(job.id).claim_token  # type: ignore[union-attr]
         stale_children = training_children(first.pid)
         assert stale and len(stale_children) == 1
-        _freeze(first.pid, group, api.data_dir)
+        _freeze(first.pid, group, api)
         deadline = time.monotonic() + 60
         while (now := store.get_job(job.id)).claim_token in (stale, None):  # type: ignore[union-attr]
             assert now.status in ("running", "queued"), f"the job ended ({now.status}) first"  # type: ignore[union-attr]
@@ -304,7 +325,7 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
                 time.sleep(0.05)
         assert wait_final(client, job.id, timeout=180) == "succeeded"
         store.close()
-        before = _snapshot(client, api.data_dir, job.id)
+        before = _snapshot(client, api, job.id)
 
         (os.killpg if group else os.kill)(first.pid, signal.SIGCONT)
         deadline = time.monotonic() + 30
@@ -313,7 +334,7 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
             time.sleep(0.05)
         time.sleep(2.0)  # the stale worker wakes, looks, and must leave everything alone
         assert first.proc is not None and first.proc.poll() is None  # it survives, idle
-        assert _snapshot(client, api.data_dir, job.id) == before
+        assert _snapshot(client, api, job.id) == before
         assert sorted(metric_steps(client, job.id)) == list(range(1, 481))
         messages = [e["message"] for e in before["events"]]
         assert messages[0] == "The job has successfully completed"
@@ -321,4 +342,3 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
     finally:
         first.kill()
         second.kill()
-        api.stop()

@@ -1,6 +1,7 @@
 """A fine-tuned model's life through the official SDK: a real (tiny) training job under an alias
 makes it, /models lists it and its checkpoint, DELETE removes both and their weights, and the
-job stays as it was."""
+job stays as it was. On both backends: what is listed and deleted is the store's (the succeeded
+jobs and their checkpoint rows, the deleted_models table), with real weights behind it."""
 
 from __future__ import annotations
 
@@ -10,23 +11,27 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import Server, chat_rows, upload
+from tests.conftest import Server, chat_rows, database_url_for, upload
 from tests.e2e.conftest import wait_final
 
 ALIAS = "gpt-4o-mini-2024-07-18"
 
 
 @pytest.fixture(scope="module")
-def alias_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def alias_trainer(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
     srv = Server(
-        tmp_path_factory.mktemp("lifecycle") / "data",
+        tmp_path_factory.mktemp(f"lifecycle-{backend}") / "data",
         env={"FTSERVE_WORKERS": "1", "FTSERVE_MODEL_ALIASES": f"{ALIAS}=ftserve-tiny"},
+        database_url=database_url_for(request, backend),
     )
     srv.start()
     yield srv
     srv.stop()
 
 
+@pytest.mark.both_backends
 def test_a_trained_model_is_listed_then_deleted(alias_trainer: Server) -> None:
     client = alias_trainer.client()
     job = client.fine_tuning.jobs.create(

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,9 @@ from tests.conftest import Server, chat_rows, upload
 from tests.e2e.conftest import WorkerProc, metric_steps, training_children, wait_final, wait_steps
 
 
-@pytest.fixture
-def api_only(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", env={"FTSERVE_WORKERS": "0"})
-    srv.start()
-    yield srv
-    srv.stop()
-
-
+@pytest.mark.both_backends
 def test_separate_worker_trains_and_survives_kill_9(api_only: Server) -> None:
-    worker = WorkerProc(api_only.data_dir)
+    worker = WorkerProc(api_only)
     worker.start()
     try:
         client = api_only.client()

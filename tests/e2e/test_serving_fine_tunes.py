@@ -5,6 +5,10 @@ that answer within a few hundred steps, so at ``temperature: 0`` the fine-tuned 
 call in the form training taught it, and the API returns it as ``message.tool_calls``: what
 training writes, inference reads back. Full fine-tunes and LoRA adapters, final and checkpoint
 models, streamed and not.
+
+SQLite only: what is tested is the model (what training taught it, what inference reads back);
+the store's part of serving — which jobs' models exist, for whom — runs on both backends in
+tests/api/test_models.py and test_models_lifecycle.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Jobs that really train, end to end through the official SDK against a real server."""
+"""Jobs that really train, end to end through the official SDK against a real server.
+
+The tests of the store's part (the event log and rows of a job, cancel, pause/resume, crashes
+and their recovery, the pickup wake-up) also run on PostgreSQL (``both_backends``); those of
+the model's (determinism, validation metrics, other architectures, full and DPO) only on SQLite,
+where they are the same tests of the same trainer."""
 
 from __future__ import annotations
 
@@ -13,8 +18,6 @@ from pathlib import Path
 import openai
 import pytest
 
-from ftserve.config import Settings
-from ftserve.store.sqlite import SqliteStore
 from tests.conftest import Server, chat_rows, upload, wait_status
 from tests.e2e.conftest import metric_steps, training_children, wait_final, wait_steps
 
@@ -29,6 +32,7 @@ def losses(client: openai.OpenAI, job_id: str) -> dict[int, float]:
     }
 
 
+@pytest.mark.both_backends
 def test_tiny_model_job_reads_like_openai(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(50))
@@ -199,6 +203,7 @@ def test_full_fine_tuning_and_dpo(trainer_server: Server) -> None:
     assert metric_steps(client, dpo.id)
 
 
+@pytest.mark.both_backends
 def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(50))
@@ -208,7 +213,7 @@ def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
     wait_steps(client, job.id, 5)
     t0 = time.monotonic()
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
-    store = SqliteStore(Settings(data_dir=trainer_server.data_dir).sqlite_path)
+    store = trainer_server.open_store()
     try:
         while store.get_job(job.id).lease_owner is not None:  # type: ignore[union-attr]
             assert time.monotonic() - t0 < 2.0, "training still running 2 s after cancel"
@@ -221,6 +226,7 @@ def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
 
 
+@pytest.mark.both_backends
 def test_pause_resume_gives_the_same_losses(trainer_server: Server) -> None:
     client = trainer_server.client(strict=False)  # the SDK's strict status Literal lacks "paused"
     fid = upload(client, chat_rows(30))
@@ -234,7 +240,7 @@ def test_pause_resume_gives_the_same_losses(trainer_server: Server) -> None:
     )
     wait_steps(client, paused.id, 40)
     assert client.fine_tuning.jobs.pause(paused.id).status == "paused"
-    store = SqliteStore(Settings(data_dir=trainer_server.data_dir).sqlite_path)
+    store = trainer_server.open_store()
     try:
         deadline = time.monotonic() + 30
         while store.get_job(paused.id).lease_owner is not None:  # type: ignore[union-attr]
@@ -255,6 +261,7 @@ def test_pause_resume_gives_the_same_losses(trainer_server: Server) -> None:
     assert f"Fine-tuning job resumed from the checkpoint at step {newest}" in msgs
 
 
+@pytest.mark.both_backends
 def test_kill_9_of_the_training_child_resumes(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(40))
@@ -281,6 +288,7 @@ def test_kill_9_of_the_training_child_resumes(trainer_server: Server) -> None:
     assert msgs.count("Fine-tuning job started") == 1
 
 
+@pytest.mark.both_backends
 def test_kill_9_of_the_whole_server_resumes(own_trainer_server: Server) -> None:
     srv = own_trainer_server
     srv.start()
@@ -303,6 +311,7 @@ def test_kill_9_of_the_whole_server_resumes(own_trainer_server: Server) -> None:
     assert msgs.count("The job has successfully completed") == 1
 
 
+@pytest.mark.both_backends
 def test_repeated_crashes_fail_the_job(own_trainer_server: Server) -> None:
     srv = own_trainer_server
     srv.env["FTSERVE_MAX_ATTEMPTS"] = "1"
@@ -329,6 +338,7 @@ def test_repeated_crashes_fail_the_job(own_trainer_server: Server) -> None:
     assert wait_final(client, nxt.id) == "succeeded"
 
 
+@pytest.mark.both_backends
 def test_nan_loss_fails_cleanly_and_worker_goes_on(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(10))
@@ -344,6 +354,7 @@ def test_nan_loss_fails_cleanly_and_worker_goes_on(trainer_server: Server) -> No
     assert first.level == "error" and first.message == job.error.message
 
 
+@pytest.mark.both_backends
 def test_pickup_is_quick(trainer_server: Server) -> None:
     client = trainer_server.client()
     fid = upload(client, chat_rows(10))

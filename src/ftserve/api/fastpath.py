@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ApiError, ServerError, StoreError
+from ..errors import ApiError, DatabaseUnavailable, ServerError, StoreError, StoreUnavailable
 from ..ids import request_id
 from ..params import query_int, query_str
 from .auth import presented_key
@@ -63,14 +63,14 @@ class EventsFastPath:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = _EVENTS_PATH.fullmatch(scope["path"])
             if match is not None:
-                if self._awaits:
-                    try:
+                try:
+                    if self._awaits:
                         body = await self._page_async(scope, match.group(2))
-                    except StoreError as exc:
-                        await self._store_failed(scope, receive, send, match.group(1), exc)
-                        return
-                else:
-                    body = self._page(scope, match.group(2))
+                    else:
+                        body = self._page(scope, match.group(2))
+                except StoreError as exc:
+                    await self._store_failed(scope, receive, send, match.group(1), exc)
+                    return
                 if body is not None:
                     rid = request_id().encode()
                     headers = [
@@ -130,16 +130,21 @@ class EventsFastPath:
     async def _store_failed(
         scope: Scope, receive: Receive, send: Send, prefix: str, exc: StoreError
     ) -> None:
-        """The 500 envelope the app renders for a failed store, answered here: falling through
-        would read the failing store (and wait out its timeouts) a second time."""
+        """The envelope the app renders for a failed store (503 for one that cannot be reached,
+        else 500), answered here: falling through would read the failing store (and wait out
+        its timeouts) a second time."""
         rid = request_id()
-        log.error("request %s GET %s failed: %r", rid, scope["path"], exc)
-        response = error_response(
-            ServerError(
+        err: ApiError
+        if isinstance(exc, StoreUnavailable):
+            log.warning("request %s GET %s: %s", rid, scope["path"], exc)
+            err = DatabaseUnavailable(rid)
+        else:
+            log.error("request %s GET %s failed: %r", rid, scope["path"], exc)
+            err = ServerError(
                 f"The server had an error while processing your request (request id {rid}). "
                 "The details are in the server log."
             )
-        )
+        response = error_response(err)
         response.headers["x-request-id"] = rid
         if prefix != "v1":
             response.headers["apim-request-id"] = rid

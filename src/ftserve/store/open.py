@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import Settings
+from ..errors import StoreError
 from .protocol import Store
 from .sqlite import SqliteStore
 
@@ -11,10 +12,11 @@ def open_store(settings: Settings, *, per_step_writes: bool = False) -> Store:
     """``per_step_writes``: the store of a training process, which commits once per step."""
     if settings.database_url:
         # Imported here: psycopg is the optional ``postgres`` extra, unused by SQLite setups.
-        from .postgres import PostgresStore, SchemaNotReady
+        from .postgres import PostgresStore
 
         try:
             return PostgresStore(settings.database_url)
-        except SchemaNotReady as exc:
+        except StoreError as exc:
+            # A schema to migrate, or a database that cannot be reached: said in one line.
             raise SystemExit(f"ftserve: {exc}") from None
     return SqliteStore(settings.sqlite_path, background_checkpoints=per_step_writes)

@@ -9,8 +9,9 @@ when claiming, so workers racing for the queue take different jobs instead of wa
 
 Every write transaction sends ``NOTIFY ftserve_changes`` before it commits (see
 :mod:`ftserve.store.pg_changes`). Driver errors stop at this seam: anything psycopg raises
-becomes a :class:`~ftserve.errors.StoreError`; a read that finds its connection broken is
-retried once on another.
+becomes a :class:`~ftserve.errors.StoreError` — a :class:`~ftserve.errors.StoreUnavailable`
+when the database cannot be reached (connection refused or lost, none free in time), which the
+API answers with a 503; a read that finds its connection broken is retried once on another.
 
 The schema is not created or upgraded on open (many processes on many hosts open the same
 database): ``ftserve migrate`` does that (:func:`migrate`), and a store refuses a database whose
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnavailable
 from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed
 from .pg_changes import CHANNEL, PgChanges
@@ -62,11 +63,16 @@ from .rows import (
 )
 
 SCHEMA_VERSION = 3
-# Statements that take a database of version N-1 to N (the fresh schema is schema_postgres.sql,
-# which starts at version 3: the first version PostgreSQL was supported in).
+# The first schema version PostgreSQL was supported in: no ftserve wrote an older one there.
+FIRST_VERSION = 3
+# Statements that take a database of version N-1 to N (the fresh schema is schema_postgres.sql;
+# tests/unit/test_pg_store_schema.py keeps every shipped version's and checks that each,
+# migrated, equals it).
 _MIGRATIONS: dict[int, list[str]] = {}
 # Taken by `ftserve migrate` so two of them at once apply the schema once.
 _MIGRATE_LOCK = 0x66747365  # "ftse"
+_DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is down
+_PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -125,6 +131,14 @@ def _schema_version(conn: Conn) -> int | None:
     return None if found is None or found[0] is None else int(found[0])
 
 
+def _before_support(version: int) -> str:
+    return (
+        f"the database has schema version {version}, older than PostgreSQL support "
+        f"({FIRST_VERSION}): no ftserve made it, so it cannot be migrated; point "
+        "FTSERVE_DATABASE_URL at a new database."
+    )
+
+
 def migrate(url: str) -> tuple[int | None, int]:
     """Create the schema on an empty database or bring an older one up to date, in one
     transaction. Returns (version before, version now); running it again changes nothing."""
@@ -137,6 +151,8 @@ def migrate(url: str) -> tuple[int | None, int]:
                     f"the database has schema version {before}; this ftserve knows "
                     f"{SCHEMA_VERSION}. Upgrade ftserve."
                 )
+            if before is not None and before < FIRST_VERSION:
+                raise StoreError(_before_support(before))
             if before is None:
                 script = resources.files("ftserve.store").joinpath("schema_postgres.sql")
                 conn.execute(script.read_text().encode())  # several statements, no parameters
@@ -157,6 +173,7 @@ class PostgresStore:
         self.url = url
         self._max_connections = max_connections
         self._timeout = timeout
+        self._down = False  # the last call found the database unreachable (see _wait)
         # The events page's async pool: opened on first use, inside the loop that serves.
         self._apool: AsyncConnectionPool[AsyncConn] | None = None
         self._apool_opening: asyncio.Task[AsyncConnectionPool[AsyncConn]] | None = None
@@ -165,6 +182,11 @@ class PostgresStore:
             min_size=1,
             max_size=max_connections,
             timeout=timeout,
+            # The pool retries a lost connection with a doubling delay until this runs out, then
+            # the next request that waits starts afresh: left at its 5 minutes, the delay after
+            # a minute's outage grew to a minute, and the server stayed unavailable that long
+            # after the database was back (tests/api/test_database_down.py).
+            reconnect_timeout=timeout,
             kwargs={"autocommit": False, "connect_timeout": int(max(1, timeout))},
             open=False,
             name="ftserve-store",
@@ -182,6 +204,8 @@ class PostgresStore:
                     "the PostgreSQL database has no ftserve schema; run `ftserve migrate` "
                     "(with the same FTSERVE_DATABASE_URL) first."
                 )
+            if version < FIRST_VERSION:
+                raise StoreError(_before_support(version))
             if version < SCHEMA_VERSION:
                 raise SchemaNotReady(
                     f"the PostgreSQL database has schema version {version}; this ftserve needs "
@@ -198,38 +222,66 @@ class PostgresStore:
             raise
 
     # -- transactions ------------------------------------------------------------------------
+    # While the database is known to be down (the last call found it unreachable), a call
+    # waits only _DOWN_WAIT for a connection instead of the pool's timeout: the API reads
+    # inline on its event loop, and every request stalling it for the full timeout would
+    # stall every other request, streams and /health included, for the whole outage.
+    def _wait(self) -> float:
+        return _DOWN_WAIT if self._down else self._timeout
+
+    def _reachable(self) -> bool:
+        """Whether a new connection can be made right now (one connect: milliseconds here)."""
+        try:
+            psycopg.connect(self.url, connect_timeout=_PROBE_TIMEOUT).close()
+        except psycopg.Error:
+            return False
+        return True
+
+    def _note_timeout(self) -> None:
+        # Every connection busy under load is not an outage: down only if none can be made.
+        if not self._down:
+            self._down = not self._reachable()
+
     @contextmanager
     def _tx(self) -> Iterator[Conn]:
         """One write transaction: committed (with its NOTIFY) when the block ends, rolled back
         when it raises."""
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=self._wait()) as conn:
                 yield conn
                 conn.execute(f"NOTIFY {CHANNEL}")
         except PoolTimeout as exc:
-            raise StoreError(f"no database connection free: {exc}") from exc
+            self._note_timeout()
+            raise StoreUnavailable(f"no database connection free: {exc}") from exc
         except psycopg.OperationalError as exc:
             # Not retried (it may have committed); the next write finds good connections.
             self._drop_broken()
-            raise StoreError(f"the write transaction failed: {exc}") from exc
+            self._down = not self._reachable()
+            raise StoreUnavailable(f"the write transaction failed: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"the write transaction failed: {exc}") from exc
+        self._down = False
         self.changes.committed()
 
     def _read(self, fn: Callable[[Conn], T]) -> T:
-        """One read transaction; retried once on a fresh connection if the first one broke."""
+        """One read transaction; retried once on a fresh connection if the first one broke
+        and the database can be reached."""
         for attempt in range(2):
             try:
-                with self._pool.connection() as conn:
-                    return fn(conn)
+                with self._pool.connection(timeout=self._wait()) as conn:
+                    result = fn(conn)
+                self._down = False
+                return result
             except PoolTimeout as exc:
-                raise StoreError(f"no database connection free: {exc}") from exc
+                self._note_timeout()
+                raise StoreUnavailable(f"no database connection free: {exc}") from exc
             except psycopg.OperationalError as exc:
                 # A restarted or failed-over server breaks every pooled connection at once:
                 # drop them all before the one retry, or it would likely get another.
                 self._drop_broken()
-                if attempt:
-                    raise StoreError(f"the read failed: {exc}") from exc
+                if attempt or not self._reachable():
+                    self._down = True
+                    raise StoreUnavailable(f"the read failed: {exc}") from exc
             except psycopg.Error as exc:
                 raise StoreError(f"the read failed: {exc}") from exc
         raise AssertionError("unreachable")
@@ -658,13 +710,13 @@ class PostgresStore:
                                 raise UnknownCursor(after)
                     return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
             except PoolTimeout as exc:
-                raise StoreError(f"no database connection free: {exc}") from exc
+                raise StoreUnavailable(f"no database connection free: {exc}") from exc
             except psycopg.OperationalError as exc:
                 # As in _read: drop every broken idle connection before the one retry.
                 with contextlib.suppress(psycopg.Error):
                     await pool.check()
                 if attempt:
-                    raise StoreError(f"the read failed: {exc}") from exc
+                    raise StoreUnavailable(f"the read failed: {exc}") from exc
             except psycopg.Error as exc:
                 raise StoreError(f"the read failed: {exc}") from exc
         raise AssertionError("unreachable")
@@ -690,6 +742,7 @@ class PostgresStore:
             min_size=1,
             max_size=self._max_connections,
             timeout=self._timeout,
+            reconnect_timeout=self._timeout,  # as the sync pool's, see there
             kwargs={"autocommit": True, "connect_timeout": int(max(1, self._timeout))},
             open=False,
             name="ftserve-events-async",
@@ -698,7 +751,7 @@ class PostgresStore:
             await pool.open(wait=True, timeout=self._timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
-            raise StoreError(f"could not open the async PostgreSQL pool: {exc}") from exc
+            raise StoreUnavailable(f"could not open the async PostgreSQL pool: {exc}") from exc
         return pool
 
     async def close_async_reads(self) -> None:

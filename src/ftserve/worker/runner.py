@@ -142,9 +142,15 @@ class Worker:
         child), so the first job's start does not stall this loop for seconds after its claim
         (its lease would run out unrenewed)."""
         try:
+            began = time.monotonic()
             process = self._ctx.Process(target=_nothing, name="ftserve-train-warm-up")
             process.start()
             process.join()
+            log.info(
+                "worker %s: training fork server ready (engine imported in %.1f s)",
+                self.worker_id,
+                time.monotonic() - began,
+            )
         except Exception:
             log.exception("worker %s: the training fork server did not start", self.worker_id)
         finally:
