@@ -220,6 +220,18 @@ def test_watch_a_job_train_live_then_chat_with_its_model(trainer_server: Server,
     page.mouse.move(*_chart_point(page, 0.62))  # a hover cursor, for the screenshot's sake
     shot = tab.shoot("dashboard-job.png")
     assert shot.stat().st_size > 20_000
+    # The log showed the newest page while events streamed in; "Load older" goes on from its
+    # last row (the list endpoint's `after`): together, the API's newest 40, in its order.
+    newest = [e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=40).data]
+    row_ids = (
+        "() => [...document.querySelectorAll('#events-body tr')].map((r) => r.dataset.eventId)"
+    )
+    assert page.evaluate(row_ids) == newest[:20]
+    page.click("#events-more")
+    page.wait_for_function("() => document.querySelectorAll('#events-body tr').length === 40")
+    assert page.evaluate(row_ids) == newest
+    hparams = str(page.text_content("#job-hparams"))
+    assert "n_epochs20" in hparams and "batch_size1" in hparams, hparams
 
     # The job's page links to the chat with its model chosen; the answer streams in.
     done = client.fine_tuning.jobs.retrieve(job.id)
@@ -248,7 +260,8 @@ def test_watch_a_job_train_live_then_chat_with_its_model(trainer_server: Server,
     tab.shoot("dashboard-chat.png")
 
     page.goto(srv.root + "/")  # same tab: the key is asked for once
-    page.wait_for_selector(f"#jobs-body tr[data-job-id='{job.id}'][data-status='succeeded']")
+    row = page.wait_for_selector(f"#jobs-body tr[data-job-id='{job.id}'][data-status='succeeded']")
+    assert f"{total_steps} / {total_steps}" in str(row.text_content())
     assert page.is_hidden("#key-gate")
     tab.shoot("dashboard-jobs.png")
     tab.assert_key_kept_out()

@@ -17,7 +17,7 @@ _KEY_FORM = """
       only to this server, in the <code>Authorization</code> header.</p>
     <label for="api-key">API key</label>
     <input id="api-key" name="api-key" type="password" spellcheck="false" required
-      placeholder="sk-ftserve-…">
+      autocomplete="off" placeholder="sk-ftserve-…">
     <p id="key-error" class="form-error" hidden></p>
     <button type="submit" class="primary">Continue</button>
   </form>
@@ -105,6 +105,7 @@ def job(versions: Versions, job_id: str) -> str:
   </div>
 </div>
 <p id="job-error" class="banner error" hidden></p>
+<div id="job-body">
 <div class="progress-row">
   <div class="progress"><span id="progress-fill"></span></div>
   <span id="progress-text" class="mono">—</span>
@@ -154,6 +155,7 @@ def job(versions: Versions, job_id: str) -> str:
     <div class="more"><button id="events-more" type="button" hidden>Load older</button></div>
   </section>
 </div>
+</div>
 """
     return _frame(versions, job_id, "job", body, job_id=job_id)
 
@@ -176,6 +178,12 @@ def new_job(versions: Versions) -> str:
       <button type="submit" class="primary">Upload</button>
       <p id="upload-result" class="form-note" hidden></p>
     </form>
+    <h2 class="gap">Fine-tune files</h2>
+    <table class="table compact" id="files-table">
+      <thead><tr><th>File</th><th class="num">Size</th><th>Uploaded</th></tr></thead>
+      <tbody id="files-body"></tbody>
+    </table>
+    <p id="files-empty" class="empty" hidden>None yet.</p>
   </section>
   <section class="card">
     <h2>2 · Start a job</h2>

@@ -468,9 +468,8 @@
         if (e.status === 404) {
           $("#job-error").textContent = e.message;
           $("#job-error").hidden = false;
-          setBadge($("#job-status"), "unknown");
-          setLive("off", "no such job");
-          throw e;
+          $("#job-body").hidden = true;
+          document.querySelector(".page-head .actions").hidden = true;
         }
         throw e;
       }
@@ -840,7 +839,12 @@
       }
     }
 
-    await refreshJob();
+    try {
+      await refreshJob();
+    } catch (e) {
+      if (e.status === 404) return; // said on the page
+      throw e;
+    }
     scheduleDraw();
     await Promise.all([loadLogPage(), loadCheckpoints()]).catch((e) => toast(e.message, true));
     const how = await followStream();
@@ -872,6 +876,11 @@
       validSel.replaceChildren(...options(true));
       if (select) trainSel.value = select;
       if (!files.length) trainSel.replaceChildren(el("option", { value: "", text: "upload a file first" }));
+      $("#files-empty").hidden = files.length > 0;
+      $("#files-body").replaceChildren(...files.slice(0, 12).map((f) => el("tr", {},
+        el("td", {}, el("div", { text: f.filename }), el("div", { class: "small mono", text: f.id })),
+        el("td", { class: "num small", text: fmtBytes(f.bytes) }),
+        el("td", { class: "small", title: fmtTime(f.created_at), text: ago(f.created_at) }))));
     }
 
     $("#f-method").addEventListener("change", (ev) => {
