@@ -217,7 +217,6 @@ def test_watch_a_job_train_live_then_chat_with_its_model(trainer_server: Server,
     page.wait_for_function(
         f"() => document.querySelectorAll('#ckpt-body tr').length === {len(checkpoints)}"
     )
-    page.mouse.move(*_chart_point(page, 0.62))  # a hover cursor, for the screenshot's sake
     shot = tab.shoot("dashboard-job.png")
     assert shot.stat().st_size > 20_000
     # The log showed the newest page while events streamed in; "Load older" goes on from its
@@ -265,11 +264,6 @@ def test_watch_a_job_train_live_then_chat_with_its_model(trainer_server: Server,
     assert page.is_hidden("#key-gate")
     tab.shoot("dashboard-jobs.png")
     tab.assert_key_kept_out()
-
-
-def _chart_point(page: Any, fraction: float) -> tuple[float, float]:
-    box = page.locator("#chart-loss").bounding_box()
-    return box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.5
 
 
 def test_upload_start_pause_resume_cancel_from_the_pages(trainer_server: Server, tab: Tab) -> None:
