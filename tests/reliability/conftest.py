@@ -105,7 +105,7 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=5)
         self.kill_group()  # whatever of its group is left (a fork server, a stuck child)
         self.proc = None
 
