@@ -207,8 +207,12 @@ def seeded(server: Server, http: httpx.Client) -> Seeded:
     finished = http.post(
         "/fine_tuning/jobs", json={"model": "ftserve-tiny", "training_file": file_id}
     ).json()["id"]
+    _wait_for(
+        lambda: http.get(f"/fine_tuning/jobs/{finished}").json()["status"] == "queued",
+        "the finished job's files to be validated",
+    )
     cancelled = http.post(f"/fine_tuning/jobs/{finished}/cancel")
-    assert cancelled.json()["status"] == "cancelled", cancelled.text
+    assert cancelled.json().get("status") == "cancelled", cancelled.text
     events = _all_events(http, job_id)
     assert [e["message"] for e in events][-1] == f"Created fine-tuning job: {job_id}"
     got = http.get(f"/files/{file_id}/content")

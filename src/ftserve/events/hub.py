@@ -19,10 +19,11 @@ last one sent, so an event is sent exactly once whichever way it arrives.
 
 No lost wake-ups: a subscription registers with its watch before its first read, so a change
 committed after that read marks the watch dirty, and the watch reads when the subscription
-joins. The change feed of SQLite counts other processes' commits only from when somebody waits
-on it, so the thread waits from the first stream on and, right after it starts, wakes every
-watch twice more (a commit between a stream's first read and the feed's first look is read
-then). A spurious wake-up costs one read per watched job.
+joins. The thread waits on the feed only while some job is watched. The change feed of SQLite
+counts other processes' commits only from when somebody waits on it, so each time the thread
+starts waiting it wakes every watch twice more, shortly after (a commit between a stream's
+first read and the feed's first look is read then). A spurious wake-up costs one read per
+watched job.
 
 The stream ends after the job's terminal event: a read that finds the job final (its status is
 read before its events, and no event follows the terminal one) and a short page has reached the
@@ -72,6 +73,7 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._watching = threading.Condition()  # the feed thread sleeps on it while idle
         self._posted = False
         self.ending = False  # the server is shutting down: streams end after what they hold
         # Diagnostics (and tests): subscriptions that fell behind because their queue was full.
@@ -100,6 +102,8 @@ class EventHub:
         watch = self._watches.get(job_id)
         if watch is None:
             watch = self._watches[job_id] = _Watch(self, job_id)
+            with self._watching:
+                self._watching.notify()
         sub = Subscription(self, watch)
         watch.subs.add(sub)
         return sub
@@ -116,16 +120,20 @@ class EventHub:
     # -- wake-ups ----------------------------------------------------------------------------
     def _wait_for_changes(self) -> None:
         changes = self._store.changes
-        seen = changes.version()
-        rechecks = list(_RECHECKS)
         while not self._closed.is_set():
-            timeout = rechecks.pop(0) if rechecks else _IDLE_WAIT
-            now = changes.wait(seen, timeout)
-            if self._closed.is_set():
-                return
-            if now != seen or timeout in _RECHECKS:
-                seen = now
-                self._post()
+            # Nothing watched: no waiting on the feed either (SQLite's watch of other
+            # processes' commits runs only while somebody waits).
+            with self._watching:
+                while not self._watches and not self._closed.is_set():
+                    self._watching.wait()
+            seen = changes.version()
+            rechecks = list(_RECHECKS)
+            while self._watches and not self._closed.is_set():
+                timeout = rechecks.pop(0) if rechecks else _IDLE_WAIT
+                now = changes.wait(seen, timeout)
+                if now != seen or timeout in _RECHECKS:
+                    seen = now
+                    self._post()
 
     def _post(self) -> None:
         loop = self._loop
@@ -158,6 +166,8 @@ class EventHub:
         self.end_streams()
         thread = self._thread
         if thread is not None:
+            with self._watching:
+                self._watching.notify()
             self._store.changes.poke()
             await asyncio.to_thread(thread.join, 2.0)
 
