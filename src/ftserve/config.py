@@ -58,10 +58,23 @@ class Settings:
     inference_threads: int | None = None  # None: torch_threads
     # HOST:PORT or unix:PATH of a separate `ftserve inference`; None: spawn one of our own.
     inference_url: str | None = None
+    # Blob store (docs/blobs.md): None: the directory data_dir/blobs; s3://bucket/prefix;
+    # file:///path (a shared filesystem mounted at that path on every machine).
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None  # None: boto3's own (AWS_ENDPOINT_URL, else AWS)
+    cache_dir: Path | None = None  # local copies of remote blobs; None: data_dir/cache
+    blob_retry_seconds: float = 120.0  # how long a training save rides out an unreachable store
+    # Leftovers of cut-off uploads are reclaimed at start once older than this: younger ones
+    # may be uploads under way in another process sharing the store.
+    upload_grace_seconds: float = 24 * 3600
 
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
     @property
     def sqlite_path(self) -> Path:
@@ -199,6 +212,13 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         max_generation_tokens=_int(env, "FTSERVE_MAX_GENERATION_TOKENS", 4096, 1, 1 << 24),
         inference_url=env.get("FTSERVE_INFERENCE_URL") or None,
+        blob_url=env.get("FTSERVE_BLOB_URL") or None,
+        s3_endpoint_url=env.get("FTSERVE_S3_ENDPOINT_URL") or None,
+        cache_dir=Path(env["FTSERVE_CACHE_DIR"]) if env.get("FTSERVE_CACHE_DIR") else None,
+        blob_retry_seconds=float(_int(env, "FTSERVE_BLOB_RETRY_SECONDS", 120, 0, 86_400)),
+        upload_grace_seconds=float(
+            _int(env, "FTSERVE_UPLOAD_GRACE_SECONDS", 24 * 3600, 0, 30 * 86_400)
+        ),
         inference_threads=(
             _int(env, "FTSERVE_INFERENCE_THREADS", 1, 1, 1024)
             if env.get("FTSERVE_INFERENCE_THREADS")
@@ -214,6 +234,13 @@ def validate_paths(settings: Settings) -> None:
         raise ConfigError(
             "FTSERVE_DATABASE_URL must be a postgresql:// URL (leave it unset for embedded SQLite)"
         )
+    if settings.blob_url is not None:
+        from .blobs import parse_blob_url
+
+        try:
+            parse_blob_url(settings.blob_url)
+        except ValueError as exc:
+            raise ConfigError(f"FTSERVE_BLOB_URL: {exc}") from None
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise ConfigError(f"data dir {settings.data_dir} exists and is not a directory")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..blobs import open_cache
 from ..checkpoints.service import CheckpointService
 from ..config import Settings
 from ..events.service import EventService
@@ -36,9 +37,11 @@ class Services:
 
 def build_services(settings: Settings, store: Store | None = None) -> Services:
     store = store or open_store(settings)
-    files = FileService(store, settings.blob_dir)
+    blobs = open_cache(settings)
+    # Cut-off uploads (tmp files, incomplete multipart uploads) are reclaimed at start.
+    files = FileService(store, blobs, reclaim_after=settings.upload_grace_seconds)
     registry = ModelRegistry(settings)
-    models = ModelService(registry, store, settings.blob_dir)
+    models = ModelService(registry, store, blobs)
     workers = [Worker(settings, store) for _ in range(settings.workers)]
     validator = JobValidator(store, files, settings.min_training_examples)
     jobs = JobService(store, files, registry, on_created=validator.submit)

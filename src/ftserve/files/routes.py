@@ -50,8 +50,10 @@ async def delete_file(request: Request, ctx: Ctx) -> Response:
 async def file_content(request: Request, ctx: Ctx) -> Response:
     files = ctx.services.files
     record = files.get(ctx.organization, request.path_params["file_id"])
+    # From a remote blob store the first read downloads the file: off the event loop.
+    path = await run_in_threadpool(files.blob_path, record) if files.remote else None
     return FileResponse(
-        files.blob_path(record),
+        path or files.blob_path(record),
         media_type="application/octet-stream",
         filename=record.filename,
         content_disposition_type="attachment",

@@ -1,12 +1,21 @@
-"""Files: stored under the blob dir, described by a row in the store, fine-tune data checked."""
+"""Files: bytes in the blob store, described by a row in the store, fine-tune data checked.
+
+An upload is received into a local temporary file, checked, put into the blob store, and only
+then recorded: the row is the commit point (docs/blobs.md), so a crash before it leaves bytes no
+client can see, never a row without bytes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ..blobs import BlobCache, BlobError, BlobUnavailable, LocalBlobs
 from ..errors import InvalidFile, InvalidValue, NotFound
 from ..ids import file_id as new_file_id
 from ..store.protocol import Store, UnknownCursor
@@ -18,6 +27,8 @@ UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "e
 LIST_PURPOSES = (*UPLOAD_PURPOSES, "fine-tune-results", "assistants_output", "batch_output")
 MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
 STALE_UPLOAD_SECONDS = 24 * 3600
+
+log = logging.getLogger("ftserve.files")
 
 
 def file_object(f: FileRecord) -> dict[str, Any]:
@@ -38,31 +49,72 @@ def file_not_found(file_id: str) -> NotFound:
     return NotFound(f"No such File object: {file_id}", param="id", code=None)
 
 
-class FileService:
-    def __init__(self, store: Store, blob_dir: Path) -> None:
-        self._store = store
-        self._blob_dir = blob_dir
-        (blob_dir / "files").mkdir(parents=True, exist_ok=True)
-        (blob_dir / "tmp").mkdir(parents=True, exist_ok=True)
-        self._sweep_stale_uploads()
+def as_cache(blobs: BlobCache | Path) -> BlobCache:
+    """A directory (the blob dir, as callers passed before the blob-store seam) or a cache."""
+    if isinstance(blobs, BlobCache):
+        return blobs
+    return BlobCache(LocalBlobs(blobs), blobs.parent / "cache")
 
-    def _sweep_stale_uploads(self) -> None:
-        """Remove what uploads cut off by a crash left behind. Only old files: another API
-        process sharing this data dir may be receiving one right now."""
-        cutoff = time.time() - STALE_UPLOAD_SECONDS
-        for path in (self._blob_dir / "tmp").iterdir():
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-            except OSError:
-                continue
+
+class FileService:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobCache | Path,
+        *,
+        reclaim_after: float | None = STALE_UPLOAD_SECONDS,
+    ) -> None:
+        """``reclaim_after``: give back the space of uploads cut off by a crash longer ago
+        than this, now (None: leave it to the process that starts the service)."""
+        self._store = store
+        self._blobs = as_cache(blobs)
+        if reclaim_after is not None:
+            self._reclaim(reclaim_after)
+
+    def _reclaim(self, older_than: float) -> None:
+        """Only old leftovers: another API process sharing the store may be receiving one
+        right now."""
+        try:
+            removed = self._blobs.reclaim(older_than)
+        except (BlobError, BlobUnavailable) as exc:
+            log.warning("could not reclaim the space of cut-off uploads: %s", exc)
+            return
+        if removed:
+            log.info("reclaimed %d leftover(s) of cut-off uploads", removed)
 
     @property
     def tmp_dir(self) -> Path:
-        return self._blob_dir / "tmp"
+        return self._blobs.tmp_dir
+
+    @property
+    def remote(self) -> bool:
+        """Whether reading a file may have to fetch it (a remote blob store)."""
+        return self._blobs.remote
 
     def blob_path(self, f: FileRecord) -> Path:
-        return self._blob_dir / f.blob
+        """A local path holding the file's bytes (downloaded once from a remote store)."""
+        return self._blobs.file(f.blob)
+
+    def _put(self, key: str, path: Path, *, cache: bool) -> None:
+        """Store local file ``path`` (consumed) as ``key``. ``cache``: on a remote store keep it
+        as the cached copy, so the checks and trainings that read it next on this machine don't
+        fetch it again."""
+        blobs = self._blobs
+        if blobs.remote:
+            blobs.blobs.put_file(key, path, move=not cache)
+            if cache:
+                blobs.adopt(key, path)
+        else:
+            blobs.blobs.put_file(key, path, move=True)
+
+    def _remove(self, key: str) -> None:
+        """Delete a blob no row names any more. The row went first: a store that cannot be
+        reached now leaves garbage behind (logged), never a listed file without bytes."""
+        try:
+            self._blobs.blobs.delete(key)
+        except (BlobError, BlobUnavailable) as exc:
+            log.warning("could not delete blob %s: %s", key, exc)
+        self._blobs.evict(key)
 
     def create_from_upload(self, organization: str, upload: Upload) -> FileRecord:
         """Check the upload, move it into place and record it. Runs in a worker thread: the
@@ -100,7 +152,7 @@ class FileService:
                     ) from None
             fid = new_file_id()
             blob = f"files/{fid}"
-            os.replace(upload.file_path, self._blob_dir / blob)
+            self._put(blob, upload.file_path, cache=True)
             upload.file_path = None
         finally:
             upload.discard()
@@ -117,7 +169,7 @@ class FileService:
         try:
             self._store.add_file(record)
         except BaseException:
-            (self._blob_dir / blob).unlink(missing_ok=True)
+            self._remove(blob)
             raise
         return record
 
@@ -129,15 +181,21 @@ class FileService:
         until then it is an orphan that ``discard_generated`` or the upload sweep removes."""
         fid = new_file_id()
         blob = f"files/{fid}"
-        tmp = self._blob_dir / "tmp" / f"{fid}.part"
-        tmp.write_bytes(content)
-        os.replace(tmp, self._blob_dir / blob)
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{fid}-", suffix=".part")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            self._put(blob, tmp, cache=False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         return FileRecord(
             fid, organization, len(content), int(time.time()), filename, purpose, blob
         )
 
     def discard_generated(self, record: FileRecord) -> None:
-        (self._blob_dir / record.blob).unlink(missing_ok=True)
+        self._remove(record.blob)
 
     @staticmethod
     def _expiry(fields: dict[str, str], created_at: int) -> int | None:
@@ -200,5 +258,5 @@ class FileService:
         record = self._store.delete_file(organization, file_id)
         if record is None:
             raise file_not_found(file_id)
-        (self._blob_dir / record.blob).unlink(missing_ok=True)
+        self._remove(record.blob)
         return record

@@ -343,6 +343,9 @@ def engine_settings(settings: Settings) -> EngineSettings:
         max_adapters=settings.max_adapters,
         memory_budget=settings.inference_memory,
         max_generation_tokens=settings.max_generation_tokens,
+        blob_url=settings.blob_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        cache_dir=str(settings.cache_path),
     )
 
 

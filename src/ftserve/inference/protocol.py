@@ -35,7 +35,9 @@ class ServedModel:
     # "gguf:/abs/path/model.gguf" (converted once into the models dir, then cached).
     base_source: str
     # kind "lora": the PEFT adapter directory; kind "full": the full model directory. Both hold
-    # the tokenizer with the chat template the trainer used. None for kind "base".
+    # the tokenizer with the chat template the trainer used. None for kind "base". A local path
+    # on a directory blob store; on a remote one its location (s3://…), which the inference
+    # process downloads once into its cache.
     weights: str | None = None
     chat: bool = True  # False: trained on prompt/completion rows, served on /completions only
 
@@ -163,3 +165,9 @@ class EngineSettings:
     memory_budget: int = 8 << 30  # bytes for loaded full models and bases, LRU out beyond it
     max_batch: int = 8  # requests decoded together
     max_generation_tokens: int = 4096  # cap on n * max_tokens per request
+    # Where fine-tuned weights are fetched from when ``ServedModel.weights`` is a blob location
+    # rather than a local directory (a remote blob store): its URL and endpoint, and the local
+    # cache they are downloaded into (blobs/cache.py).
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None
+    cache_dir: str | None = None

@@ -5,8 +5,10 @@ spawning an inference process of its own.
 The channel is the same ``multiprocessing`` connection as with a spawned process (pickled
 :mod:`ftserve.inference.protocol` messages), opened with an HMAC challenge on a key both sides
 derive from the service's API keys, so only a peer that holds them can connect; pickles come
-only from such a peer. Model weights are named by path, so both machines must see the data dir
-at the same path (a shared filesystem) until models travel through a blob store.
+only from such a peer. Fine-tuned weights are named by where they lie: on a remote blob store
+(S3) by location, fetched by this process into its own cache, so it needs the same
+FTSERVE_BLOB_URL; on a directory store by path, so both machines must see it at the same path
+(a shared filesystem).
 
 One API server is served at a time: a second connection waits until the first closes. A
 connection that closes (the API server stopped or restarted) leaves the process serving the

@@ -7,7 +7,8 @@ the plain model name: it *is* the final model). A job in any other status expose
 another organization's models do not exist for this caller (404, never 403: no existence leak).
 
 Deleting records the names in the store first (one transaction), then removes the weights from
-the blob dir, so a crash in between leaves garbage files, never a listed model without weights.
+the blob store (and this machine's cached copies), so a crash in between leaves garbage files,
+never a listed model without weights.
 The job stays exactly as it was (``fine_tuned_model`` still names the model: it is history), and
 so do its checkpoint rows (``GET /fine_tuning/jobs/{id}/checkpoints`` still lists them).
 
@@ -24,19 +25,22 @@ Undocumented by OpenAI, decided here:
 
 from __future__ import annotations
 
+import logging
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..blobs import BlobCache, BlobError, BlobUnavailable, tree_prefix
 from ..errors import InvalidValue, ModelNotDeletable, ModelNotFound, UnknownModel
 from ..inference.protocol import ModelKind, ServedModel
 from ..jobs.states import Status
 from ..store.protocol import Store
 from ..store.records import CheckpointRecord, JobRecord
 from .registry import ModelRegistry, ResolvedModel, model_object
+
+log = logging.getLogger("ftserve.models")
 
 _CHECKPOINT = re.compile(r"^(?P<model>ft:.+):ckpt-step-(?P<step>[0-9]+)$")
 
@@ -52,10 +56,12 @@ class ModelService:
     """``ctx.services.models``: the registry's ``resolve``/``available`` (what jobs use), plus
     the organization-aware views of the models routes and of inference (``served``)."""
 
-    def __init__(self, registry: ModelRegistry, store: Store, blob_dir: Path) -> None:
+    def __init__(self, registry: ModelRegistry, store: Store, blobs: BlobCache | Path) -> None:
+        from ..files.service import as_cache
+
         self.registry = registry
         self._store = store
-        self._blob_dir = blob_dir
+        self._blobs = as_cache(blobs)
 
     # -- base models (the registry) ----------------------------------------------------------
     def resolve(self, model: str) -> ResolvedModel:
@@ -128,19 +134,19 @@ class ModelService:
         checkpoints = self._checkpoints(job)
         if found.checkpoint is None:
             names = [name, *(c.fine_tuned_model_checkpoint for c in checkpoints)]
-            paths = [self._blob_dir / c.path for c in checkpoints]
-            model_path = job.extensions.get("model_path")
-            if isinstance(model_path, str):
-                paths.append(Path(model_path))
+            keys = [c.path for c in checkpoints]
+            model_key = _model_key(self._blobs, job)
+            if model_key is not None:
+                keys.append(model_key)
             # Everything under the job's directory is training output of this finished job.
-            paths.append(self._blob_dir / "jobs" / job.id)
+            keys.append(f"jobs/{job.id}")
         else:
-            names, paths = [name], [self._blob_dir / found.checkpoint.path]
+            names, keys = [name], [found.checkpoint.path]
         # The rows first: from here on the model is gone, whatever happens to the files.
         if name not in self._store.delete_models(organization, job.id, names, int(time.time())):
             raise UnknownModel(name)  # deleted by a concurrent request
-        for path in paths:
-            self._remove(path)
+        for key in keys:
+            self._remove(key)
         return {"id": name, "object": "model", "deleted": True}
 
     def _is_base(self, name: str) -> bool:
@@ -154,18 +160,16 @@ class ModelService:
             return False
         return True
 
-    def _remove(self, path: Path) -> None:
-        """Delete a model directory, only ever inside the blob dir."""
+    def _remove(self, key: str) -> None:
+        """Delete a model tree from the blob store and its copies cached here. A store that
+        cannot be reached leaves garbage (logged); the model is gone already."""
         try:
-            target, root = path.resolve(), self._blob_dir.resolve()
-            if target == root or not target.is_relative_to(root):
-                return
-        except (OSError, RuntimeError, ValueError):
-            return
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)
+            self._blobs.blobs.delete_prefix(tree_prefix(key))
+        except ValueError:
+            return  # a row naming something outside the store: not ours to delete
+        except (BlobError, BlobUnavailable) as exc:
+            log.warning("could not delete the weights under %s: %s", key, exc)
+        self._blobs.evict(key)
 
     # -- inference ---------------------------------------------------------------------------
     def served(self, organization: str, name: str) -> ServedModel:
@@ -179,7 +183,7 @@ class ModelService:
         organization's, deleted, or a job that has not succeeded."""
         found = self.fine_tuned(organization, name)
         if found is not None:
-            return _served(found, self._blob_dir, name)
+            return _served(found, self._blobs, name)
         try:
             resolved = self.registry.resolve(name)
         except InvalidValue:
@@ -196,12 +200,21 @@ def _object(found: FineTuned) -> dict[str, Any]:
     return {"id": found.name, "object": "model", "created": created, "owned_by": job.organization}
 
 
-def _served(found: FineTuned, blob_dir: Path, name: str) -> ServedModel:
+def _model_key(blobs: BlobCache, job: JobRecord) -> str | None:
+    """The key of the job's final model (``model_path`` is where it lies: a path on a
+    directory store, an s3:// URL on S3)."""
+    model_path = job.extensions.get("model_path")
+    return blobs.blobs.key_of(model_path) if isinstance(model_path, str) else None
+
+
+def _served(found: FineTuned, blobs: BlobCache, name: str) -> ServedModel:
+    """``weights`` is where the model lies: a local directory on a directory store, a blob
+    location on a remote one, which the inference process fetches through its cache."""
     job = found.job
     adapter = job.extensions.get("adapter", "lora")
     kind: ModelKind = "full" if adapter == "full" else "lora"
     if found.checkpoint is not None:
-        weights = str(blob_dir / found.checkpoint.path)
+        weights = blobs.blobs.location(found.checkpoint.path)
     else:
         model_path = job.extensions.get("model_path")
         if not isinstance(model_path, str):

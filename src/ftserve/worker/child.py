@@ -13,6 +13,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from ..blobs import BlobCache, BlobError, BlobUnavailable, open_cache
 from ..config import Settings
 from ..errors import StoreError
 from ..events import messages
@@ -81,23 +82,23 @@ def _fail(store: Store, claim: Claim, code: str, message: str) -> None:
         )
 
 
-def _resume_point(store: Store, settings: Settings, job_id: str) -> Path | None:
-    """The newest checkpoint the store lists for the job: what the job has, whatever else
-    lies on disk."""
+def _resume_point(store: Store, job_id: str) -> str | None:
+    """The key of the newest checkpoint the store lists for the job: what the job has,
+    whatever else lies in the blob store."""
     page = store.list_checkpoints(None, job_id, after=None, limit=1)
     if page is None or not page.items:
         return None
-    return settings.blob_dir / page.items[0].path
+    return page.items[0].path
 
 
 def _run(claim: Claim, settings: Settings, store: Store, worker_alive: Callable[[], bool]) -> None:
     job = store.get_job(claim.job_id)
     if job is None or job.claim_token != claim.token:
         return
-    blob_dir = settings.blob_dir
+    blobs = open_cache(settings)
     # Earlier claims of this job are stale: what none of the job's rows names is garbage.
-    claimdirs.sweep(store, blob_dir, job.id, keep=claim.token)
-    files = FileService(store, blob_dir)
+    _sweep(store, blobs, job.id, keep=claim.token)
+    files = FileService(store, blobs, reclaim_after=None)
     now = int(time.time())
     training = store.get_file(job.organization, job.training_file, now)
     validation = (
@@ -114,14 +115,32 @@ def _run(claim: Claim, settings: Settings, store: Store, worker_alive: Callable[
     step_log = (
         settings.step_log_dir / f"{job.id}.{claim.token}.log" if settings.step_log_dir else None
     )
-    hooks = StoreHooks(store, job, claim, worker_alive, blob_dir, step_log=step_log)
+    hooks = StoreHooks(
+        store,
+        job,
+        claim,
+        worker_alive,
+        blobs,
+        step_log=step_log,
+        retry_seconds=settings.blob_retry_seconds,
+    )
     try:
         outcome = _train(job, claim, settings, files, training, validation, hooks, store)
+        if outcome is not None:
+            _finish(store, files, hooks, job, claim, *outcome)
     finally:
         hooks.close()
-    if outcome is not None:
-        _finish(store, files, job, claim, *outcome)
-    _let_go(store, blob_dir, claim, hooks.lost)
+    _let_go(store, blobs, claim, hooks.lost)
+
+
+def _blob_failure(store: Store, claim: Claim, hooks: StoreHooks, exc: BlobUnavailable) -> None:
+    """The blob store stayed unreachable through a save's retries: the job fails, saying so
+    (unless it is not this run's any more: then another run carries on)."""
+    if hooks.lost:
+        log.info("job %s: a stale run stopped on an unreachable blob store", claim.job_id)
+        return
+    log.error("job %s: %s", claim.job_id, exc.detail)
+    _fail(store, claim, "blob_store_unavailable", f"The blob store failed: {exc.detail}"[:2000])
 
 
 def _train(
@@ -142,25 +161,45 @@ def _train(
 
         lr = _hp(job, "learning_rate_multiplier")
         beta = _hp(job, "beta")
+        # From a remote store these are downloaded into this machine's cache (once per file).
+        training_path = hooks.with_retries(
+            "download the training file", lambda: files.blob_path(training)
+        )
+        validation_path = (
+            hooks.with_retries("download the validation file", lambda: files.blob_path(validation))
+            if validation
+            else None
+        )
+        resume_key = _resume_point(store, job.id)
+        resume_from = (
+            hooks.with_retries(
+                "download the checkpoint to resume from", lambda: hooks.blobs.tree(resume_key)
+            )
+            if resume_key is not None
+            else None
+        )
         spec = TrainingSpec(
             model=job.model_source,
-            training_file=files.blob_path(training),
-            validation_file=files.blob_path(validation) if validation else None,
+            training_file=training_path,
+            validation_file=validation_path,
             method="dpo" if job.method.get("type") == "dpo" else "supervised",
             n_epochs=_int_or_none(_hp(job, "n_epochs")),
             batch_size=_int_or_none(_hp(job, "batch_size")),
             learning_rate_multiplier=float(lr) if isinstance(lr, int | float) else None,
             beta=float(beta) if isinstance(beta, int | float) else None,
             seed=job.seed,
-            work_dir=claimdirs.claim_dir(settings.blob_dir, job.id, claim.token),
+            work_dir=hooks.blobs.work_path(claimdirs.claim_key(job.id, claim.token)),
             models_cache_dir=settings.models_dir,
             lora=job.extensions.get("adapter", "lora") != "full",
             lora_rank=int(job.extensions.get("lora_rank", 8)),
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
-            resume_from=_resume_point(store, settings, job.id),
+            resume_from=resume_from,
         )
         result = train(spec, hooks)
+    except BlobUnavailable as exc:
+        _blob_failure(store, claim, hooks, exc)
+        return None
     except TrainingStopped as stop:
         log.info("job %s stopped: %s", job.id, stop)
         return None
@@ -190,28 +229,54 @@ def _train(
     return result.trained_tokens, result.final_path
 
 
-def _let_go(store: Store, blob_dir: Path, claim: Claim, lost: bool) -> None:
+def _sweep(
+    store: Store, blobs: BlobCache, job_id: str, *, only: str | None = None, keep: str | None = None
+) -> None:
+    try:
+        claimdirs.sweep(store, blobs.blobs, job_id, only=only, keep=keep)
+    except (BlobError, BlobUnavailable) as exc:
+        # Unnamed blobs stay garbage; a later sweep of the job deletes them.
+        log.warning("job %s: could not sweep its unnamed blobs: %s", job_id, exc)
+
+
+def _let_go(store: Store, blobs: BlobCache, claim: Claim, lost: bool) -> None:
     """Release the claim (a no-op when it is no longer current) and delete what this run wrote
     that no row names; once the job is over, the same goes for every earlier claim."""
     if not lost:
         store.release_claim(claim)
     job = store.get_job(claim.job_id)
     if job is not None and job.status in FINAL:
-        claimdirs.sweep(store, blob_dir, claim.job_id)
-    else:  # a newer claim may be writing already: only this one's directory is ours to tidy
-        claimdirs.sweep(store, blob_dir, claim.job_id, only=claim.token)
+        _sweep(store, blobs, claim.job_id)
+    else:  # a newer claim may be writing already: only this one's tree is ours to tidy
+        _sweep(store, blobs, claim.job_id, only=claim.token)
+    # What this run wrote locally for a remote store is uploaded, or garbage.
+    blobs.forget_work(claimdirs.claim_key(claim.job_id, claim.token))
 
 
 def _finish(
     store: Store,
     files: FileService,
+    hooks: StoreHooks,
     job: JobRecord,
     claim: Claim,
     trained_tokens: int,
     final_path: Path,
 ) -> None:
+    # The model and the results file are in the blob store before the commit that names them:
+    # a job never reports success without its weights.
+    model_key = hooks.blobs.key_for(final_path)
     csv = results_csv(store.event_bodies(job.id, "metrics"))
-    results = files.write_generated(job.organization, "step_metrics.csv", "fine-tune-results", csv)
+    try:
+        hooks.save_tree(model_key, final_path, "save the fine-tuned model")
+        results = hooks.with_retries(
+            "save the results file",
+            lambda: files.write_generated(
+                job.organization, "step_metrics.csv", "fine-tune-results", csv
+            ),
+        )
+    except BlobUnavailable as exc:
+        _blob_failure(store, claim, hooks, exc)
+        return
     name = model_name(job)
     page = store.list_checkpoints(None, job.id, after=None, limit=1000)
     checkpoints = sorted(page.items if page else [], key=lambda c: c.step_number)
@@ -233,17 +298,16 @@ def _finish(
                 "result_files": [results.id],
                 "estimated_finish": None,
                 **RELEASED,
-                "extensions": {**job.extensions, "model_path": os.fspath(final_path)},
+                "extensions": {
+                    **job.extensions,
+                    "model_path": hooks.blobs.blobs.location(model_key),
+                },
             },
             events=events,
             add_files=[results],
         )
     except WriteRefused:
-        # Refused on a retry because the first try committed (the connection dropped before
-        # its answer): the job names the results file then, and keeps it.
-        current = store.get_job(job.id)
-        if current is None or results.id not in current.result_files:
-            files.discard_generated(results)
+        files.discard_generated(results)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -7,25 +7,30 @@ So a stop request lands at most one step late, and nothing is ever logged after 
 pause event. Each metrics event carries a per-step key, so a step replayed after a resume is
 never written twice.
 
-Checkpoint directories become the job's when their row commits under the current claim; the
-retention rule (keep the newest ``keep`` epoch checkpoints; drop a pause checkpoint once a
-newer checkpoint exists) is applied in that same transaction, and only then are the files of
-the dropped rows deleted.
+Checkpoint directories become the job's when their row commits under the current claim: each is
+written locally (atomically), uploaded whole to the blob store (a no-op on the directory store,
+where training writes in place), and only then named by its fenced row; a save that finds the
+store unreachable is retried with a bounded backoff (blobs/retry.py) and fails the job with a
+clear error if the store stays down. The retention rule (keep the newest ``keep`` epoch
+checkpoints; drop a pause checkpoint once a newer checkpoint exists) is applied in that same
+transaction, and only then are the files of the dropped rows deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from ..blobs import BlobCache, BlobError, BlobUnavailable, tree_prefix
+from ..blobs.retry import retrying
 from ..events import messages
 from ..ids import checkpoint_id
 from ..jobs.naming import checkpoint_name, model_name
-from ..jobs.states import Status
+from ..jobs.states import FINAL, Status
 from ..store.protocol import Fence, Store, WriteRefused
 from ..store.records import CheckpointRecord, Claim, JobRecord, NewEvent
 
@@ -34,6 +39,10 @@ if TYPE_CHECKING:
 
 KEEP_CHECKPOINTS = 3
 PROGRESS_SECONDS = 1.0  # how often the job's estimated_finish rides along with a step's write
+RETRY_SECONDS = 120.0  # how long a save rides out an unreachable blob store (the setting's default)
+
+log = logging.getLogger("ftserve.child")
+T = TypeVar("T")
 
 
 class StoreHooks:
@@ -43,16 +52,20 @@ class StoreHooks:
         job: JobRecord,
         claim: Claim,
         worker_alive: Callable[[], bool],
-        blob_dir: os.PathLike[str],
+        blobs: BlobCache | os.PathLike[str],
         *,
         keep_checkpoints: int = KEEP_CHECKPOINTS,
         step_log: Path | None = None,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
+        from ..files.service import as_cache
+
         self.store = store
         self.job = job
         self.claim = claim
         self.worker_alive = worker_alive
-        self.blob_dir = os.fspath(blob_dir)
+        self.blobs = blobs if isinstance(blobs, BlobCache) else as_cache(Path(blobs))
+        self.retry_seconds = retry_seconds
         self.keep = max(1, keep_checkpoints)
         self.lost = False  # the claim is gone (lease taken, or the worker died): touch nothing
         self.total_steps = 0
@@ -133,9 +146,11 @@ class StoreHooks:
             step_number=c.step,
             fine_tuned_model_checkpoint=name,
             metrics={k: v for k, v in metrics.items() if v is not None},
-            path=os.path.relpath(c.path, self.blob_dir),
+            path=self.blobs.key_for(c.path),
             kind=c.kind,
         )
+        # Uploaded whole before its row: a row never names an incomplete checkpoint.
+        self.save_tree(record.path, c.path, f"save checkpoint step {c.step}")
         page = self.store.list_checkpoints(None, self.job.id, after=None, limit=10_000)
         drop, unused = retired(page.items if page else [], record, self.keep)
         # "held": a pause checkpoint is saved after the pause event, by the claim holder,
@@ -143,11 +158,40 @@ class StoreHooks:
         answer, written = self._write(
             fence="held", add_checkpoint=record, drop_checkpoints=[d.id for d in drop]
         )
+        # The store has it now (or it is garbage): a remote store's local copy is not needed.
+        self.blobs.forget_work(record.path)
         if written:  # only files that no row names any more are deleted
-            for path in unused:
-                shutil.rmtree(os.path.join(self.blob_dir, path), ignore_errors=True)
+            for key in unused:
+                self._delete_tree(key)
         self.hook_seconds += time.perf_counter() - t0
         return answer
+
+    # -- the blob store ----------------------------------------------------------------------
+    def save_tree(self, key: str, local: Path, what: str) -> None:
+        """Upload a tree the trainer wrote locally, riding out an unreachable store for up to
+        ``retry_seconds``; BlobUnavailable after that (or once the job is not ours any more)."""
+        self.with_retries(what, lambda: self.blobs.blobs.put_tree(key, local))
+
+    def with_retries(self, what: str, fn: Callable[[], T]) -> T:
+        return retrying(what, fn, seconds=self.retry_seconds, stop=self._not_ours)
+
+    def _not_ours(self) -> bool:
+        """Whether retrying is pointless: the worker died, the claim went, the job ended."""
+        if not self.worker_alive():
+            self.lost = True
+            return True
+        job = self.store.get_job(self.claim.job_id)
+        if job is None or job.claim_token != self.claim.token:
+            self.lost = True
+            return True
+        return job.status in FINAL
+
+    def _delete_tree(self, key: str) -> None:
+        try:
+            self.blobs.blobs.delete_prefix(tree_prefix(key))
+        except (BlobError, BlobUnavailable) as exc:
+            # Unnamed now, so the claim sweep at the job's end deletes it.
+            log.warning("job %s: could not delete %s yet: %s", self.job.id, key, exc)
 
     # -- helpers -----------------------------------------------------------------------------
     def _write(self, *, fence: Fence = "running", **what: Any) -> tuple[Control, bool]:

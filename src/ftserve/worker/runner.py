@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
+from ..blobs import BlobError, BlobUnavailable, open_cache
 from ..config import Settings
 from ..errors import StoreError
 from ..events import messages
@@ -90,6 +91,7 @@ class Worker:
         self._ready = threading.Event()
         # One job per GPU; on CPU, as many as the concurrency setting allows.
         self.slots = gpus if gpus else max(self.settings.concurrency, 1)
+        self.blobs = open_cache(self.settings)
 
     # -- control from outside ----------------------------------------------------------------
     def stop(self) -> None:
@@ -108,6 +110,7 @@ class Worker:
             self._ready.set()
         else:
             threading.Thread(target=self._warm_up, name="ftserve-warm-up", daemon=True).start()
+        self._reclaim()
         changes = self.store.changes
         seen = changes.version()
         last_recover = float("-inf")  # the first cycle recovers before it claims
@@ -156,6 +159,17 @@ class Worker:
         finally:
             self._ready.set()
             self.store.changes.poke()
+
+    def _reclaim(self) -> None:
+        """Give back the space of uploads a crash cut off (this machine's cache temporaries;
+        the blob store's staged objects and incomplete multipart uploads)."""
+        try:
+            removed = self.blobs.reclaim(self.settings.upload_grace_seconds)
+        except (BlobError, BlobUnavailable) as exc:
+            log.warning("worker %s: could not reclaim cut-off uploads: %s", self.worker_id, exc)
+            return
+        if removed:
+            log.info("worker %s: reclaimed %d cut-off upload(s)", self.worker_id, removed)
 
     def _sleep_seconds(self) -> float:
         # Children that must be killed after a grace period need a timely look even when
@@ -248,7 +262,10 @@ class Worker:
             # the last checkpoint the store lists.
             self.store.release_claim(run.claim)
             if job.status in FINAL:
-                claimdirs.sweep(self.store, self.settings.blob_dir, job.id)
+                try:
+                    claimdirs.sweep(self.store, self.blobs.blobs, job.id)
+                except (BlobError, BlobUnavailable) as exc:
+                    log.warning("worker: could not sweep the unnamed blobs of %s: %s", job.id, exc)
 
     def _requeue_or_fail(self, job: JobRecord, reason: str) -> None:
         token = job.claim_token

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from ftserve.blobs import BlobCache, BlobError, BlobUnavailable, open_blobs_url
 from ftserve.inference.engine.vocab import Vocab
 from ftserve.inference.protocol import EngineSettings, ServedModel
 from ftserve.training.loading import DeviceChoice, freeze, load_model, load_tokenizer
@@ -136,6 +137,7 @@ class ModelStore:
         self._tokenizers: dict[Path, Any] = {}
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._names = (f"adapter{i}" for i in itertools.count())
+        self._blobs: BlobCache | None = None  # opened on the first model in a remote blob store
 
     # -- what a request needs before it runs --------------------------------------------------
 
@@ -161,7 +163,7 @@ class ModelStore:
         else:
             if not served.weights:
                 raise ModelUnavailable(f"Model {served.name!r} has no weights directory.")
-            weights = Path(served.weights)
+            weights = self._weights_dir(served.name, served.weights)
             marker = "adapter_config.json" if served.kind == "lora" else "config.json"
             if not (weights / marker).is_file():
                 raise ModelUnavailable(
@@ -213,6 +215,35 @@ class ModelStore:
             pad_id=int(tokenizer.pad_token_id),
             chat_stop_text=chat_stop_text,
         )
+
+    def _weights_dir(self, name: str, weights: str) -> Path:
+        """A local directory: ``weights`` itself, or, when it is a remote blob store's location,
+        this process's cached copy (downloaded once; content under a key never changes)."""
+        if not weights.startswith("s3://"):
+            return Path(weights)
+        if self._blobs is None:
+            if not self.settings.blob_url or not self.settings.cache_dir:
+                raise ModelUnavailable(
+                    f"The weights of model {name!r} are in {weights}, but this inference process "
+                    "has no blob store (set FTSERVE_BLOB_URL as for the API and workers)."
+                )
+            cache = Path(self.settings.cache_dir)
+            blobs = open_blobs_url(
+                self.settings.blob_url, cache, endpoint_url=self.settings.s3_endpoint_url
+            )
+            self._blobs = BlobCache(blobs, cache)
+        key = self._blobs.blobs.key_of(weights)
+        if key is None:
+            raise ModelUnavailable(
+                f"The weights of model {name!r} are in {weights}, outside this inference "
+                f"process's blob store ({self.settings.blob_url})."
+            )
+        try:
+            return self._blobs.tree(key)
+        except (BlobError, BlobUnavailable) as exc:
+            raise ModelUnavailable(
+                f"The weights of model {name!r} could not be fetched from {weights}: {exc}"
+            ) from exc
 
     def _materialize(self, source: str) -> Path:
         try:
