@@ -1,24 +1,28 @@
 #!/usr/bin/env python
-"""The events endpoint on PostgreSQL: the inline sync read vs the async pool, side by side.
+"""The events endpoint on PostgreSQL (the inline sync read and the async pool) and on SQLite,
+side by side in one run.
 
 One run:
 
 1. starts a private PostgreSQL cluster (tests/pg.py: own data dir, port and socket, stopped by
-   PID), migrates a database and fills it with N events over J finished jobs through
-   ``PostgresStore`` (bodies as in bench/events_bench.py);
-2. starts two real ``ftserve serve`` processes on it (no workers, no inference): one with
+   PID), migrates a database, and fills it and a SQLite store with the same N events over J
+   finished jobs (the same ids and bodies, through ``PostgresStore`` and ``SqliteStore``;
+   bodies as in bench/events_bench.py);
+2. starts three real ``ftserve serve`` processes (no workers, no inference): on PostgreSQL with
    ``FTSERVE_PG_ASYNC_EVENTS=0`` (the page read inline on the event loop, blocking it for the
-   round trips) and one with the default async read (``AsyncEventReads``);
-3. checks that both answer a sample of pages with the same bytes, then loads each with a
+   round trips), on PostgreSQL with the default async read (``AsyncEventReads``), and on the
+   SQLite file (the embedded default, read inline: microseconds);
+3. checks that all three answer a sample of pages with the same bytes, then loads each with a
    loopback HTTP/1.1 keep-alive client (asyncio, C connections, a random real cursor per
-   request: wrk is not needed), alternating sync/async for R rounds, and reports the medians of
-   req/s, p50 and p99, and the ratio async / sync.
+   request: wrk is not needed), taking turns for R rounds, and reports the medians of req/s,
+   p50 and p99, the ratio async / sync, and PostgreSQL (async, its default) / SQLite — goal
+   >= 0.5 in req/s, p99 <= 15 ms at 32 connections.
 
-The load client is Python and shares the cores with both servers' database and the server
-under test; it is the same client for both, so the ratio is the figure to read, not the
-absolute req/s.
+The load client is Python and shares the cores with the server under test and the database;
+it is the same client for all three, so the ratios are the figures to read, not the absolute
+req/s.
 
-    .venv/bin/python bench/events_pg_bench.py            # ~1.5 minutes
+    .venv/bin/python bench/events_pg_bench.py            # ~2 minutes
 """
 
 from __future__ import annotations
@@ -53,25 +57,37 @@ from events_bench import (  # noqa: E402
     http_get,
 )
 
+from ftserve.config import Settings  # noqa: E402
 from ftserve.ids import job_id  # noqa: E402
 from ftserve.store.postgres import PostgresStore, migrate  # noqa: E402
+from ftserve.store.protocol import Store  # noqa: E402
+from ftserve.store.sqlite import SqliteStore  # noqa: E402
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
 
-def fill(url: str, events: int, jobs: int, seed: int) -> list[tuple[str, list[str]]]:
-    """(job id, its event ids newest first) for every job, after filling the database."""
+def fill(
+    url: str, sqlite_dir: Path, events: int, jobs: int, seed: int
+) -> list[tuple[str, list[str]]]:
+    """(job id, its event ids newest first) for every job, after filling the PostgreSQL
+    database and the SQLite store of ``sqlite_dir`` with the same jobs and events."""
     rng = random.Random(seed)
-    store = PostgresStore(url)
+    stores: list[Store] = [
+        PostgresStore(url),
+        SqliteStore(Settings(data_dir=sqlite_dir).sqlite_path),
+    ]
     out: list[tuple[str, list[str]]] = []
     try:
         for i, size in enumerate(_job_sizes(rng, events, jobs)):
             jid = job_id()
             record = _job_record(rng, jid, 1_700_000_000 + i * 1000, size)
-            store.create_job(record, list(_job_events(rng, record, size)))
-            ids = [str(orjson.loads(b)["id"]) for b in store.event_bodies(jid)]
+            made = list(_job_events(rng, record, size))
+            for store in stores:
+                store.create_job(record, made)
+            ids = [str(orjson.loads(b)["id"]) for b in stores[0].event_bodies(jid)]
             out.append((jid, ids[::-1]))
     finally:
-        store.close()
+        for store in stores:
+            store.close()
     return out
 
 
@@ -169,7 +185,7 @@ def bench(
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE ftserve_bench")
     migrate(url)
-    filled = fill(url, args.events, args.jobs, args.seed)
+    filled = fill(url, workdir / "sqlite", args.events, args.jobs, args.seed)
     print(
         f"filled {args.events:,} events over {args.jobs:,} jobs in {time.monotonic() - t0:.1f} s",
         flush=True,
@@ -183,26 +199,36 @@ def bench(
         "FTSERVE_WORKERS": "0",
         "FTSERVE_INFERENCE": "0",
     }
-    for name, flag in (("sync", "0"), ("async", "1")):
+    sqlite_env = {k: v for k, v in base_env.items() if k != "FTSERVE_DATABASE_URL"}
+    for name, env in (
+        ("sync", {**base_env, "FTSERVE_PG_ASYNC_EVENTS": "0"}),
+        ("async", {**base_env, "FTSERVE_PG_ASYNC_EVENTS": "1"}),
+        ("sqlite", sqlite_env),
+    ):
         data = workdir / name
         srv = Server(
             name,
             [sys.executable, "-m", "ftserve", "serve", "--data-dir", str(data)],
-            {**base_env, "FTSERVE_PG_ASYNC_EVENTS": flag},
+            env,
             workdir / f"{name}.log",
         )
         servers.append(srv)
         srv.start()
-    sync_srv, async_srv = servers
+    first = servers[0]
     for path in paths[: args.verify]:
-        a, b = http_get(sync_srv.port, path), http_get(async_srv.port, path)
-        if a[0] != 200 or a != b:
-            raise RuntimeError(f"{path}: sync {a[0]} {a[1][:200]!r} != async {b[0]} {b[1][:200]!r}")
-        assert len(orjson.loads(a[1])["data"]) == PAGE
-    print(f"verified {args.verify} pages: both servers answer the same bytes", flush=True)
+        a = http_get(first.port, path)
+        assert a[0] == 200 and len(orjson.loads(a[1])["data"]) == PAGE, (path, a[1][:200])
+        for other in servers[1:]:
+            b = http_get(other.port, path)
+            if a != b:
+                raise RuntimeError(
+                    f"{path}: {first.name} {a[0]} {a[1][:200]!r} != {other.name} {b[0]} "
+                    f"{b[1][:200]!r}"
+                )
+    print(f"verified {args.verify} pages: all servers answer the same bytes", flush=True)
     for srv in servers:
         run_load(srv.port, paths, args.warmup, args.connections, args.seed)
-    results: dict[str, list[Load]] = {"sync": [], "async": []}
+    results: dict[str, list[Load]] = {srv.name: [] for srv in servers}
     for rnd in range(args.rounds):
         for srv in servers:
             cpu0 = srv.cpu_seconds()
@@ -211,7 +237,7 @@ def bench(
             r = Load(r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors, cpu)
             results[srv.name].append(r)
             print(
-                f"round {rnd + 1} {srv.name:5}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                f"round {rnd + 1} {srv.name:6}: {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
                 f"p99 {r.p99_ms:6.2f} ms  server CPU {r.server_cpu_us:4.0f} us/req  "
                 f"{r.requests} requests, {r.errors} errors",
                 flush=True,
@@ -221,21 +247,32 @@ def bench(
         return float(statistics.median(getattr(r, attr) for r in results[name]))
 
     lines = [
-        f"events endpoint on PostgreSQL {args.events:,} events / {args.jobs:,} jobs, "
-        f"{args.connections} connections, {args.rounds} x {args.duration:g} s per mode, "
+        f"events endpoint, {args.events:,} events / {args.jobs:,} jobs, "
+        f"{args.connections} connections, {args.rounds} x {args.duration:g} s per server, "
         f"{os.cpu_count()} CPUs (load client, server and PostgreSQL share them)",
     ]
-    for name in ("sync", "async"):
+    labels = {
+        "sync": "PostgreSQL, inline read",
+        "async": "PostgreSQL, AsyncConnectionPool (default)",
+        "sqlite": "SQLite, inline read",
+    }
+    for name, label in labels.items():
         errors = sum(r.errors for r in results[name])
         lines.append(
-            f"  {name:5} ({'inline' if name == 'sync' else 'AsyncConnectionPool'}): "
-            f"{med(name, 'rps'):8.0f} req/s  p50 {med(name, 'p50_ms'):6.2f} ms  "
+            f"  {label:42}: {med(name, 'rps'):8.0f} req/s  p50 {med(name, 'p50_ms'):6.2f} ms  "
             f"p99 {med(name, 'p99_ms'):6.2f} ms  server CPU {med(name, 'server_cpu_us'):4.0f} "
             f"us/req  errors {errors}"
         )
     lines.append(
-        f"  ratio async / sync: req/s {med('async', 'rps') / med('sync', 'rps'):.2f}, "
+        f"  ratio PostgreSQL async / inline: req/s {med('async', 'rps') / med('sync', 'rps'):.2f}, "
         f"p99 {med('async', 'p99_ms') / med('sync', 'p99_ms'):.2f}"
+    )
+    ratio = med("async", "rps") / med("sqlite", "rps")
+    p99 = med("async", "p99_ms")
+    lines.append(
+        f"  ratio PostgreSQL (async) / SQLite: req/s {ratio:.2f} (goal >= 0.5), "
+        f"p99 {p99 / med('sqlite', 'p99_ms'):.2f}; PostgreSQL p99 {p99:.2f} ms "
+        f"(goal <= 15 ms at 32 connections): {'met' if ratio >= 0.5 and p99 <= 15 else 'NOT met'}"
     )
     lines.append(f"  total {time.monotonic() - t0:.0f} s")
     return lines

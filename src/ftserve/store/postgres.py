@@ -269,7 +269,14 @@ class PostgresStore:
         for attempt in range(2):
             try:
                 with self._pool.connection(timeout=self._wait()) as conn:
-                    result = fn(conn)
+                    # Each statement on its own, as the events page's async pool does: a read
+                    # is then one round trip, not three (BEGIN, the query, COMMIT).
+                    conn.autocommit = True
+                    try:
+                        result = fn(conn)
+                    finally:
+                        with contextlib.suppress(psycopg.Error):
+                            conn.autocommit = False
                 self._down = False
                 return result
             except PoolTimeout as exc:
@@ -511,23 +518,21 @@ class PostgresStore:
             return None
         with self._tx() as conn:
             # A job another worker is claiming right now is skipped, not waited for; its row is
-            # re-checked against the condition once locked, so no two claims take one job.
-            row = _one(
+            # re-checked against the condition once locked, so no two claims take one job. One
+            # statement finds, takes and returns it.
+            new = _one(
                 conn,
-                "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL "
-                "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
-            )
-            if row is None:
-                return None
-            conn.execute(
                 "UPDATE jobs SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                "claim_token = %s, attempts = attempts + 1 WHERE id = %s",
-                (worker_id, now + lease_seconds, secrets.token_hex(8), row[0]),
+                "claim_token = %s, attempts = attempts + 1 WHERE id = ("
+                "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL "
+                f"ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {', '.join(JOB_COLUMNS)}",
+                (worker_id, now + lease_seconds, secrets.token_hex(8)),
             )
-            self._append(conn, row[0], events, Status.QUEUED, Status.RUNNING)
-            new = _one(conn, f"{JOB_SELECT} WHERE id = %s", (row[0],))
-            assert new is not None
-            return job_record(new)
+            if new is None:
+                return None
+            claimed = job_record(new)
+            self._append(conn, claimed.id, events, Status.QUEUED, Status.RUNNING)
+            return claimed
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._tx() as conn:
@@ -619,18 +624,23 @@ class PostgresStore:
             return 0
         if not log_accepts(before, after):
             raise WriteRefused(job_id, after, False, f"the job's log is closed ({after})")
-        row = _one(conn, "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = %s", (job_id,))
-        last = int(row[0]) if row is not None else 0
         added = 0
         for event in events:
+            # The next seq is found in the insert itself: one round trip an event.
             cur = conn.execute(
                 "INSERT INTO events (job_id, seq, id, created_at, kind, key, body) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (job_id, last + 1, event.id, event.created_at, event.kind, event.key, event.body),
+                "SELECT %(job)s, COALESCE(MAX(seq), 0) + 1, %(id)s, %(at)s, %(kind)s, %(key)s, "
+                "%(body)s FROM events WHERE job_id = %(job)s ON CONFLICT DO NOTHING",
+                {
+                    "job": job_id,
+                    "id": event.id,
+                    "at": event.created_at,
+                    "kind": event.kind,
+                    "key": event.key,
+                    "body": event.body,
+                },
             )
-            if cur.rowcount:
-                last += 1
-                added += 1
+            added += cur.rowcount
         return added
 
     def append_events(self, job_id: str, events: Sequence[NewEvent]) -> int:
