@@ -307,7 +307,11 @@ def _finish(
             add_files=[results],
         )
     except WriteRefused:
-        files.discard_generated(results)
+        # Refused on a retry because the first try committed (the connection dropped before
+        # its answer): the job names the results file then, and keeps it.
+        current = store.get_job(job.id)
+        if current is None or results.id not in current.result_files:
+            files.discard_generated(results)
 
 
 def _int_or_none(value: object) -> int | None:
