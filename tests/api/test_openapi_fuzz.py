@@ -198,6 +198,19 @@ def seeded(server: Server, http: httpx.Client) -> Seeded:
     )
     assert created.status_code == 200, created.text
     job_id = created.json()["id"]
+    # The first completion starts the inference process and loads the model: seconds on an idle
+    # machine, much longer on a loaded one. Schemathesis' 10 s read timeout is meant for requests,
+    # not for that cold start, so it is paid here once.
+    warm = http.post(
+        "/chat/completions",
+        json={
+            "model": "ftserve-tiny",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1,
+        },
+        timeout=300,
+    )
+    assert warm.status_code == 200, warm.text
     _wait_for(
         lambda: http.get(f"/fine_tuning/jobs/{job_id}").json()["status"] != "validating_files",
         "the seeded job's files to be validated",
