@@ -42,7 +42,7 @@ def ftserve(
     stdin: str | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float = 60,
+    timeout: float = 120,  # generous: a loaded CI machine, a first chat loading its model
 ) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(
         [sys.executable, "-m", "ftserve", *args],
@@ -79,7 +79,7 @@ class Following:
         for line in stream:
             self.lines.put(line)
 
-    def wait_for(self, text: str, timeout: float = 30) -> None:
+    def wait_for(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -92,7 +92,7 @@ class Following:
                 return
         raise AssertionError(f"{text!r} not printed in {timeout}s: {self.seen}")
 
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
         rc = self.proc.wait(timeout)
         self.finished = True
         self._reader.join(5)
@@ -262,6 +262,7 @@ def test_pause_and_resume_while_following(
     )
     f = Following(trainer_server, job.id)
     following.append(f)
+    f.wait_for("Fine-tuning job started")  # following already, not coming in on a paused job
     wait_steps(client, job.id, 10)
     assert str(client.fine_tuning.jobs.pause(job.id).status) == "paused"
     f.wait_for("Job paused — waiting for resume")
@@ -284,9 +285,9 @@ def test_follow_resumes_after_the_server_restarts(
     client = srv.client()
     job = client.fine_tuning.jobs.create(
         model="ftserve-tiny",
-        training_file=upload(client, chat_rows(30)),
+        training_file=upload(client, chat_rows(20)),
         seed=5,
-        hyperparameters={"n_epochs": 10, "batch_size": 1},
+        hyperparameters={"n_epochs": 5, "batch_size": 1},
     )
     f = Following(srv, job.id, "--json")
     following.append(f)

@@ -35,8 +35,8 @@ EXIT_CANCELLED = 2
 OUTCOMES = {"succeeded": EXIT_SUCCEEDED, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
 
 # Connections in a row that bring nothing (no event, no heartbeat) before giving up; the waits
-# between them grow from 0.5 s to 8 s, about half a minute in all: a server restart fits.
-MAX_ATTEMPTS = 7
+# between them grow from 0.5 s to 8 s, about a minute in all: a server restart fits.
+MAX_ATTEMPTS = 10
 # The server sends a heartbeat well within this; a silence this long is a dead connection.
 READ_TIMEOUT = 60.0
 PAUSED_POLL = 2.0
@@ -167,7 +167,7 @@ class BarView:
             eta=None,
         )
         self.rate = _Rate()
-        self.status = job.status
+        self.status = ""  # none said yet: the first status told is shown, a pause's note too
 
     def __enter__(self) -> BarView:
         return self
@@ -258,11 +258,21 @@ class _Gone(Exception):
 
 
 class Follower:
-    def __init__(self, conn: Connection, client: openai.OpenAI, job_id: str, view: View) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        client: openai.OpenAI,
+        job_id: str,
+        view: View,
+        replay_until: str | None,
+    ) -> None:
         self.conn = conn
         self.client = client
         self.job_id = job_id
         self.view = view
+        # The newest event when we came in: until the stream has replayed it, the events are
+        # history, and the job's status now would be told in the middle of them.
+        self.replay_until = replay_until
         self.last_id: str | None = None
         self.seen: set[str] = set()
         self.alive = False  # the current connection brought something
@@ -340,9 +350,17 @@ class Follower:
                 return
             self.seen.add(eid)
         self.view.event(item.data, event)
-        if event.get("type") != "metrics" and isinstance(self.view, BarView):
+        if self.replay_until is not None:
+            if eid == self.replay_until:
+                self.replay_until = None
+                self._refresh()
+        elif event.get("type") != "metrics":
             # Message events mark the transitions (paused, resumed, started…): ask the job
             # what it is now, rather than reading it from the text.
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if isinstance(self.view, BarView):  # JSON lines have no status to show
             job = self._job()
             if job is not None:
                 self.view.set_status(job.status, job.finished_at)
@@ -377,11 +395,13 @@ def _http_error(resp: httpx2.Response) -> str:
 
 def follow(conn: Connection, client: openai.OpenAI, job_id: str, *, json_lines: bool) -> int:
     job = client.fine_tuning.jobs.retrieve(job_id)  # an unknown id fails here, in plain words
+    newest = client.fine_tuning.jobs.list_events(job_id, limit=1).data
     view: View = JsonView(job) if json_lines else BarView(job)
     timeout = httpx2.Timeout(10.0, read=READ_TIMEOUT)
     http = httpx2.Client(base_url=conn.base_url, headers=conn.headers(), timeout=timeout)
     with http, view:
-        job = Follower(conn, client, job_id, view).run(http)
+        replay_until = newest[0].id if newest else None
+        job = Follower(conn, client, job_id, view, replay_until).run(http)
     return outcome(job, json_lines=json_lines)
 
 
