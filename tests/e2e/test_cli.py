@@ -308,10 +308,6 @@ def test_errors_are_one_line_without_traceback(trainer_server: Server) -> None:
     assert "Could not find fine tune: ftjob-nope" in unknown.stderr
     assert "param: fine_tune_id" in unknown.stderr and "code: fine_tune_not_found" in unknown.stderr
 
-    follow_unknown = ftserve(trainer_server, "jobs", "events", "ftjob-nope", "--follow")
-    assert follow_unknown.returncode == 1
-    assert "Could not find fine tune: ftjob-nope" in follow_unknown.stderr
-
     bad_key = ftserve(
         trainer_server,
         "models",
