@@ -7,7 +7,7 @@ newest event down to the first and start over, half of them on each replica, for
 ``SECONDS``. Every answer must be a 200 with a well-formed page (zero errors; a request sent
 on a kept-alive connection just as the server closed it for idleness is resent once, as HTTP
 clients do, and counted in the figures); the latency figures (count, rate, p50, p99, max) are
-printed, recorded as test properties (JUnit XML) and
+printed, recorded as test-suite properties (JUnit XML, with ``--junitxml``) and
 written to ``event-readers-load.json`` in the test's tmp dir, and p99 is held under a bound
 generous enough for a shared 2-core machine, where the readers, both replicas, the worker,
 its training process and the database share the cores.
@@ -139,7 +139,7 @@ def test_200_event_readers_on_two_replicas_while_jobs_train(
     replicas: list[Server],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     worker = Worker(replicas[0], tmp_path / "worker.log")
     worker.start()
@@ -196,7 +196,7 @@ def test_200_event_readers_on_two_replicas_while_jobs_train(
     out = tmp_path / "event-readers-load.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     for key, value in figures.items():
-        record_property(key, value)
+        record_testsuite_property(f"event_readers_load.{key}", value)
     with capsys.disabled():
         print(f"\nevent readers load: {json.dumps(figures)} ({out})")
     assert not errors, errors[:10]
