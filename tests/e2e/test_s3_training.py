@@ -150,7 +150,26 @@ class S3Setup:
         self.worker: S3Worker | None = None
         self.tmp = tmp
 
+    def plant_cut_off_upload(self) -> None:
+        """What an upload killed midway leaves in the bucket: a multipart upload with a part
+        and no completion (moto dates every upload 2010, so it is past any grace period)."""
+        client = self.moto.client()
+        key = f"{PREFIX}/files/file-cut-off"
+        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        client.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * (5 << 20),
+        )
+
+    def uploads(self) -> list[str]:
+        answer = self.moto.client().list_multipart_uploads(Bucket=self.bucket)
+        return [u["Key"] for u in answer.get("Uploads", [])]
+
     def start(self) -> None:
+        self.plant_cut_off_upload()
         self.server.start()
         self.worker = S3Worker(self.server, self.env, self.worker_cache, self.tmp / "worker.log")
 
@@ -193,6 +212,11 @@ def _key_of(location: str, bucket: str) -> str:
 def _model_path(job: Any) -> str:
     path: str = job.model_extra["ftserve"]["model_path"]
     return path
+
+
+def test_the_start_reclaimed_a_cut_off_upload(s3: S3Setup) -> None:
+    assert s3.uploads() == []
+    assert "files/file-cut-off" not in s3.keys("files/")
 
 
 def test_train_serve_and_delete_a_model_on_s3(s3: S3Setup) -> None:

@@ -87,7 +87,8 @@ def _translate(exc: BaseException, what: str) -> BaseException:
         code = str(error.get("Code", ""))
         status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in _MISSING or status == 404:
-            return BlobNotFound(what)
+            # "get s3://bucket/key" -> "s3://bucket/key": what is missing.
+            return BlobNotFound(what.rpartition(" ")[2])
         if code in _TRANSIENT or status >= 500 or status == 429:
             return BlobUnavailable(f"{what}: {cause}")
         return BlobError(f"{what}: {cause}")

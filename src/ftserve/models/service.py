@@ -145,8 +145,10 @@ class ModelService:
         # The rows first: from here on the model is gone, whatever happens to the files.
         if name not in self._store.delete_models(organization, job.id, names, int(time.time())):
             raise UnknownModel(name)  # deleted by a concurrent request
+        # A tree inside another one goes with it (one listing and delete on S3, not one each).
         for key in keys:
-            self._remove(key)
+            if not any(key.startswith(k + "/") for k in keys):
+                self._remove(key)
         return {"id": name, "object": "model", "deleted": True}
 
     def _is_base(self, name: str) -> bool:
