@@ -56,8 +56,8 @@ def sweep(
             continue
         if any(info.key.startswith(n + "/") for n in named):
             continue
-        # The largest unnamed tree holding this key (the first level below the claim's, from
-        # the top, that holds no name), so a whole stale checkpoint goes in one prefix delete.
+        # The largest unnamed tree holding this key (walking down from the claim's own tree,
+        # the first that holds no name), so a whole stale checkpoint goes in one prefix delete.
         for depth in range(3, len(parts)):
             tree = "/".join(parts[:depth])
             if not holds_name(tree):
