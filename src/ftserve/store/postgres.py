@@ -71,6 +71,7 @@ FIRST_VERSION = 3
 _MIGRATIONS: dict[int, list[str]] = {}
 # Taken by `ftserve migrate` so two of them at once apply the schema once.
 _MIGRATE_LOCK = 0x66747365  # "ftse"
+_NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT".encode()  # one simple-protocol query
 _DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is down
 _PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
 
@@ -108,6 +109,10 @@ def _nul(value: str | None) -> bool:
     """PostgreSQL text cannot hold U+0000, so a key with one names no row (ids never hold
     one): answered as absent instead of sending a query the server refuses."""
     return value is not None and "\x00" in value
+
+
+class _NothingQueued(Exception):
+    """Leaves a claim's transaction that found no job (rolled back)."""
 
 
 class SchemaNotReady(StoreError):
@@ -174,6 +179,7 @@ class PostgresStore:
         self._max_connections = max_connections
         self._timeout = timeout
         self._down = False  # the last call found the database unreachable (see _wait)
+        self._queue_empty = True  # the last claim found nothing (see claim_job)
         # The events page's async pool: opened on first use, inside the loop that serves.
         self._apool: AsyncConnectionPool[AsyncConn] | None = None
         self._apool_opening: asyncio.Task[AsyncConnectionPool[AsyncConn]] | None = None
@@ -249,7 +255,9 @@ class PostgresStore:
         try:
             with self._pool.connection(timeout=self._wait()) as conn:
                 yield conn
-                conn.execute(f"NOTIFY {CHANNEL}")
+                # The notification and the commit in one round trip (psycopg sees the
+                # transaction end; its own commit on leaving the block has nothing left to do).
+                conn.execute(_NOTIFY_AND_COMMIT)
         except PoolTimeout as exc:
             self._note_timeout()
             raise StoreUnavailable(f"no database connection free: {exc}") from exc
@@ -505,8 +513,10 @@ class PostgresStore:
     def claim_job(
         self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
     ) -> JobRecord | None:
-        # Idle workers ask often; a read answers "nothing queued" without a write transaction.
-        if (
+        # Idle workers ask often: once a claim found nothing, a read answers "still nothing"
+        # without a write transaction; after one that found a job, the next claim goes straight
+        # to the transaction (a busy queue saves the read).
+        if self._queue_empty and (
             self._read(
                 lambda conn: _one(
                     conn,
@@ -516,23 +526,28 @@ class PostgresStore:
             is None
         ):
             return None
-        with self._tx() as conn:
-            # A job another worker is claiming right now is skipped, not waited for; its row is
-            # re-checked against the condition once locked, so no two claims take one job. One
-            # statement finds, takes and returns it.
-            new = _one(
-                conn,
-                "UPDATE jobs SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                "claim_token = %s, attempts = attempts + 1 WHERE id = ("
-                "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL "
-                f"ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {', '.join(JOB_COLUMNS)}",
-                (worker_id, now + lease_seconds, secrets.token_hex(8)),
-            )
-            if new is None:
-                return None
-            claimed = job_record(new)
-            self._append(conn, claimed.id, events, Status.QUEUED, Status.RUNNING)
-            return claimed
+        try:
+            with self._tx() as conn:
+                # A job another worker is claiming right now is skipped, not waited for; its row
+                # is re-checked against the condition once locked, so no two claims take one
+                # job. One statement finds, takes and returns it.
+                new = _one(
+                    conn,
+                    "UPDATE jobs SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
+                    "claim_token = %s, attempts = attempts + 1 WHERE id = ("
+                    "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL ORDER BY "
+                    f"seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {', '.join(JOB_COLUMNS)}",
+                    (worker_id, now + lease_seconds, secrets.token_hex(8)),
+                )
+                if new is None:
+                    raise _NothingQueued  # rolled back: no commit, no notification
+                claimed = job_record(new)
+                self._append(conn, claimed.id, events, Status.QUEUED, Status.RUNNING)
+        except _NothingQueued:
+            self._queue_empty = True
+            return None
+        self._queue_empty = False
+        return claimed
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._tx() as conn:
