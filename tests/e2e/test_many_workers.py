@@ -13,12 +13,14 @@ Run on PostgreSQL (the multi-host store: FOR UPDATE SKIP LOCKED claims, LISTEN/N
 and on SQLite (the embedded default: four workers on one database file).
 
 What a job costs (measured on the shared 2-core machine this was written on): a spawned training
-process spent ~7 s importing torch, transformers and peft and ~2 s exiting, for ~0.4 s of work
-(tokenizer, model, LoRA, one step, checkpoint, final save). Training processes now fork from a
-per-worker fork server that imported the engine once (ftserve.worker.preload; ~10-30 s at
-worker start, before its first claim, not counted in the figures below), so 100 jobs took ~45 s
-on PostgreSQL and ~90 s on SQLite (every step's write and claim goes through one database file's
-single writer there), against ~290 s for 40 jobs before.
+process spent ~7 s importing torch (2.3 s), transformers with its model classes (1.7 s) and peft
+(3.2 s), and ~2 s exiting, for ~0.4 s of work (tokenizer, model, LoRA, one step, checkpoint,
+final save). Training processes now fork from a per-worker fork server that imported the engine
+once (ftserve.worker.preload; 10-30 s at worker start, before its first claim, not counted in
+the figures below), so 100 jobs took 38-71 s on PostgreSQL and 68-98 s on SQLite (0.4-1 s a
+job over the four workers: the work itself, the child's store round trips and two model saves,
+and the workers, the API and the test's polling sharing the two cores), against ~290 s for 40
+jobs before.
 """
 
 from __future__ import annotations
