@@ -29,7 +29,7 @@ import pytest
 from ftserve.config import Settings
 from ftserve.store.open import open_store
 from ftserve.store.protocol import Store
-from tests.pg import PgCluster, find_bindir, unavailable
+from tests.pg import PgCluster, private_cluster
 
 API_KEY = "sk-test-ftserve-0123456789"
 # Every SDK client a test makes, closed after the test: a pooled connection left to the garbage
@@ -160,21 +160,8 @@ _pg_names = itertools.count()
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A private PostgreSQL cluster for the whole session (unit and API tests share it)."""
-    try:
-        import psycopg  # noqa: F401
-        import psycopg_pool  # noqa: F401
-    except ImportError as exc:
-        unavailable(f"the postgres extra is not installed ({exc})")
-    bindir = find_bindir()
-    if bindir is None:
-        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
-    assert bindir is not None
-    cluster = PgCluster(bindir)
-    try:
-        cluster.start()
+    with private_cluster(PgCluster) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -130,6 +133,29 @@ class PgCluster:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@/{dbname}?host={self.sockets}&port={self.port}"
 
+    def pg_ctl_stop(self, mode: str) -> None:
+        """Stop the postmaster with ``pg_ctl stop -m MODE`` (fast: a clean shutdown; immediate:
+        every backend killed, as when the server dies), keeping its files for
+        :meth:`start_again`."""
+        out = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        assert out.returncode == 0, f"pg_ctl stop failed: {out.stdout}{out.stderr}"
+        self.pid = None
+
+    def start_again(self) -> None:
+        """Start a stopped cluster on its port, socket dir and data, as first started."""
+        # The options it was first started with (postmaster.opts: binary, -D, dir, options...).
+        opts = shlex.split((self.data / "postmaster.opts").read_text())[3:]
+        out = self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D", str(self.data),
+            "-l", str(self.root / "log"),
+            "-o", " ".join(shlex.quote(o) for o in opts),
+            "-w", "-t", "60",
+            "start",
+        )  # fmt: skip
+        assert out.returncode == 0, f"pg_ctl start failed: {out.stdout}{out.stderr}"
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         """Fast shutdown of this cluster's postmaster (by its PID), then the files go."""
         pid, self.pid = self.pid, None
@@ -142,3 +168,27 @@ class PgCluster:
                 if _alive(pid):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_Cluster = TypeVar("_Cluster", bound=PgCluster)
+
+
+@contextlib.contextmanager
+def private_cluster(kind: type[_Cluster]) -> Iterator[_Cluster]:
+    """A started cluster of ``kind`` for one test (or session), stopped and removed after; the
+    test is skipped (failed when PostgreSQL is required) where the server or driver is missing."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the postgres extra is not installed ({exc})")
+    bindir = find_bindir()
+    if bindir is None:
+        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
+    assert bindir is not None
+    cluster = kind(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

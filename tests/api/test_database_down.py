@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import orjson
 import pytest
 
 from tests.conftest import API_KEY, Server, chat_rows, jsonl, upload
-from tests.pg import PgCluster, find_bindir, unavailable
+from tests.pg import PgCluster, private_cluster
 
 
 class StoppablePg(PgCluster):
@@ -37,43 +36,13 @@ class StoppablePg(PgCluster):
     data."""
 
     def stop_server(self) -> None:
-        out = self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"
-        )
-        assert out.returncode == 0, f"pg_ctl stop failed: {out.stdout}{out.stderr}"
-        self.pid = None
-
-    def start_again(self) -> None:
-        # The options it was first started with (postmaster.opts: binary, -D, dir, options...).
-        opts = shlex.split((self.data / "postmaster.opts").read_text())[3:]
-        out = self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D", str(self.data),
-            "-l", str(self.root / "log"),
-            "-o", " ".join(shlex.quote(o) for o in opts),
-            "-w", "-t", "60",
-            "start",
-        )  # fmt: skip
-        assert out.returncode == 0, f"pg_ctl start failed: {out.stdout}{out.stderr}"
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self.pg_ctl_stop("fast")
 
 
 @pytest.fixture
 def own_cluster() -> Iterator[StoppablePg]:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        unavailable(f"the postgres extra is not installed ({exc})")
-    bindir = find_bindir()
-    if bindir is None:
-        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
-    assert bindir is not None
-    cluster = StoppablePg(bindir)
-    try:
-        cluster.start()
+    with private_cluster(StoppablePg) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import openai
 import pytest
 
 from tests.conftest import API_KEY, Server
-from tests.pg import PgCluster, find_bindir, unavailable
+from tests.pg import PgCluster, private_cluster
 
 # Short leases keep takeovers quick: a dead worker's job is taken back within seconds.
 LEASE_SECONDS = "4"
@@ -206,43 +205,13 @@ class RestartablePg(PgCluster):
         return self.url(dbname) + "&options=-c%20synchronous_commit%3Don"
 
     def crash(self) -> None:
-        out = self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
-        )
-        assert out.returncode == 0, f"pg_ctl stop failed: {out.stdout}{out.stderr}"
-        self.pid = None
-
-    def start_again(self) -> None:
-        # The server options as first started (postmaster.opts: binary, -D, dir, options...).
-        opts = shlex.split((self.data / "postmaster.opts").read_text())[3:]
-        out = self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D", str(self.data),
-            "-l", str(self.root / "log"),
-            "-o", " ".join(shlex.quote(o) for o in opts),
-            "-w", "-t", "60",
-            "start",
-        )  # fmt: skip
-        assert out.returncode == 0, f"pg_ctl start failed: {out.stdout}{out.stderr}"
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self.pg_ctl_stop("immediate")
 
 
 @pytest.fixture
 def private_pg() -> Iterator[RestartablePg]:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        unavailable(f"the postgres extra is not installed ({exc})")
-    bindir = find_bindir()
-    if bindir is None:
-        unavailable("no PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql/*/bin)")
-    assert bindir is not None
-    cluster = RestartablePg(bindir)
-    try:
-        cluster.start()
+    with private_cluster(RestartablePg) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def migrate(url: str) -> None:
