@@ -21,6 +21,9 @@ from ..store.records import JobRecord, NewEvent, Page
 from .schemas import parse_create
 from .states import Action, Status, refusal, sources
 
+# More than the number of transitions a job can make on its own before a user's one lands.
+_TRANSITION_ATTEMPTS = 8
+
 
 class JobService:
     def __init__(
@@ -118,15 +121,20 @@ class JobService:
     ) -> JobRecord:
         # Ownership first: another organization's job does not exist for this caller.
         current = self.get(organization, job_id)
-        if current.status not in sources(action):
-            raise StateConflict(refusal(action, current.status, job_id))
-        updated = self._store.update_job(
-            job_id, expect=[current.status], changes=changes(current), events=[event]
-        )
-        if updated is None:  # the status moved under us; answer from what it is now
-            now = self.get(organization, job_id)
-            raise StateConflict(refusal(action, now.status, job_id))
-        return updated
+        # The status can move between our read and our write (the validator queues the job, a
+        # worker claims it): the user's request is still allowed from the new status, so try
+        # again from what the job is now. Each retry follows a real transition elsewhere, and a
+        # job has few states, so this ends quickly.
+        for _ in range(_TRANSITION_ATTEMPTS):
+            if current.status not in sources(action):
+                raise StateConflict(refusal(action, current.status, job_id))
+            updated = self._store.update_job(
+                job_id, expect=[current.status], changes=changes(current), events=[event]
+            )
+            if updated is not None:
+                return updated
+            current = self.get(organization, job_id)
+        raise StateConflict(refusal(action, current.status, job_id))
 
     def cancel(self, organization: str, job_id: str) -> JobRecord:
         return self._transition(
