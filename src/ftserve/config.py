@@ -41,6 +41,11 @@ class Settings:
     min_training_examples: int = 10
     events_max_limit: int = 10_000
     events_heartbeat: float = 15.0  # seconds between ": ping" comments on an idle event stream
+    # How long an idle client connection stays open. Longer than a load balancer's idle timeout
+    # (60 s for nginx and AWS ALB), so the balancer, not the server, closes an idle connection:
+    # uvicorn's 5 s default equals httpx's keep-alive expiry, and a client reusing a connection
+    # just as the server closes it sees a reset.
+    keep_alive_seconds: int = 75
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     hf_cache_dir: Path | None = None  # None: HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub
     workers: int = 1  # embedded workers in `ftserve serve`
@@ -195,6 +200,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         min_training_examples=_int(env, "FTSERVE_MIN_TRAINING_EXAMPLES", 10, 1),
         events_max_limit=_int(env, "FTSERVE_EVENTS_MAX_LIMIT", 10_000, 1, 1_000_000),
         events_heartbeat=_seconds(env, "FTSERVE_EVENTS_HEARTBEAT", 15.0, 0.01, 3600.0),
+        keep_alive_seconds=_int(env, "FTSERVE_KEEP_ALIVE_SECONDS", 75, 1, 3600),
         model_aliases=parse_aliases(env.get("FTSERVE_MODEL_ALIASES", "")),
         hf_cache_dir=Path(cache) if cache else None,
         workers=_int(env, "FTSERVE_WORKERS", 1, 0, 64),

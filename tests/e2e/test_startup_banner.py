@@ -6,6 +6,7 @@ the port the system picked) and a server that never listens (port taken) prints 
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import socket
@@ -119,3 +120,35 @@ def test_no_banner_when_the_port_is_taken(tmp_path: Path) -> None:
     assert proc.returncode == 3, out
     assert "address already in use" in out
     assert "listening on" not in out and "API base URL" not in out
+
+
+def _get_on(conn: http.client.HTTPConnection, key: str) -> int:
+    conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {key}"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def test_idle_connections_stay_open_for_the_keep_alive_time(tmp_path: Path) -> None:
+    # uvicorn's own 5 s would close an idle connection just as httpx (the SDK) reuses it; behind
+    # a load balancer the server must outlast the balancer's idle timeout (docs/deployment.md).
+    key = "sk-keepalive-test-key"
+    data = tmp_path / "data"
+    proc, log = serve(data, 0, FTSERVE_API_KEYS=key, FTSERVE_KEEP_ALIVE_SECONDS="8")
+    try:
+        out = read_until(proc, log, "API key:")
+        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+), data in ", out)[1])  # type: ignore[index]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            assert _get_on(conn, key) == 200
+            first = conn.sock
+            time.sleep(6)  # past uvicorn's default
+            assert _get_on(conn, key) == 200
+            assert conn.sock is first  # the same connection, not a new one
+            started = time.monotonic()
+            assert first.recv(1) == b""  # then closed by the server, idle for 8 s
+            assert 6 < time.monotonic() - started < 20
+        finally:
+            conn.close()
+    finally:
+        stop(proc)

@@ -66,6 +66,7 @@ def test_settings_from_env() -> None:
         {"FTSERVE_DEVICE": "tpu"},
         {"FTSERVE_MODEL_ALIASES": "nonsense"},
         {"FTSERVE_WORKERS": "-1"},
+        {"FTSERVE_KEEP_ALIVE_SECONDS": "0"},
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str]) -> None:

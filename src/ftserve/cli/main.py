@@ -134,6 +134,7 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
+            timeout_keep_alive=settings.keep_alive_seconds,
             loop="auto",
             http="auto",
         )
