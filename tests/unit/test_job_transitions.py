@@ -1,21 +1,29 @@
-"""A user's cancel/pause lands even when the job's status moves between the service's read and
+"""Jobs meeting a world that moves under them.
+
+A user's cancel/pause lands even when the job's status moves between the service's read and
 its write (the validator queues the job, a worker claims it): CI once saw a cancel of a job
 that had just been queued answer "Job … is queued; only a job that is … queued … can be
-cancelled"."""
+cancelled". And a job whose files cannot be read for a while (blob store or database down)
+waits, then is validated, instead of staying in validating_files for good."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pytest
 
+from ftserve.blobs.protocol import BlobUnavailable
 from ftserve.errors import StateConflict
 from ftserve.events.messages import make_event
+from ftserve.files.service import FileService
 from ftserve.ids import job_id
 from ftserve.jobs.service import JobService
-from ftserve.store.records import JobRecord, NewEvent
+from ftserve.jobs.validator import JobValidator
+from ftserve.store.records import FileRecord, JobRecord, NewEvent
 from ftserve.store.sqlite import SqliteStore
 
 
@@ -102,3 +110,59 @@ def test_a_move_to_a_final_status_is_still_refused(store: _MovesFirst) -> None:
         _service(store).cancel("personal", jid)
     got = store.get_job(jid, "personal")
     assert got is not None and got.status == "failed"
+
+
+class _StoreDownFirst(FileService):
+    """Real file service whose blob store cannot be reached for its first ``outages`` reads."""
+
+    def __init__(self, store: SqliteStore, root: Path, outages: int) -> None:
+        super().__init__(store, root, reclaim_after=None)
+        self.outages = outages
+        self.reads = 0
+
+    def blob_path(self, f: FileRecord) -> Path:
+        self.reads += 1
+        if self.reads <= self.outages:
+            raise BlobUnavailable("s3://bucket/files/x: connection refused")
+        return super().blob_path(f)
+
+
+def _events(store: SqliteStore, jid: str) -> list[dict[str, Any]]:
+    return [orjson.loads(e) for e in store.event_bodies(jid)]
+
+
+def test_a_job_whose_file_cannot_be_read_now_waits_then_is_validated(
+    store: _MovesFirst, tmp_path: Path
+) -> None:
+    blobs = tmp_path / "blobs"
+    (blobs / "files").mkdir(parents=True)
+    line = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+    (blobs / "files" / "file-abc").write_bytes(line * 12)
+    store.add_file(
+        FileRecord(
+            id="file-x",
+            organization="personal",
+            bytes=len(line) * 12,
+            created_at=1,
+            filename="train.jsonl",
+            purpose="fine-tune",
+            blob="files/file-abc",
+        )
+    )
+    jid = _created(store)
+    files = _StoreDownFirst(store, blobs, outages=2)
+    validator = JobValidator(store, files, min_examples=10)
+    validator.start()  # picks up the job left validating_files
+    try:
+        deadline = time.monotonic() + 30
+        while (job := store.get_job(jid)) is not None and job.status == "validating_files":
+            assert time.monotonic() < deadline, "the job was never validated"
+            time.sleep(0.05)
+    finally:
+        validator.stop()
+    assert job is not None and job.status == "queued"
+    assert files.reads == 3  # two outages (1 s, then 2 s apart), then the check that passed
+    messages = [(e["level"], e["message"]) for e in _events(store, jid)]
+    waiting = [m for m in messages if m[0] == "warn"]
+    assert len(waiting) == 1 and "cannot be read right now" in waiting[0][1]  # said once
+    assert messages[-1] == ("info", "Files validated, moving job to queued state")

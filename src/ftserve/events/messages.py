@@ -61,6 +61,15 @@ def files_validated() -> NewEvent:
     return make_event("Files validated, moving job to queued state")
 
 
+def files_unreachable() -> NewEvent:
+    return make_event(
+        "The job's files cannot be read right now (the file store or database is unreachable); "
+        "validation will be retried until they can",
+        level="warn",
+        key="files-unreachable",
+    )
+
+
 def cancelled() -> NewEvent:
     return make_event("Fine-tuning job cancelled")
 

@@ -3,15 +3,22 @@
 Runs on a background thread of the API process (the check reads whole files). Jobs left in
 ``validating_files`` by a crash are picked up again at start, and the status guard on the final
 update makes a second validation of the same job harmless.
+
+A file that cannot be read *now* (the blob store or the database unreachable) fails nothing:
+the job stays ``validating_files``, says once in its log that it is waiting, and is checked
+again with a growing delay until the store answers (or the user cancels it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 
+from ..blobs.protocol import BlobUnavailable
+from ..errors import StoreError, StoreUnavailable
 from ..events import messages
 from ..files.service import FileService
 from ..files.validation import FileAnalysis, JsonlError, analyse_file
@@ -27,6 +34,11 @@ _FORMAT_WORDS = {
     "prompt_completion": "prompt/completion",
     "preference": "preference (input, preferred_output, non_preferred_output)",
 }
+
+
+# Checks of a job whose files cannot be read now: 1 s, 2 s, 4 s, … then once a minute.
+_RETRY_FIRST_SECONDS = 1.0
+_RETRY_MAX_SECONDS = 60.0
 
 
 class FileCheckFailed(Exception):
@@ -47,6 +59,8 @@ class JobValidator:
         self._min_examples = min_examples
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._waits: dict[str, int] = {}  # job id -> checks that met an unreachable store
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ftserve-validator", daemon=True)
@@ -55,6 +69,7 @@ class JobValidator:
             self._queue.put(job.id)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=10)
@@ -67,8 +82,34 @@ class JobValidator:
         while (job_id := self._queue.get()) is not None:
             try:
                 self.validate(job_id)
+                self._waits.pop(job_id, None)
+            except (BlobUnavailable, StoreUnavailable) as exc:
+                self._check_again_later(job_id, exc)
             except Exception:
                 log.exception("validating files of %s failed unexpectedly", job_id)
+
+    def _check_again_later(self, job_id: str, exc: Exception) -> None:
+        tries = self._waits[job_id] = self._waits.get(job_id, 0) + 1
+        delay = min(_RETRY_MAX_SECONDS, _RETRY_FIRST_SECONDS * 2 ** (tries - 1))
+        why = exc.detail if isinstance(exc, BlobUnavailable) else str(exc)
+        log.warning("job %s: files unreadable now (%s); checking again in %gs", job_id, why, delay)
+        if tries == 1:
+            # Keyed: one such event per job, however often it waits. When the database is what
+            # is down, the log line above is all there can be.
+            with contextlib.suppress(StoreError):
+                self._store.update_job(
+                    job_id,
+                    expect=[Status.VALIDATING_FILES],
+                    changes={},
+                    events=[messages.files_unreachable()],
+                )
+        timer = threading.Timer(delay, self._requeue, args=(job_id,))
+        timer.daemon = True
+        timer.start()
+
+    def _requeue(self, job_id: str) -> None:
+        if not self._stopping.is_set():
+            self._queue.put(job_id)
 
     def _check(self, job: JobRecord, file_id: str, param: str) -> FileAnalysis:
         which = "training" if param == "training_file" else "validation"
