@@ -8,6 +8,7 @@ waits, then is validated, instead of staying in validating_files for good."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,11 +21,11 @@ from ftserve.blobs.protocol import BlobUnavailable
 from ftserve.errors import StateConflict
 from ftserve.events.messages import make_event
 from ftserve.files.service import FileService
-from ftserve.ids import job_id
 from ftserve.jobs.service import JobService
 from ftserve.jobs.validator import JobValidator
 from ftserve.store.records import FileRecord, JobRecord, NewEvent
 from ftserve.store.sqlite import SqliteStore
+from tests.unit.test_sqlite_store import _job
 
 
 class _MovesFirst(SqliteStore):
@@ -59,24 +60,9 @@ def store(tmp_path: Path) -> Iterator[_MovesFirst]:
 
 
 def _created(store: SqliteStore, status: str = "validating_files") -> str:
-    jid = job_id()
-    store.create_job(
-        JobRecord(
-            id=jid,
-            organization="personal",
-            model="ftserve-tiny",
-            model_source="ftserve-tiny",
-            status=status,
-            created_at=1,
-            training_file="file-x",
-            validation_file=None,
-            hyperparameters={"n_epochs": "auto"},
-            method={"type": "supervised"},
-            seed=1,
-        ),
-        [make_event("Created fine-tuning job")],
-    )
-    return jid
+    job = dataclasses.replace(_job(), status=status)
+    store.create_job(job, [make_event("Created fine-tuning job")])
+    return job.id
 
 
 def _service(store: SqliteStore) -> JobService:
