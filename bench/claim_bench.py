@@ -49,6 +49,7 @@ from ftserve.events import messages  # noqa: E402
 from ftserve.ids import file_id, job_id  # noqa: E402
 from ftserve.store.postgres import PostgresStore, migrate  # noqa: E402
 from ftserve.store.records import Claim, JobRecord  # noqa: E402
+from ftserve.store.wakes import Wakes  # noqa: E402
 from ftserve.worker.lease import RELEASED  # noqa: E402
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
@@ -93,7 +94,8 @@ def queue_jobs(url: str, n: int) -> None:
 def worker_main(url: str, name: str, go: Any, seconds: float, out: Connection) -> None:
     """Drain the queue until it is empty or ``seconds`` passed after ``go``; send back the ids
     of the jobs this process finished and how long it took."""
-    store = PostgresStore(url)
+    # As `ftserve worker` opens its store: woken by claimable jobs and its own jobs only.
+    store = PostgresStore(url, wakes=Wakes.worker(name))
     done: list[str] = []
     try:
         out.send("ready")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -495,6 +495,69 @@ def test_postgres_change_feed_wakes_on_commits_of_other_processes(pg_store_url: 
     assert store.changes.wait(seen, 5.0) != seen
     second.close()
     store.close()
+
+
+def test_postgres_workers_are_woken_by_their_work_only(pg_store_url: str) -> None:
+    # Workers hear that a job may be claimable, and what happens to the jobs they hold; not
+    # every claim, step and checkpoint of every job (store/pg_changes.py says what that cost).
+    from ftserve.store.postgres import PostgresStore
+    from ftserve.store.wakes import Wakes
+
+    writer = PostgresStore(pg_store_url, wakes=Wakes.nothing())
+    api = PostgresStore(pg_store_url)  # hears everything: shows each notification went out
+    a = PostgresStore(pg_store_url, wakes=Wakes.worker("host-1/10/aa"))
+    b = PostgresStore(pg_store_url, wakes=Wakes.worker("host.two/20/bb"))
+    listeners = {"api": api, "a": a, "b": b, "writer": writer}
+
+    def woken(action: Callable[[], object]) -> set[str]:
+        seen = {name: st.changes.version() for name, st in listeners.items()}
+        action()
+        assert api.changes.wait(seen["api"], 10.0) != seen["api"]
+        time.sleep(0.3)  # the others' notifications, if any, arrive by now
+        return {
+            name
+            for name, st in listeners.items()
+            if name not in ("api", "writer") and st.changes.version() != seen[name]
+        }
+
+    try:
+        job = _job()
+        assert woken(lambda: writer.create_job(job, [])) == {"a", "b"}  # a queued job
+        claimed: list[JobRecord] = []
+        # The claim: only the claiming worker, which wakes itself, cares.
+        assert woken(lambda: claimed.append(_claim_as(writer, "host-1/10/aa"))) == set()
+        got = claimed[0]
+        assert got.id == job.id and got.claim_token is not None
+        claim = Claim(got.id, got.claim_token)
+        step = make_event("Step 1/2: training loss=1.0", kind="metrics", data={"step": 1})
+        assert woken(lambda: writer.write_claimed(claim, events=[step])) == set()  # a step
+        # A cancel: the worker holding the job must stop its child.
+        cancel = {"status": "cancelled", "finished_at": 2}
+        assert woken(lambda: writer.update_job(job.id, expect=None, changes=cancel)) == {"a"}
+        assert woken(lambda: writer.release_claim(claim)) == {"a"}
+        # Resumed from pause while still held, then let go: claimable once the claim goes.
+        other = _job()
+        assert woken(lambda: writer.create_job(other, [])) == {"a", "b"}
+        held = _claim_as(writer, "host.two/20/bb")  # (wakes nobody, as above)
+        assert held.claim_token is not None
+        paused = {"status": "paused"}
+        assert woken(lambda: writer.update_job(other.id, expect=None, changes=paused)) == {"b"}
+        queued = {"status": "queued"}
+        assert woken(lambda: writer.update_job(other.id, expect=None, changes=queued)) == {
+            "a",
+            "b",
+        }
+        release = Claim(other.id, held.claim_token)
+        assert woken(lambda: writer.release_claim(release)) == {"a", "b"}
+    finally:
+        for st in listeners.values():
+            st.close()
+
+
+def _claim_as(store: Store, worker: str) -> JobRecord:
+    job = store.claim_job(worker, time.time(), 60.0, [])
+    assert job is not None
+    return job
 
 
 def test_postgres_racing_claims_never_share_a_job(pg_store_url: str) -> None:

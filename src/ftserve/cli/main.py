@@ -177,7 +177,8 @@ def run_worker(settings: Settings) -> None:
     import signal
 
     from ..store.open import open_store
-    from ..worker.runner import Worker
+    from ..store.wakes import Wakes
+    from ..worker.runner import Worker, new_worker_id
 
     if not settings.sqlite_path.exists() and not settings.database_url:
         print(
@@ -186,7 +187,9 @@ def run_worker(settings: Settings) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    worker = Worker(settings, open_store(settings))
+    # A worker process is woken by claimable jobs and its own jobs only (store/pg_changes.py).
+    worker_id = new_worker_id()
+    worker = Worker(settings, open_store(settings, wakes=Wakes.worker(worker_id)), worker_id)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     print(

@@ -18,9 +18,10 @@ Implementations:
   off to ``idle_interval`` (50 ms): each wake-up costs ~170 µs of CPU on these VMs, so an idle
   ``ftserve serve`` (its worker always waits) went from 3.6 % of a core to about 0.7 % (all
   its threads), and the first commit after a quiet spell is seen at most 50 ms late (a
-  training job commits every step, so stop requests keep the 2 ms). Why a watch rather than a notify file or socket: it cannot miss a commit (any writer, even one
-  that crashed right after committing, moves the version), it needs no clean-up after a
-  ``kill -9``, and it adds nothing to the write path.
+  training job commits every step, so stop requests keep the 2 ms). Why a watch rather than
+  a notify file or socket: it cannot miss a commit (any writer, even one that crashed right
+  after committing, moves the version), it needs no clean-up after a ``kill -9``, and it adds
+  nothing to the write path.
 * PostgreSQL implements the same protocol with ``LISTEN/NOTIFY`` (``PgChanges``,
   store/pg_changes.py).
 """

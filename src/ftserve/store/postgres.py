@@ -7,11 +7,13 @@ decides on: the job's row ``FOR UPDATE`` before a guard is checked or an event i
 job's ``seq`` stays gap-free and ordered under concurrent appends), ``FOR UPDATE SKIP LOCKED``
 when claiming, so workers racing for the queue take different jobs instead of waiting.
 
-Every write transaction sends ``NOTIFY ftserve_changes`` before it commits (see
-:mod:`ftserve.store.pg_changes`). Driver errors stop at this seam: anything psycopg raises
-becomes a :class:`~ftserve.errors.StoreError` — a :class:`~ftserve.errors.StoreUnavailable`
-when the database cannot be reached (connection refused or lost, none free in time), which the
-API answers with a 503; a read that finds its connection broken is retried once on another.
+Every write transaction sends ``NOTIFY ftserve_changes`` before it commits, and those that make
+a job claimable or touch a job a worker holds also notify the queue's or that worker's channel
+(see :mod:`ftserve.store.pg_changes`; :meth:`PostgresStore._wake_for`). Driver errors stop at
+this seam: anything psycopg raises becomes a :class:`~ftserve.errors.StoreError` — a
+:class:`~ftserve.errors.StoreUnavailable` when the database cannot be reached (connection
+refused or lost, none free in time), which the API answers with a 503; a read that finds its
+connection broken is retried once on another.
 
 The schema is not created or upgraded on open (many processes on many hosts open the same
 database): ``ftserve migrate`` does that (:func:`migrate`), and a store refuses a database whose
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -34,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from ..errors import StoreError, StoreUnavailable
 from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed
-from .pg_changes import CHANNEL, PgChanges
+from .pg_changes import PgChanges
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import (
     CheckpointRecord,
@@ -61,6 +64,7 @@ from .rows import (
     job_record,
     metadata_pair,
 )
+from .wakes import CHANNEL, QUEUE_CHANNEL, Wakes, worker_channel
 
 SCHEMA_VERSION = 3
 # The first schema version PostgreSQL was supported in: no ftserve wrote an older one there.
@@ -72,6 +76,16 @@ _MIGRATIONS: dict[int, list[str]] = {}
 # Taken by `ftserve migrate` so two of them at once apply the schema once.
 _MIGRATE_LOCK = 0x66747365  # "ftse"
 _NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT".encode()  # one simple-protocol query
+
+
+def _notify_and_commit(extra: set[str]) -> bytes:
+    if not extra:
+        return _NOTIFY_AND_COMMIT
+    # Channel names are ours (wakes.py: fixed words, hex digests): nothing to quote.
+    notifies = "".join(f"NOTIFY {channel}; " for channel in sorted(extra))
+    return f"NOTIFY {CHANNEL}; {notifies}COMMIT".encode()
+
+
 _DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is down
 _PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
 
@@ -174,8 +188,18 @@ def migrate(url: str) -> tuple[int | None, int]:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        wakes: Wakes | None = None,
+        max_connections: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        """``wakes``: whose commits wake this process's waiters (default: everyone's)."""
         self.url = url
+        # The extra channels the write transaction in progress on each thread will notify.
+        self._pending = threading.local()
         self._max_connections = max_connections
         self._timeout = timeout
         self._down = False  # the last call found the database unreachable (see _wait)
@@ -222,7 +246,7 @@ class PostgresStore:
                 f"{SCHEMA_VERSION}. Upgrade ftserve."
             )
         try:
-            self.changes: ChangeFeed = PgChanges(url)
+            self.changes: ChangeFeed = PgChanges(url, (wakes or Wakes.everything()).channels)
         except BaseException:
             self._pool.close()
             raise
@@ -252,12 +276,14 @@ class PostgresStore:
     def _tx(self) -> Iterator[Conn]:
         """One write transaction: committed (with its NOTIFY) when the block ends, rolled back
         when it raises."""
+        pending: set[str] = set()
+        self._pending.channels = pending
         try:
             with self._pool.connection(timeout=self._wait()) as conn:
                 yield conn
-                # The notification and the commit in one round trip (psycopg sees the
+                # The notifications and the commit in one round trip (psycopg sees the
                 # transaction end; its own commit on leaving the block has nothing left to do).
-                conn.execute(_NOTIFY_AND_COMMIT)
+                conn.execute(_notify_and_commit(pending))
         except PoolTimeout as exc:
             self._note_timeout()
             raise StoreUnavailable(f"no database connection free: {exc}") from exc
@@ -268,8 +294,21 @@ class PostgresStore:
             raise StoreUnavailable(f"the write transaction failed: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"the write transaction failed: {exc}") from exc
+        finally:
+            self._pending.channels = None
         self._down = False
         self.changes.committed()
+
+    def _wake_for(self, before: str | None, after: str, owner: str | None, released: bool) -> None:
+        """Notify, at this transaction's commit, the workers a job's change concerns: all of
+        them when it may have become claimable (queued, unclaimed), and the one holding it
+        when its status changed or its claim was let go (a cancel or pause to act on, a child
+        that finished). A claim, a step's metrics, a checkpoint wake no worker."""
+        pending: set[str] = self._pending.channels
+        if after == Status.QUEUED and (before != Status.QUEUED or released):
+            pending.add(QUEUE_CHANNEL)
+        if owner is not None and (after != before or released):
+            pending.add(worker_channel(owner))
 
     def _read(self, fn: Callable[[Conn], T]) -> T:
         """One read transaction; retried once on a fresh connection if the first one broke
@@ -404,6 +443,7 @@ class PostgresStore:
             # The new row is this transaction's (and locked by it) until the commit.
             conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", values)
             self._append(conn, job.id, events, None, job.status)
+            self._wake_for(None, job.status, job.lease_owner, False)
 
     def get_job(self, job_id: str, organization: str | None = None) -> JobRecord | None:
         if _nul(job_id):
@@ -488,6 +528,7 @@ class PostgresStore:
             self._set(conn, job_id, changes)
             after = str(changes.get("status", job.status))
             self._append(conn, job_id, events, job.status, after)
+            self._wake_for(job.status, after, job.lease_owner, _releases(changes))
             new = _one(conn, f"{JOB_SELECT} WHERE id = %s", (job_id,))
             assert new is not None
             return job_record(new)
@@ -559,11 +600,17 @@ class PostgresStore:
 
     def release_claim(self, claim: Claim) -> bool:
         with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE jobs SET {RELEASE} WHERE id = %s AND claim_token = %s",
+            row = _one(
+                conn,
+                "SELECT status, lease_owner FROM jobs WHERE id = %s AND claim_token = %s "
+                "FOR UPDATE",
                 (claim.job_id, claim.token),
             )
-            return cur.rowcount == 1
+            if row is None:
+                return False
+            conn.execute(f"UPDATE jobs SET {RELEASE} WHERE id = %s", (claim.job_id,))
+            self._wake_for(row[0], row[0], row[1], True)
+            return True
 
     def write_claimed(
         self,
@@ -583,12 +630,12 @@ class PostgresStore:
             # and this write.
             row = _one(
                 conn,
-                "SELECT status, claim_token FROM jobs WHERE id = %s FOR UPDATE",
+                "SELECT status, claim_token, lease_owner FROM jobs WHERE id = %s FOR UPDATE",
                 (claim.job_id,),
             )
             if row is None:
                 raise WriteRefused(claim.job_id, None, False, "the job does not exist")
-            status, token = row
+            status, token, owner = row
             if token != claim.token:
                 raise WriteRefused(claim.job_id, status, False, "the claim is no longer current")
             if fence == "running" and status != Status.RUNNING:
@@ -602,6 +649,7 @@ class PostgresStore:
                 )
             self._set(conn, claim.job_id, changes)
             self._append(conn, claim.job_id, events, status, after)
+            self._wake_for(status, after, owner, _releases(changes))
             if add_checkpoint is not None:
                 self._insert_checkpoint(conn, add_checkpoint)
             for checkpoint_id in drop_checkpoints:
@@ -931,3 +979,8 @@ class PostgresStore:
             return Page([ckpt_record(r) for r in rows[:limit]], len(rows) > limit)
 
         return self._read(read)
+
+
+def _releases(changes: Mapping[str, Any]) -> bool:
+    """Whether a job update lets its claim go (worker/lease.py RELEASED)."""
+    return "claim_token" in changes and changes["claim_token"] is None

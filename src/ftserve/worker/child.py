@@ -23,6 +23,7 @@ from ..jobs.states import FINAL, Status
 from ..store.open import open_store
 from ..store.protocol import Store, WriteRefused
 from ..store.records import Claim, FileRecord, JobRecord
+from ..store.wakes import Wakes
 from . import claimdirs
 from .hooks import StoreHooks
 from .lease import RELEASED
@@ -60,7 +61,9 @@ def main(
         return not lifeline.poll()
 
     # Calls that find the database down (a restart, a fail-over) are retried, not failures.
-    store = retrying(open_store(settings, per_step_writes=True), worker_alive)
+    store = retrying(
+        open_store(settings, per_step_writes=True, wakes=Wakes.nothing()), worker_alive
+    )
     try:
         _run(Claim(job_id, token), settings, store, worker_alive)
     finally:

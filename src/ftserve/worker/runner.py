@@ -62,13 +62,16 @@ class _Running:
     released: bool = False  # the child let go of its job and is only exiting
 
 
+def new_worker_id() -> str:
+    """Host, process and a random part: unique across machines and restarts."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
 @dataclass
 class Worker:
     settings: Settings
     store: Store
-    worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-    )
+    worker_id: str = field(default_factory=lambda: new_worker_id())
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
