@@ -60,11 +60,12 @@ def pg_api(private_pg: RestartablePg, tmp_path: Path) -> Iterator[Server]:
 
 
 def _listeners(url: str) -> int:
-    """Connections of ftserve processes waiting on LISTEN (one per process with a store)."""
+    """Connections of ftserve processes waiting on LISTEN: one per API and worker process (a
+    worker's last LISTEN is its own channel's; training processes listen to nothing)."""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN ftserve_changes%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN ftserve_%'"
             ).fetchone()
     except psycopg.OperationalError:
         return 0
@@ -91,7 +92,7 @@ def test_a_database_restart_mid_job_is_survived(
             "the job to train", lambda: metric_steps(chronological(client, job.id))[4:], 120
         )
         listening = _listeners(api.database_url)
-        assert listening >= 3, listening  # the API, the worker, its training process
+        assert listening >= 2, listening  # the API and the worker
 
         stop = threading.Event()
         answers: list[tuple[str, int, str]] = []
