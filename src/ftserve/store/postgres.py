@@ -77,6 +77,13 @@ _MIGRATIONS: dict[int, list[str]] = {}
 _MIGRATE_LOCK = 0x66747365  # "ftse"
 _NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT".encode()  # one simple-protocol query
 
+_DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is down
+_PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
+T = TypeVar("T")
+
 
 def _notify_and_commit(extra: set[str]) -> bytes:
     if not extra:
@@ -84,14 +91,6 @@ def _notify_and_commit(extra: set[str]) -> bytes:
     # Channel names are ours (wakes.py: fixed words, hex digests): nothing to quote.
     notifies = "".join(f"NOTIFY {channel}; " for channel in sorted(extra))
     return f"NOTIFY {CHANNEL}; {notifies}COMMIT".encode()
-
-
-_DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is down
-_PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
-T = TypeVar("T")
 
 
 _JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = %(job)s AND organization = %(org)s"
