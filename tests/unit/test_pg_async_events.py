@@ -22,7 +22,7 @@ from ftserve.events.service import EventService
 from ftserve.ids import job_id
 from ftserve.store.postgres import PostgresStore
 from ftserve.store.protocol import AsyncEventReads, UnknownCursor
-from ftserve.store.records import JobRecord
+from ftserve.store.records import JobRecord, Page
 from ftserve.store.sqlite import SqliteStore
 
 KEY = "sk-test-async-events-0123456789"
@@ -61,6 +61,10 @@ def _fill(store: PostgresStore, events: int) -> tuple[JobRecord, JobRecord]:
     return job, other
 
 
+def _joined(page: Page[bytes]) -> tuple[bytes, int, bool]:
+    return b",".join(page.items), len(page.items), page.has_more
+
+
 def _ids(bodies: list[bytes]) -> list[str]:
     return [str(orjson.loads(b)["id"]) for b in bodies]
 
@@ -93,11 +97,11 @@ def test_async_page_equals_sync_page(pg_store: PostgresStore) -> None:
                         "personal", job.id, after=after, limit=limit
                     )
                     assert sync is not None and got is not None
-                    assert got.items == sync.items and got.has_more == sync.has_more
+                    assert (got.body, got.count, got.has_more) == _joined(sync)
                     body = await service.page_json_async("personal", job.id, after, limit)
                     assert body == service.page_json("personal", job.id, after, limit)
                     compared += 1
-                    seen += _ids(got.items)
+                    seen += _ids(sync.items)
                     if not got.has_more:
                         break
                     after = seen[-1]
@@ -107,7 +111,7 @@ def test_async_page_equals_sync_page(pg_store: PostgresStore) -> None:
                 sync = pg_store.event_page("personal", job.id, after=cursor, limit=3)
                 got = await pg_store.event_page_async("personal", job.id, after=cursor, limit=3)
                 assert sync is not None and got is not None
-                assert (got.items, got.has_more) == (sync.items, sync.has_more)
+                assert (got.body, got.count, got.has_more) == _joined(sync)
             # Unknown job, another organization's job, unknown cursor, another job's cursor.
             assert (
                 await pg_store.event_page_async("personal", "ftjob-x", after=None, limit=5) is None
@@ -138,13 +142,71 @@ def test_async_page_equals_sync_page(pg_store: PostgresStore) -> None:
     assert asyncio.run(main()) > 40
 
 
+def test_pages_asked_at_once_share_statements(pg_store: PostgresStore) -> None:
+    """Pages asked in the same turn of the loop are read together, and each is answered as
+    if alone: full pages, short ones, empty ones, unknown jobs and cursors, a cancelled ask."""
+    job, other = _fill(pg_store, 120)
+    ids = _ids(pg_store.event_bodies(job.id))
+    first_other = _ids(pg_store.event_bodies(other.id))[0]
+    asks: list[tuple[str, str, str | None, int]] = [
+        *(("personal", job.id, ids[i], 1 + i % 25) for i in range(0, 120, 3)),
+        ("personal", job.id, None, 200),  # the whole log, no more
+        ("personal", job.id, ids[0], 5),  # behind the first event: an empty page
+        ("personal", "ftjob-nope", None, 5),  # an unknown job
+        ("other", job.id, None, 5),  # another organization's job
+        ("personal", job.id, "ftevent-nope", 5),  # an unknown cursor
+        ("personal", job.id, first_other, 5),  # another job's event
+        ("personal", job.id, "bad\x00cursor", 5),  # text PostgreSQL cannot hold
+    ]
+
+    def sync(org: str, job_id: str, after: str | None, limit: int) -> object:
+        try:
+            page = pg_store.event_page(org, job_id, after=after, limit=limit)
+        except UnknownCursor:
+            return "unknown cursor"
+        return None if page is None else _joined(page)
+
+    async def ask(org: str, job_id: str, after: str | None, limit: int) -> object:
+        try:
+            got = await pg_store.event_page_async(org, job_id, after=after, limit=limit)
+        except UnknownCursor:
+            return "unknown cursor"
+        return None if got is None else (got.body, got.count, got.has_more)
+
+    async def main() -> tuple[list[object], int]:
+        try:
+            assert await ask("personal", job.id, None, 1)  # opens the pool
+            pool = pg_store._pages._pool
+            assert pool is not None
+            before = pool.get_stats()["requests_num"]
+            doomed = asyncio.ensure_future(ask("personal", job.id, None, 3))
+            answers = asyncio.gather(*(ask(*a) for a in asks))
+            await asyncio.sleep(0)
+            doomed.cancel()  # its request went away while its batch was being read
+            got = await answers
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            return list(got), pool.get_stats()["requests_num"] - before
+        finally:
+            await pg_store.close_async_reads()
+
+    answers, statements = asyncio.run(main())
+    assert answers == [sync(*a) for a in asks]
+    whole = answers[-7]
+    assert isinstance(whole, tuple) and whole[1:] == (len(ids), False)
+    assert answers[-6] == (b"", 0, False) and answers[-5] is None and answers[-4] is None
+    assert answers[-3] == answers[-2] == answers[-1] == "unknown cursor"
+    # One connection, and so one statement, per batch: far fewer than the pages asked.
+    assert 1 <= statements <= 4 < len(asks)
+
+
 def _terminate(url: str, pid: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 async def _async_pid(store: PostgresStore) -> int:
-    pool = store._apool
+    pool = store._pages._pool
     assert pool is not None
     async with pool.connection() as conn:
         return conn.info.backend_pid
@@ -162,7 +224,8 @@ def test_broken_connection_is_retried_once(pg_store: PostgresStore) -> None:
             # The pool does not test a connection it hands out: the first try breaks, the
             # retry gets a new connection.
             got = await pg_store.event_page_async("personal", job.id, after=None, limit=10)
-            assert got == expected
+            assert got is not None and expected is not None
+            assert (got.body, got.count, got.has_more) == _joined(expected)
             assert await _async_pid(pg_store) != first
         finally:
             await pg_store.close_async_reads()
@@ -188,12 +251,12 @@ def test_read_that_breaks_twice_is_a_store_error(pg_store: PostgresStore) -> Non
     async def main() -> None:
         try:
             assert await pg_store.event_page_async("personal", job.id, after=None, limit=5)
-            real = pg_store._apool
-            pg_store._apool = Broken()  # type: ignore[assignment]
+            real = pg_store._pages._pool
+            pg_store._pages._pool = Broken()  # type: ignore[assignment]
             with pytest.raises(StoreError, match="the read failed"):
                 await pg_store.event_page_async("personal", job.id, after=None, limit=5)
             assert tries == 2
-            pg_store._apool = real
+            pg_store._pages._pool = real
         finally:
             await pg_store.close_async_reads()
 

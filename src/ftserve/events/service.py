@@ -47,7 +47,7 @@ class EventService:
         """:meth:`page_json` on the store's async read (only when :attr:`awaits_store`)."""
         assert self._async is not None
         try:
-            page = await self._async.event_page_async(
+            joined = await self._async.event_page_async(
                 organization, job_id, after=after, limit=limit
             )
         except UnknownCursor:
@@ -55,9 +55,9 @@ class EventService:
                 f"Invalid 'after': {after!r} is not an event of fine-tuning job {job_id}.",
                 param="after",
             ) from None
-        if page is None:
+        if joined is None:
             raise JobNotFound(job_id)
-        return _HEAD + b",".join(page.items) + (_TAIL_MORE if page.has_more else _TAIL_END)
+        return _HEAD + joined.body + (_TAIL_MORE if joined.has_more else _TAIL_END)
 
     async def stream(
         self, organization: str, job_id: str, last_event_id: str | None, heartbeat: float

@@ -22,7 +22,6 @@ schema is missing or older than it knows.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import threading
@@ -32,12 +31,13 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import StoreError, StoreUnavailable
 from ..jobs.states import FINAL, Status, log_accepts
 from .changes import ChangeFeed
 from .pg_changes import PgChanges
+from .pg_event_pages import PgEventPages
 from .protocol import Fence, UnknownCursor, WriteRefused
 from .records import (
     CheckpointRecord,
@@ -45,6 +45,7 @@ from .records import (
     EventsAfter,
     FileRecord,
     JobRecord,
+    JoinedPage,
     LoggedEvent,
     NewEvent,
     Page,
@@ -81,7 +82,6 @@ _DOWN_WAIT = 0.25  # seconds a call waits for a connection while the database is
 _PROBE_TIMEOUT = 2  # seconds a reachability check may take to connect
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 T = TypeVar("T")
 
 
@@ -204,8 +204,7 @@ class PostgresStore:
         self._down = False  # the last call found the database unreachable (see _wait)
         self._queue_empty = True  # the last claim found nothing (see claim_job)
         # The events page's async pool: opened on first use, inside the loop that serves.
-        self._apool: AsyncConnectionPool[AsyncConn] | None = None
-        self._apool_opening: asyncio.Task[AsyncConnectionPool[AsyncConn]] | None = None
+        self._pages = PgEventPages(url, max_connections=max_connections, timeout=timeout)
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
             min_size=1,
@@ -351,7 +350,7 @@ class PostgresStore:
         self._pool.close()
         # The async pool belongs to its event loop: close_async_reads (the app's lifespan)
         # closes it there. Left open, it is dropped; its connections end with the process.
-        self._apool = self._apool_opening = None
+        self._pages.forget()
 
     # -- files -------------------------------------------------------------------------------
     def add_file(self, file: FileRecord) -> None:
@@ -758,82 +757,18 @@ class PostgresStore:
     # -- events, async (AsyncEventReads) ----------------------------------------------------
     async def event_page_async(
         self, organization: str, job_id: str, *, after: str | None, limit: int
-    ) -> Page[bytes] | None:
-        """:meth:`event_page` on the async pool, answering the same. Its connections are in
-        autocommit: the common page is one statement, one round trip (no BEGIN, no COMMIT)."""
+    ) -> JoinedPage | None:
+        """:meth:`event_page` on the event loop, joined (pg_event_pages.py: the pages asked
+        at once are read by one statement)."""
         if _nul(job_id):
             return None
         if _nul(after):
             raise UnknownCursor(str(after))
-        args = {"job": job_id, "org": organization, "limit": limit + 1, "after": after}
-        query = _PAGE_FIRST if after is None else _PAGE_AFTER
-        pool = self._apool or await self._open_async_pool()
-        for attempt in range(2):
-            try:
-                async with pool.connection() as conn:
-                    rows = await (await conn.execute(query, args)).fetchall()
-                    if not rows:
-                        found = await (await conn.execute(_JOB_VISIBLE, args)).fetchone()
-                        if found is None:
-                            return None
-                        if after is not None:
-                            cur = await conn.execute(_EVENT_OF_JOB, args)
-                            if await cur.fetchone() is None:
-                                raise UnknownCursor(after)
-                    return Page([bytes(r[0]) for r in rows[:limit]], len(rows) > limit)
-            except PoolTimeout as exc:
-                raise StoreUnavailable(f"no database connection free: {exc}") from exc
-            except psycopg.OperationalError as exc:
-                # As in _read: drop every broken idle connection before the one retry.
-                with contextlib.suppress(psycopg.Error):
-                    await pool.check()
-                if attempt:
-                    raise StoreUnavailable(f"the read failed: {exc}") from exc
-            except psycopg.Error as exc:
-                raise StoreError(f"the read failed: {exc}") from exc
-        raise AssertionError("unreachable")
-
-    async def _open_async_pool(self) -> AsyncConnectionPool[AsyncConn]:
-        """The async pool, opened once in the running loop (concurrent first requests share
-        the one opening)."""
-        if self._apool_opening is None:
-            self._apool_opening = asyncio.ensure_future(self._new_async_pool())
-        opening = self._apool_opening
-        try:
-            pool = await asyncio.shield(opening)
-        except BaseException:
-            if opening.done() and self._apool_opening is opening:
-                self._apool_opening = None  # a failed open is tried again by the next request
-            raise
-        self._apool = pool
-        return pool
-
-    async def _new_async_pool(self) -> AsyncConnectionPool[AsyncConn]:
-        pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self._max_connections,
-            timeout=self._timeout,
-            reconnect_timeout=self._timeout,  # as the sync pool's, see there
-            kwargs={"autocommit": True, "connect_timeout": int(max(1, self._timeout))},
-            open=False,
-            name="ftserve-events-async",
-        )
-        try:
-            await pool.open(wait=True, timeout=self._timeout)
-        except (PoolTimeout, psycopg.Error) as exc:
-            await pool.close()
-            raise StoreUnavailable(f"could not open the async PostgreSQL pool: {exc}") from exc
-        return pool
+        return await self._pages.page(organization, job_id, after=after, limit=limit)
 
     async def close_async_reads(self) -> None:
         """Close the async pool (on the loop it was opened in); a later read opens a new one."""
-        opening, self._apool_opening, self._apool = self._apool_opening, None, None
-        if opening is None:
-            return
-        with contextlib.suppress(StoreError):
-            pool = await opening
-            await pool.close()
+        await self._pages.close()
 
     def event_bodies(self, job_id: str, kind: str | None = None) -> list[bytes]:
         if kind is None:

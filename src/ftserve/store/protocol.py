@@ -23,6 +23,7 @@ from .records import (
     EventsAfter,
     FileRecord,
     JobRecord,
+    JoinedPage,
     NewEvent,
     Page,
 )
@@ -204,11 +205,13 @@ class AsyncEventReads(Protocol):
     the events page awaited on the event loop instead of blocking it. Checked once, at startup,
     with ``isinstance``; a store without it (SQLite) keeps the inline :meth:`Store.event_page`.
 
-    ``event_page_async`` answers exactly as ``event_page`` does. ``close_async_reads`` is awaited
-    by the app's lifespan, on the loop the reads ran on."""
+    ``event_page_async`` answers as ``event_page`` does, the page's bodies joined by commas
+    (``b",".join(page.items)``): the endpoint sends them so, and the store can join them where
+    it is cheaper. ``close_async_reads`` is awaited by the app's lifespan, on the loop the
+    reads ran on."""
 
     async def event_page_async(
         self, organization: str, job_id: str, *, after: str | None, limit: int
-    ) -> Page[bytes] | None: ...
+    ) -> JoinedPage | None: ...
 
     async def close_async_reads(self) -> None: ...

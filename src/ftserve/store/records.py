@@ -99,6 +99,16 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class JoinedPage:
+    """A page of serialised items as one string: their JSON joined by commas (the inside of
+    the list's array), newest first, ``count`` of them."""
+
+    body: bytes
+    count: int
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedEvent:
     """An event as its job's log holds it: ``seq`` is its place in that log (1, 2, … in commit
     order, the order every event list follows), ``body`` its serialised wire JSON."""
