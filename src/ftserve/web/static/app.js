@@ -57,6 +57,7 @@
     if (!unix) return "—";
     return new Date(unix * 1000).toLocaleString(undefined, {
       month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      hour12: false,  // as fmtClock: one page, one clock
     });
   }
 
