@@ -363,6 +363,35 @@ def test_stale_upload_leftovers_are_swept(tmp_path: Path) -> None:
     assert not old.exists() and fresh.exists()
 
 
+def test_orphaned_file_blobs_are_swept_at_start(store: Store, tmp_path: Path) -> None:
+    """A file blob no row names (an upload cut off between its bytes and its row) is deleted
+    when the API starts, once old; named blobs, expired files' included, and young orphans
+    stay."""
+    import os
+
+    from ftserve.files.service import FileService
+
+    files = tmp_path / "blobs" / "files"
+    files.mkdir(parents=True)
+    names = ["file-kept", "file-expired", "file-orphan", "file-young"]
+    for name in names:
+        (files / name).write_bytes(name.encode())
+    day_ago = time.time() - 2 * 24 * 3600
+    for name in names[:3]:
+        os.utime(files / name, (day_ago, day_ago))
+    store.add_file(
+        FileRecord("file-kept", "personal", 9, 1, "a.jsonl", "fine-tune", "files/file-kept")
+    )
+    store.add_file(
+        FileRecord(
+            "file-expired", "personal", 12, 1, "b.jsonl", "fine-tune", "files/file-expired", 2
+        )
+    )
+    FileService(store, tmp_path / "blobs", reclaim_after=24 * 3600)
+    assert sorted(p.name for p in files.iterdir()) == ["file-expired", "file-kept", "file-young"]
+    assert store.file_blobs() == {"files/file-kept", "files/file-expired"}
+
+
 # -- PostgreSQL only: migrations, the LISTEN/NOTIFY feed, concurrency of separate stores -------
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, LocalBlobs
-from ..errors import InvalidFile, InvalidValue, NotFound
+from ..errors import InvalidFile, InvalidValue, NotFound, StoreError
 from ..ids import file_id as new_file_id
 from ..store.protocol import Store, UnknownCursor
 from ..store.records import FileRecord, Page
@@ -75,12 +75,27 @@ class FileService:
         """Only old leftovers: another API process sharing the store may be receiving one
         right now."""
         try:
-            removed = self._blobs.reclaim(older_than)
-        except (BlobError, BlobUnavailable) as exc:
+            removed = self._blobs.reclaim(older_than) + self._sweep_orphans(older_than)
+        except (BlobError, BlobUnavailable, StoreError) as exc:
             log.warning("could not reclaim the space of cut-off uploads: %s", exc)
             return
         if removed:
             log.info("reclaimed %d leftover(s) of cut-off uploads", removed)
+
+    def _sweep_orphans(self, older_than: float) -> int:
+        """Delete file blobs no row names: an upload stored whole but cut off before its row
+        was committed, a results file whose job's write never committed, or a deleted file's
+        bytes the blob store refused to delete then. The blobs are listed before the rows
+        are read, and only old ones: a younger blob may be an upload about to commit its row."""
+        cutoff = time.time() - older_than
+        old = [b.key for b in self._blobs.blobs.list("files/") if b.mtime < cutoff]
+        if not old:
+            return 0
+        named = self._store.file_blobs()
+        orphans = [key for key in old if key not in named]
+        for key in orphans:
+            self._remove(key)
+        return len(orphans)
 
     @property
     def tmp_dir(self) -> Path:

@@ -430,6 +430,9 @@ class PostgresStore:
             )
             return None if row is None else file_record(row)
 
+    def file_blobs(self) -> set[str]:
+        return self._read(lambda conn: {str(r[0]) for r in _all(conn, "SELECT blob FROM files")})
+
     # -- jobs --------------------------------------------------------------------------------
     def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
         cols = ", ".join(JOB_COLUMNS)

@@ -75,6 +75,11 @@ class Store(Protocol):
 
     def delete_file(self, organization: str, file_id: str) -> FileRecord | None: ...
 
+    def file_blobs(self) -> set[str]:
+        """Every blob key a file row names, expired files' included (the start's sweep of
+        orphaned file blobs keeps these)."""
+        ...
+
     # -- jobs --------------------------------------------------------------------------------
     def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None: ...
 

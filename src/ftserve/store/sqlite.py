@@ -249,6 +249,9 @@ class SqliteStore:
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
             return file_record(row)
 
+    def file_blobs(self) -> set[str]:
+        return {str(r[0]) for r in self._reader().execute("SELECT blob FROM files")}
+
     # -- jobs --------------------------------------------------------------------------------
     def create_job(self, job: JobRecord, events: Sequence[NewEvent]) -> None:
         cols = ", ".join(JOB_COLUMNS)
