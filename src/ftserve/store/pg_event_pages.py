@@ -83,10 +83,6 @@ class PgEventPages:
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._opening: asyncio.Task[AsyncConnectionPool[AsyncConn]] | None = None
 
-    @property
-    def pool(self) -> AsyncConnectionPool[AsyncConn] | None:
-        return self._pool
-
     async def page(
         self, organization: str, job_id: str, *, after: str | None, limit: int
     ) -> JoinedPage | None:
@@ -204,7 +200,11 @@ class PgEventPages:
         self._opening = self._pool = None
 
     async def close(self) -> None:
-        """Close the pool (on the loop it was opened in); a later page opens a new one."""
+        """Close the pool (on the loop it was opened in); a later page opens a new one. Pages
+        still queued are cancelled, as their requests are when the server stops."""
+        waiting, self._waiting = self._waiting, []
+        for ask in waiting:
+            ask.answer.cancel()
         opening, self._opening, self._pool = self._opening, None, None
         if opening is None:
             return
