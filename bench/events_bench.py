@@ -105,7 +105,9 @@ def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> Jo
         model_source="ftserve-tiny",
         # Finished, so neither the validator nor the embedded workers of the server under test
         # pick it up (they act on validating_files and queued jobs).
-        status="succeeded",
+        # Running while its events are appended (a finished job's log is closed); marked
+        # succeeded once they are all in (fill_store).
+        status="running",
         created_at=created_at,
         training_file=file_id(),
         validation_file=file_id() if rng.random() < 0.3 else None,
@@ -228,6 +230,8 @@ def fill_store(data_dir: Path, events: int, jobs: int, seed: int, label: str) ->
                     rate = done / (now_t - t_start)
                     print(f"  [{label}] {done:,}/{events:,} events, {rate:,.0f}/s", flush=True)
             pending = still
+        for jid in jids:
+            store.update_job(jid, expect=("running",), changes={"status": "succeeded"})
     finally:
         # Closing the last connection checkpoints the WAL into the main file, as a long-running
         # server's periodic checkpoints would: reads then come from the (mmapped) db file.
@@ -563,6 +567,28 @@ def time_in_process(filled: Filled, cursors: Sequence[Cursor], iterations: int) 
 # -- the run ------------------------------------------------------------------------------------
 
 
+def start_before(rev: str, filled: Filled, env: dict[str, str], workdir: Path) -> Server:
+    """The real server as of git revision ``rev`` (its ``src/`` exported from this repository),
+    serving a copy of the same store: the same endpoint before and after a change, side by
+    side in one run."""
+    tree = workdir / "before"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent.parent), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    data = workdir / "data-before"
+    shutil.copytree(filled.data_dir, data)
+    srv = Server(
+        "before",
+        [sys.executable, "-m", "ftserve", "serve", "--data-dir", str(data)],
+        {**env, "PYTHONPATH": str(tree / "src")},
+        workdir / "before.log",
+    )
+    srv.start()
+    return srv
+
+
 def verify_real(port: int, filled: Filled, cursors: Sequence[Cursor]) -> int:
     """Real pages parse, hold 20 events with the expected ids, and say has_more correctly."""
     db = sqlite3.connect(f"file:{Settings(data_dir=filled.data_dir).sqlite_path}?mode=ro", uri=True)
@@ -695,20 +721,28 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
         flush=True,
     )
 
+    loaded = [fixed, real]
+    if args.before:
+        before = start_before(args.before, filled, env, workdir)
+        servers.append(before)
+        checked = verify_real(before.port, filled, cursors[: args.verify])
+        print(f"== the endpoint as of {args.before} on 127.0.0.1:{before.port}: {checked} pages")
+        loaded.append(before)
+    names = "/".join(srv.name for srv in loaded)
     print(
         f"== load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, random real "
-        f"cursors ({len(cursors):,}), {args.rounds} rounds fixed/real alternating",
+        f"cursors ({len(cursors):,}), {args.rounds} rounds {names} alternating",
         flush=True,
     )
-    for srv in (fixed, real):  # unreported warm-up: connections, SQLite caches, allocator arenas
+    for srv in loaded:  # unreported warm-up: connections, SQLite caches, allocator arenas
         run_wrk(srv, paths_file, args.warmup, args.connections, args.seed)
-    results: dict[str, list[WrkResult]] = {"fixed": [], "real": []}
+    results: dict[str, list[WrkResult]] = {srv.name: [] for srv in loaded}
     print(
         f"  {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'srv cpu µs/req':>16}"
         f"{'errors':>8}{'other cpu':>11}"
     )
     for rnd in range(1, args.rounds + 1):
-        for srv in (fixed, real):
+        for srv in loaded:
             r = run_wrk(srv, paths_file, args.duration, args.connections, args.seed + rnd)
             results[srv.name].append(r)
             print(
@@ -725,11 +759,10 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
     busiest = max(r.other_cpu for rs in results.values() for r in rs)
     ratio = med("real", "rps") / med("fixed", "rps")
     cpu_ratio = med("fixed", "server_cpu_us") / med("real", "server_cpu_us")
-    for srv in (real, fixed):
+    for srv in loaded:
         srv.stop()
-    for name in ("real", "fixed"):
-        if "Traceback" in (real if name == "real" else fixed).log_tail(400):
-            print(f"  !! the {name} server logged a traceback; see {workdir}/{name}.log")
+        if "Traceback" in srv.log_tail(400):
+            print(f"  !! the {srv.name} server logged a traceback; see {workdir}/{srv.name}.log")
 
     print("== in-process EventService.page_json, limit 20", flush=True)
     inproc = [time_in_process(filled, cursors, args.iterations)]
@@ -784,7 +817,10 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
         "| server (1 uvicorn worker) | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
         "|---|---|---|---|---|---|",
     ]
-    for name, label in (("fixed", "fixed pre-serialised page"), ("real", "real endpoint")):
+    labels = [("fixed", "fixed pre-serialised page"), ("real", "real endpoint")]
+    if args.before:
+        labels.append(("before", f"real endpoint as of {args.before}"))
+    for name, label in labels:
         summary.append(
             f"| {label} | {fmt_rate(med(name, 'rps'))} | {med(name, 'p50_ms'):.2f} | "
             f"{med(name, 'p99_ms'):.2f} | {med(name, 'server_cpu_us'):.1f} | {errors[name]} |"
@@ -792,6 +828,16 @@ def bench(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> lis
     summary += [
         "",
         f"ratio real / fixed (req/s): **{ratio:.2f}** (by server CPU per request: {cpu_ratio:.2f})",
+        *(
+            [
+                "",
+                f"ratio real / as of {args.before} (req/s): "
+                f"**{med('real', 'rps') / med('before', 'rps'):.2f}** (by server CPU per "
+                f"request: {med('before', 'server_cpu_us') / med('real', 'server_cpu_us'):.2f})",
+            ]
+            if args.before
+            else []
+        ),
         *(
             [
                 "",
@@ -849,6 +895,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed for sizes, values and cursors")
     p.add_argument("--workdir", type=Path, help="parent of the temp dir (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (stores, logs)")
+    p.add_argument(
+        "--before",
+        metavar="REV",
+        help="also load the endpoint as of this git revision, side by side (e.g. HEAD~5)",
+    )
     # Internal: the baseline server process (started by this script with this flag).
     p.add_argument("--serve-fixed", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
