@@ -574,7 +574,9 @@ def start_before(rev: str, filled: Filled, env: dict[str, str], workdir: Path) -
     tree = workdir / "before"
     tree.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(HERE.parent.parent), "archive", rev, "src"], capture_output=True, check=True
+        ["git", "-C", str(HERE.parent.parent), "archive", rev, "src"],
+        capture_output=True,
+        check=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     data = workdir / "data-before"
