@@ -28,49 +28,49 @@ are stopped and the temp dir removed on exit, Ctrl-C and errors (``--keep`` keep
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
-import http.client
-import itertools
 import json
 import os
-import platform
-import random
-import re
-import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+
+from events_data import (
+    MIN_EVENTS_PER_JOB,
+    ORG,
+    PAGE,
+    Cursor,
+    Filled,
+    expected_ids,
+    fill_store,
+    sample_cursors,
+)
+from loadrun import (
+    API_KEY,
+    Server,
+    WrkResult,
+    http_get,
+    machine_line,
+    run_wrk,
+    serve_fixed,
+    versions_line,
+)
 
 from ftserve.config import Settings
-from ftserve.events.messages import format_loss, make_event
 from ftserve.events.service import EventService
-from ftserve.ids import file_id, job_id, short_model_id
-from ftserve.store.records import JobRecord, NewEvent
 from ftserve.store.sqlite import SqliteStore
 
-API_KEY = "sk-bench-ftserve-0123456789"
-ORG = "personal"  # the organization FTSERVE_API_KEYS gives a key without an ORG: prefix
-PAGE = 20
-APPEND_BATCH = 1_000  # events per append_events transaction, as a busy trainer would batch them
-START_EVENTS = 4  # created, validating, validated, started: what create_job stores up front
-MIN_EVENTS_PER_JOB = 40  # room for a deep cursor with a full page (and more) behind it
-BASE_MODEL = "gpt-4o-mini-2024-07-18"
-LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_cursors.lua")
 HERE = Path(__file__).resolve()
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Other processes' CPU (in cores) above which a load run is flagged: with wrk and the server on
 # 2 cores, anything else running skews req/s (server CPU per request much less so).
 BUSY_WARN = 0.15
@@ -78,410 +78,6 @@ BUSY_WARN = 0.15
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 8.0
 GOAL_PAGE_US = 30.0
-
-
-# -- filling a store ----------------------------------------------------------------------------
-
-
-@dataclass
-class Filled:
-    """A filled data dir and what the bench needs to know about it without asking the server."""
-
-    data_dir: Path
-    jobs: list[str]
-    counts: list[int]  # events per job, index-aligned with jobs; seq runs 1..count
-    events: int
-    seconds: float
-    build_seconds: float  # of which: building NewEvents (ids + orjson bodies)
-    db_bytes: int = 0
-
-
-def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> JobRecord:
-    hyper = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
-    return JobRecord(
-        id=jid,
-        organization=ORG,
-        model=BASE_MODEL,
-        model_source="ftserve-tiny",
-        # Finished, so neither the validator nor the embedded workers of the server under test
-        # pick it up (they act on validating_files and queued jobs).
-        # Running while its events are appended (a finished job's log is closed); marked
-        # succeeded once they are all in (fill_store).
-        status="running",
-        created_at=created_at,
-        training_file=file_id(),
-        validation_file=file_id() if rng.random() < 0.3 else None,
-        hyperparameters=hyper,
-        method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
-        seed=rng.randrange(1 << 31),
-        finished_at=created_at + 60 + 2 * steps,
-        fine_tuned_model=f"ft:{BASE_MODEL}:{ORG}::{short_model_id()}",
-        trained_tokens=steps * 512,
-        result_files=[file_id()],
-    )
-
-
-def _job_events(rng: random.Random, job: JobRecord, total: int) -> Iterator[NewEvent]:
-    """``total`` events of one finished job in the order a real job writes them.
-
-    Mostly metrics (one per step, with full-precision floats as trainers report them), the
-    start/end messages, and three checkpoint messages, as in OpenAI's own event streams
-    (shared/spec/observed-wire-examples.md §7-9).
-    """
-    t0 = job.created_at
-    steps = total - START_EVENTS - 3 - 2
-    validating = f"Validating training file: {job.training_file}"
-    if job.validation_file:
-        validating += f" and validation file: {job.validation_file}"
-    yield make_event(f"Created fine-tuning job: {job.id}", created_at=t0)
-    yield make_event(validating, created_at=t0)
-    yield make_event("Files validated, moving job to queued state", created_at=t0 + 20)
-    yield make_event("Fine-tuning job started", data=None, created_at=t0 + 30)
-    checkpoints = (steps // 3, 2 * steps // 3, steps)
-    model = job.fine_tuned_model
-    loss, acc = 2.0 + rng.random(), 0.3 + 0.2 * rng.random()
-    for step in range(1, steps + 1):
-        loss = max(1e-6, loss * (0.995 + 0.004 * rng.random()) - 0.0005 * rng.random())
-        acc = min(1.0, acc + 0.002 * rng.random())
-        data: dict[str, Any] = {
-            "step": step,
-            "train_loss": loss,
-            "total_steps": steps,
-            "train_mean_token_accuracy": acc,
-        }
-        text = f"Step {step}/{steps}: training loss={format_loss(loss)}"
-        if job.validation_file and step % 10 == 0:
-            vloss = loss * (1.05 + 0.1 * rng.random())
-            data["valid_loss"] = vloss
-            data["valid_mean_token_accuracy"] = acc * 0.95
-            text += f", validation loss={format_loss(vloss)}"
-        yield make_event(
-            text, kind="metrics", data=data, key=f"step:{step}", created_at=t0 + 40 + 2 * step
-        )
-        if step in checkpoints:
-            yield make_event(
-                f"Checkpoint created at step {step} with Snapshot ID: {model}:ckpt-step-{step}",
-                created_at=t0 + 41 + 2 * step,
-            )
-    yield make_event(f"New fine-tuned model created: {model}", created_at=job.finished_at)
-    yield make_event("The job has successfully completed", created_at=job.finished_at)
-
-
-def _job_sizes(rng: random.Random, events: int, jobs: int) -> list[int]:
-    """Sizes that vary +-50 % around the mean (jobs differ in steps) and sum to ``events``."""
-    weights = [0.5 + rng.random() for _ in range(jobs)]
-    scale = (events - MIN_EVENTS_PER_JOB * jobs) / sum(weights)
-    sizes = [MIN_EVENTS_PER_JOB + int(w * scale) for w in weights]
-    for i in range(events - sum(sizes)):  # rounding leftovers, one each
-        sizes[i % jobs] += 1
-    return sizes
-
-
-def fill_store(data_dir: Path, events: int, jobs: int, seed: int, label: str) -> Filled:
-    """Fill through the Store API, interleaving jobs in ~1,000-event appends.
-
-    Jobs are appended round-robin rather than one after another so that, at 10M events, the
-    clustered ``(job_id, seq)`` table is built the way concurrent trainers build it: many jobs
-    growing at once, not each job's pages laid out back to back.
-    """
-    rng = random.Random(seed)
-    sizes = _job_sizes(rng, events, jobs)
-    store = SqliteStore(Settings(data_dir=data_dir).sqlite_path)
-    now = int(time.time())
-    jids: list[str] = []
-    streams: list[Iterator[NewEvent]] = []
-    counts = [0] * jobs
-    build = 0.0
-    t_start = time.perf_counter()
-    last_report = t_start
-    done = 0
-    try:
-        for i, size in enumerate(sizes):
-            jid = job_id()
-            steps = size - START_EVENTS - 5
-            record = _job_record(rng, jid, now - 86_400 * 30 + 600 * i, steps)
-            stream = _job_events(rng, record, size)
-            t = time.perf_counter()
-            first = list(itertools.islice(stream, START_EVENTS))
-            build += time.perf_counter() - t
-            store.create_job(record, first)
-            counts[i] = len(first)
-            done += len(first)
-            jids.append(jid)
-            streams.append(stream)
-        pending = list(range(jobs))
-        while pending:
-            still = []
-            for i in pending:
-                t = time.perf_counter()
-                batch = list(itertools.islice(streams[i], APPEND_BATCH))
-                build += time.perf_counter() - t
-                if not batch:
-                    continue
-                added = store.append_events(jids[i], batch)
-                if added != len(batch):
-                    raise RuntimeError(f"append_events stored {added} of {len(batch)} events")
-                counts[i] += added
-                done += added
-                still.append(i)
-                now_t = time.perf_counter()
-                if now_t - last_report > 30:  # a sign of life on the 10M fill
-                    last_report = now_t
-                    rate = done / (now_t - t_start)
-                    print(f"  [{label}] {done:,}/{events:,} events, {rate:,.0f}/s", flush=True)
-            pending = still
-        for jid in jids:
-            store.update_job(jid, expect=("running",), changes={"status": "succeeded"})
-    finally:
-        # Closing the last connection checkpoints the WAL into the main file, as a long-running
-        # server's periodic checkpoints would: reads then come from the (mmapped) db file.
-        store.close()
-    seconds = time.perf_counter() - t_start
-    if counts != sizes:
-        raise RuntimeError("fill: stored event counts differ from the plan")
-    db = Settings(data_dir=data_dir).sqlite_path
-    size_bytes = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
-    return Filled(data_dir, jids, counts, done, seconds, build, size_bytes)
-
-
-# -- cursors ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    job: str
-    seq: int  # the cursor event's seq: the page holds seq-1 down to seq-20
-    event: str
-
-    @property
-    def path(self) -> str:
-        return f"/v1/fine_tuning/jobs/{self.job}/events?after={self.event}&limit={PAGE}"
-
-    @property
-    def has_more(self) -> bool:
-        return self.seq - 1 > PAGE
-
-
-def sample_cursors(filled: Filled, n: int, seed: int) -> list[Cursor]:
-    """Random (job, event) pairs with a full page behind each one.
-
-    A uniformly random job, then a uniformly random event of it with at least 20 older events,
-    so every request returns a full 20-event page, as the fixed baseline does.
-    """
-    rng = random.Random(seed)
-    db = sqlite3.connect(f"file:{Settings(data_dir=filled.data_dir).sqlite_path}?mode=ro", uri=True)
-    try:
-        out = []
-        for _ in range(n):
-            i = rng.randrange(len(filled.jobs))
-            seq = rng.randint(PAGE + 1, filled.counts[i])
-            row = db.execute(
-                "SELECT id FROM events WHERE job_id = ? AND seq = ?", (filled.jobs[i], seq)
-            ).fetchone()
-            out.append(Cursor(filled.jobs[i], seq, row[0]))
-        return out
-    finally:
-        db.close()
-
-
-def expected_ids(db: sqlite3.Connection, job: str, below: int | None) -> list[str]:
-    if below is None:
-        rows = db.execute(
-            "SELECT id FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT ?", (job, PAGE)
-        ).fetchall()
-    else:
-        rows = db.execute(
-            "SELECT id FROM events WHERE job_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (job, below, PAGE),
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-# -- servers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(port: int, path: str, *, auth: bool = True, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {API_KEY}"} if auth else {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.argv, "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} server exited early:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if http_get(self.port, "/health", auth=False, timeout=1)[0] == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} server did not answer /health:\n{self.log_tail()}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far (uvicorn runs in this one process)."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def serve_fixed(port: int, body_path: Path) -> None:
-    """The baseline server: uvicorn + Starlette answering every events request with one page.
-
-    Same uvicorn options as ``ftserve serve`` (cli/main.py) at log level warning, same route
-    template (so routing does the same path match), no auth, no store: what is left is the
-    framework's own cost per request.
-    """
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    body = body_path.read_bytes()
-
-    async def page(request: Request) -> Response:
-        return Response(body, media_type="application/json")
-
-    async def health(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    app = Starlette(
-        routes=[
-            Route("/v1/fine_tuning/jobs/{job_id}/events", page, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-        ]
-    )
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="auto",
-        http="auto",
-    )
-
-
-# -- wrk ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: int
-    server_cpu_us: float  # server CPU per request, from /proc: independent of wrk's share
-    other_cpu: float  # cores' worth of CPU used by neither the server nor wrk during the run
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + self.socket_errors
-
-
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def parse_wrk(text: str) -> tuple[float, float, float, int, int, int]:
-    """req/s, p50 ms, p99 ms, requests, non-2xx, socket errors from ``wrk --latency`` output."""
-
-    def need(pattern: str) -> re.Match[str]:
-        m = re.search(pattern, text, re.MULTILINE)
-        if m is None:
-            raise RuntimeError(f"unexpected wrk output (no {pattern!r}):\n{text}")
-        return m
-
-    def latency(pct: str) -> float:
-        m = need(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$")
-        return float(m.group(1)) * _UNITS_MS[m.group(2)]
-
-    rps = float(need(r"^Requests/sec:\s+([\d.]+)").group(1))
-    requests = int(need(r"^\s+(\d+) requests in").group(1))
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    non_2xx = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    sock = sum(int(g) for g in m.groups()) if m else 0
-    return rps, latency("50"), latency("99"), requests, non_2xx, sock
-
-
-def run_wrk(
-    server: Server, paths_file: Path, duration: float, connections: int, seed: int
-) -> WrkResult:
-    cmd = [
-        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s",
-        "-H", f"Authorization: Bearer {API_KEY}", "-s", str(LUA_SCRIPT),
-        f"http://127.0.0.1:{server.port}/", "--", str(paths_file), str(seed),
-    ]  # fmt: skip
-    cpu0, busy0, kids0 = server.cpu_seconds(), busy_cpu_seconds(), children_cpu_seconds()
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
-    wall = time.monotonic() - t0
-    cpu = server.cpu_seconds() - cpu0
-    wrk_cpu = children_cpu_seconds() - kids0  # wrk is the only child reaped in between
-    other = max(0.0, busy_cpu_seconds() - busy0 - cpu - wrk_cpu) / wall
-    if out.returncode != 0:
-        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    rps, p50, p99, requests, non_2xx, sock = parse_wrk(out.stdout)
-    per_req = cpu / max(requests, 1) * 1e6
-    return WrkResult(rps, p50, p99, requests, non_2xx, sock, per_req, other)
-
-
-def busy_cpu_seconds() -> float:
-    """Non-idle CPU time of the whole machine so far, all cores (first line of /proc/stat)."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks) - idle) / CLK_TCK
-
-
-def children_cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 # -- in-process timing --------------------------------------------------------------------------
@@ -630,39 +226,6 @@ def verify_real(port: int, filled: Filled, cursors: Sequence[Cursor]) -> int:
 
 def fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
-
-
-def machine_line() -> str:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError, ValueError):
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB"
-    return f"{os.cpu_count()} cores{mem}, {cpu or platform.machine()}"
-
-
-def versions_line() -> str:
-    import starlette
-    import uvicorn
-
-    extras = []
-    for mod in ("uvloop", "httptools"):
-        try:
-            extras.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:
-            extras.append(f"no {mod}")
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    wrk_v = (wrk.stdout + wrk.stderr).split()[:2]
-    return (
-        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} "
-        f"({', '.join(extras)}), starlette {starlette.__version__}, "
-        f"SQLite {sqlite3.sqlite_version}, {' '.join(wrk_v)}"
-    )
 
 
 def verdict(ok: bool) -> str:

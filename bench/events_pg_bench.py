@@ -47,15 +47,8 @@ import orjson
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))  # tests/pg.py
 
-from events_bench import (  # noqa: E402
-    API_KEY,
-    PAGE,
-    Server,
-    _job_events,
-    _job_record,
-    _job_sizes,
-    http_get,
-)
+from events_data import PAGE, _job_events, _job_record, _job_sizes  # noqa: E402
+from loadrun import API_KEY, Server, http_get  # noqa: E402
 
 from ftserve.config import Settings  # noqa: E402
 from ftserve.ids import job_id  # noqa: E402
