@@ -10,6 +10,7 @@ always had: a bad value names the variable (or the flag) and what it accepts.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field
 from pathlib import Path
@@ -31,13 +32,14 @@ class ApiKey:
     organization: str  # slug; organization_id is "org-" + slug
 
 
-class Kind(Generic[T]):
+class Kind(ABC, Generic[T]):
     """How a raw string becomes a setting's value, and how that value is written back."""
 
     accepts = ""  # what the documentation tables say the setting takes
 
+    @abstractmethod
     def parse(self, raw: str, name: str) -> T:
-        raise NotImplementedError
+        """The value of ``raw``, or a :class:`ConfigError` naming ``name`` (the variable)."""
 
     def show(self, value: T) -> str:
         return str(value)
@@ -47,8 +49,9 @@ class Kind(Generic[T]):
         return {}
 
     def from_flag(self, value: Any, flag: str) -> T:
-        checked: T = value
-        return checked
+        """A flag's value as argparse converted it; kinds with bounds check them here."""
+        converted: T = value
+        return converted
 
 
 class Text(Kind[str]):
