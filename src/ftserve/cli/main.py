@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from .. import __version__
 from ..config import (
     API_KEY_FILE,
     ConfigError,
@@ -20,6 +20,7 @@ from ..config import (
 )
 from . import chat_cmd, files_cmd, jobs_cmd, models_cmd
 from .client import run as run_user_command
+from .flags import add_setting_flags, settings_with_flags
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,22 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Self-hosted fine-tuning service speaking the OpenAI fine-tuning API.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"ftserve {__version__}")
     serve = sub.add_parser("serve", help="run the API server on the embedded store")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, FTSERVE_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8000, FTSERVE_PORT)")
-    serve.add_argument("--data-dir", type=Path, help="data directory (default ./ftserve-data)")
-    serve.add_argument("--log-level", help="error, warning, info or debug")
-    serve.add_argument(
-        "--workers",
-        type=int,
-        help="embedded training workers (default 1, FTSERVE_WORKERS; 0 = none)",
-    )
-    serve.add_argument(
-        "--inference",
-        type=int,
-        choices=(0, 1),
-        help="serve /chat/completions and /completions (default 1, FTSERVE_INFERENCE; 0 = off)",
-    )
     inference = sub.add_parser(
         "inference",
         help="run the inference process alone, for API servers started with FTSERVE_INFERENCE_URL",
@@ -51,41 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     inference.add_argument(
         "--listen", default="127.0.0.1:8001", help="HOST:PORT or unix:PATH (default 127.0.0.1:8001)"
     )
-    inference.add_argument("--data-dir", type=Path, help="data directory shared with the API")
-    inference.add_argument("--log-level", help="error, warning, info or debug")
     worker = sub.add_parser("worker", help="run training workers only (no API)")
-    worker.add_argument("--data-dir", type=Path, help="data directory shared with the API")
-    worker.add_argument(
-        "--concurrency", type=int, help="jobs trained at once (default 1 on CPU, one per GPU)"
-    )
-    worker.add_argument("--log-level", help="error, warning, info or debug")
     migrate = sub.add_parser(
         "migrate",
         help="create or upgrade the database schema (PostgreSQL: FTSERVE_DATABASE_URL)",
     )
-    migrate.add_argument("--data-dir", type=Path, help="data directory (SQLite: its database)")
-    migrate.add_argument("--log-level", help="error, warning, info or debug")
+    for name, command in (
+        ("serve", serve),
+        ("inference", inference),
+        ("worker", worker),
+        ("migrate", migrate),
+    ):
+        add_setting_flags(command, name)
     for commands in (files_cmd, jobs_cmd, models_cmd, chat_cmd):
         commands.register(sub)
     return parser
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    settings = settings_from_env().with_overrides(
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        data_dir=args.data_dir,
-        log_level=args.log_level,
-        workers=getattr(args, "workers", None),
-        concurrency=getattr(args, "concurrency", None),
-        inference=None if getattr(args, "inference", None) is None else bool(args.inference),
-    )
-    if not 0 <= settings.port <= 65535:
-        raise ConfigError(f"--port {settings.port}: must be between 0 and 65535")
-    if not 0 <= settings.workers <= 64:
-        raise ConfigError(f"--workers {settings.workers}: must be between 0 and 64")
-    if not 1 <= settings.concurrency <= 64:
-        raise ConfigError(f"--concurrency {settings.concurrency}: must be between 1 and 64")
+    settings = settings_with_flags(settings_from_env(), args)
     validate_paths(settings)
     if settings.inference_url:
         from ..inference.remote import BadAddress, parse_address
