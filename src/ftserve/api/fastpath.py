@@ -22,6 +22,7 @@ from ..errors import ApiError, DatabaseUnavailable, ServerError, StoreError, Sto
 from ..events.schemas import PAGING
 from ..ids import request_id
 from ..params import query_int, query_str
+from ..wire.queries import MIN_LIMIT
 from .auth import presented_key
 from .responses import error_response
 from .services import Services
@@ -106,7 +107,11 @@ class EventsFastPath:
             return None
         try:
             limit = query_int(
-                query, "limit", default=self._default_limit, minimum=1, maximum=self._max_limit
+                query,
+                "limit",
+                default=self._default_limit,
+                minimum=MIN_LIMIT,
+                maximum=self._max_limit,
             )
             return organization, query_str(query, "after"), limit
         except ApiError:
