@@ -15,6 +15,7 @@ from .errors import InvalidType, InvalidValue, MissingParameter
 
 # ASCII digits only: int() would also take "1_0" and digits of other scripts.
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+CURSOR_MAX_LENGTH = 512  # the longest id a query parameter may name
 
 
 def below_min(param: str, minimum: int | float, got: object) -> InvalidValue:
@@ -57,7 +58,9 @@ def query_int(
     return value
 
 
-def query_str(query: Mapping[str, str], param: str, *, max_length: int = 512) -> str | None:
+def query_str(
+    query: Mapping[str, str], param: str, *, max_length: int = CURSOR_MAX_LENGTH
+) -> str | None:
     raw = query.get(param)
     if raw is None:
         return None

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -42,7 +43,7 @@ from ..web import routes as web_routes
 from .context import Ctx, Handler
 from .fastpath import EventsFastPath
 from .openapi import openapi_document
-from .responses import error_response, json_response
+from .responses import error_response, json_response, raw_json
 from .services import Services, build_services
 
 log = logging.getLogger("ftserve.api")
@@ -151,8 +152,12 @@ def build_routes(services: Services) -> list[BaseRoute]:
                 Route(prefix + path, _dispatch(handlers, services, azure), methods=list(handlers))
             )
 
+    document: list[bytes] = []  # this app's, built on first request (it takes a moment)
+
     async def openapi(request: Request) -> Response:
-        return json_response(openapi_document())
+        if not document:
+            document.append(orjson.dumps(openapi_document(services.settings)))
+        return raw_json(document[0])
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
 

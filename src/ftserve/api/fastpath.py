@@ -19,8 +19,10 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError, DatabaseUnavailable, ServerError, StoreError, StoreUnavailable
+from ..events.schemas import PAGING
 from ..ids import request_id
 from ..params import query_int, query_str
+from ..wire.queries import MIN_LIMIT
 from .auth import presented_key
 from .responses import error_response
 from .services import Services
@@ -55,7 +57,9 @@ class EventsFastPath:
         self.app = app
         self._keys = services.keys
         self._events = services.events
-        self._max_limit = services.settings.events_max_limit
+        # The events list's declared paging, read once: this path checks the same bounds.
+        self._default_limit = PAGING.default_limit
+        self._max_limit = PAGING.maximum(services.settings)
         # PostgreSQL: the page is awaited on the store's async pool (SQLite: read inline).
         self._awaits = services.events.awaits_store
 
@@ -102,7 +106,13 @@ class EventsFastPath:
         if query is None:
             return None
         try:
-            limit = query_int(query, "limit", default=20, minimum=1, maximum=self._max_limit)
+            limit = query_int(
+                query,
+                "limit",
+                default=self._default_limit,
+                minimum=MIN_LIMIT,
+                maximum=self._max_limit,
+            )
             return organization, query_str(query, "after"), limit
         except ApiError:
             return None

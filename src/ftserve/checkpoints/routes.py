@@ -7,8 +7,7 @@ from starlette.responses import Response
 
 from ..api.context import Ctx
 from ..api.responses import json_response, list_body
-from ..params import query_int, query_str
-from .service import checkpoint_object
+from .schemas import PAGING, checkpoint_object
 
 
 async def list_checkpoints(request: Request, ctx: Ctx) -> Response:
@@ -16,10 +15,8 @@ async def list_checkpoints(request: Request, ctx: Ctx) -> Response:
     page = ctx.services.checkpoints.list(
         ctx.organization,
         request.path_params["job_id"],
-        after=query_str(q, "after"),
-        limit=query_int(
-            q, "limit", default=10, minimum=1, maximum=ctx.services.settings.events_max_limit
-        ),
+        after=PAGING.after(q),
+        limit=PAGING.limit(q, ctx.services.settings),
     )
     data = [checkpoint_object(c) for c in page.items]
     return json_response(list_body(data, page.has_more, ids=True))

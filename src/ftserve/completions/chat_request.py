@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue, MissingParameter
 from ..inference.protocol import ChatPrompt, Sampling
-from .fields import Field, body_schema, parse_body, unrecognized, unsupported_value
+from ..wire.fields import Field, body_schema, parse_body, unrecognized, unsupported_value
 from .sampling import (
     METADATA_SCHEMA,
     check_metadata,

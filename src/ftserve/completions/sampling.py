@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue
-from .fields import Field, check_number
+from ..wire import metadata
+from ..wire.fields import Field, check_number
 
 Json = dict[str, Any]
 MAX_STOP = 4
@@ -72,25 +73,28 @@ def check_stream_options(value: Any, param: str) -> Json:
 def check_metadata(value: Any, param: str) -> Json:
     if not isinstance(value, dict):
         raise InvalidType(param, "an object", value)
-    if len(value) > 16:
+    if len(value) > metadata.MAX_PAIRS:
         raise InvalidValue(
-            f"Invalid '{param}': too many properties. Expected an object with at most 16 "
-            f"properties, but got an object with {len(value)} properties instead.",
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{metadata.MAX_PAIRS} properties, but got an object with {len(value)} properties "
+            "instead.",
             param=param,
             code="object_above_max_properties",
         )
     for key, item in value.items():
-        if len(key) > 64:
+        if len(key) > metadata.KEY_MAX_LENGTH:
             raise InvalidValue(
-                f"Invalid '{param}': key too long; keys have at most 64 characters.",
+                f"Invalid '{param}': key too long; keys have at most {metadata.KEY_MAX_LENGTH} "
+                "characters.",
                 param=param,
             )
         if not isinstance(item, str):
             raise InvalidType(f"{param}.{key}", "a string", item)
-        if len(item) > 512:
+        if len(item) > metadata.VALUE_MAX_LENGTH:
             raise InvalidValue(
                 f"Invalid '{param}.{key}': string too long. Expected a string with maximum "
-                f"length 512, but got a string with length {len(item)} instead.",
+                f"length {metadata.VALUE_MAX_LENGTH}, but got a string with length {len(item)} "
+                "instead.",
                 param=f"{param}.{key}",
                 code="string_above_max_length",
             )
@@ -116,12 +120,7 @@ STREAM_OPTIONS_SCHEMA: Json = {
     },
     "additionalProperties": False,
 }
-METADATA_SCHEMA: Json = {
-    "type": "object",
-    "maxProperties": 16,
-    "propertyNames": {"maxLength": 64},
-    "additionalProperties": {"type": "string", "maxLength": 512},
-}
+METADATA_SCHEMA: Json = metadata.SCHEMA
 
 
 def common_fields() -> list[Field]:

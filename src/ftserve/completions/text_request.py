@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue
 from ..inference.protocol import Sampling, TextPrompt
-from .fields import Field, body_schema, check_integer, parse_body, unsupported_value
+from ..wire.fields import Field, body_schema, check_integer, parse_body, unsupported_value
 from .sampling import check_stream_options_use, check_token_limit, common_fields
 
 Json = dict[str, Any]

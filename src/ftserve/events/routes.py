@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from ..api.context import Ctx
 from ..api.responses import raw_json
-from ..params import query_int, query_str
+from .schemas import PAGING
 from .sse import SseResponse
 from .stream import check_stream_query, last_event_id, wants_stream
 
@@ -23,11 +23,9 @@ async def list_events(request: Request, ctx: Ctx) -> Response:
     q = request.query_params
     if wants_stream(q):
         return await stream_events(request, ctx)
-    limit = query_int(
-        q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit
-    )
+    limit = PAGING.limit(q, ctx.services.settings)
     events = ctx.services.events
-    args = (ctx.organization, request.path_params["job_id"], query_str(q, "after"), limit)
+    args = (ctx.organization, request.path_params["job_id"], PAGING.after(q), limit)
     body = await events.page_json_async(*args) if events.awaits_store else events.page_json(*args)
     return raw_json(body)
 

@@ -8,8 +8,8 @@ from starlette.responses import FileResponse, Response
 
 from ..api.context import Ctx
 from ..api.responses import json_response, list_body
-from ..params import query_choice, query_int, query_str
-from .service import LIST_PURPOSES, file_object
+from ..params import query_choice, query_str
+from .schemas import DEFAULT_ORDER, LIST_PURPOSES, ORDERS, PAGING, file_deleted, file_object
 from .upload import receive_upload
 
 
@@ -28,9 +28,9 @@ async def list_files(request: Request, ctx: Ctx) -> Response:
     page = ctx.services.files.list(
         ctx.organization,
         purpose=purpose,
-        after=query_str(q, "after"),
-        limit=query_int(q, "limit", default=10_000, minimum=1, maximum=10_000),
-        ascending=query_choice(q, "order", ("asc", "desc"), "desc") == "asc",
+        after=PAGING.after(q),
+        limit=PAGING.limit(q, ctx.services.settings),
+        ascending=query_choice(q, "order", ORDERS, DEFAULT_ORDER) == "asc",
     )
     return json_response(list_body([file_object(f) for f in page.items], page.has_more, ids=True))
 
@@ -44,7 +44,7 @@ async def delete_file(request: Request, ctx: Ctx) -> Response:
     record = await run_in_threadpool(
         ctx.services.files.delete, ctx.organization, request.path_params["file_id"]
     )
-    return json_response({"object": "file", "id": record.id, "deleted": True})
+    return json_response(file_deleted(record))
 
 
 async def file_content(request: Request, ctx: Ctx) -> Response:

@@ -13,36 +13,19 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, LocalBlobs
 from ..errors import InvalidFile, InvalidValue, NotFound, StoreError
 from ..ids import file_id as new_file_id
 from ..store.protocol import Store, UnknownCursor
 from ..store.records import FileRecord, Page
+from .schemas import EXPIRY_ANCHORS, MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES
 from .upload import Upload
 from .validation import JsonlError, analyse_file
 
-UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-LIST_PURPOSES = (*UPLOAD_PURPOSES, "fine-tune-results", "assistants_output", "batch_output")
-MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
 STALE_UPLOAD_SECONDS = 24 * 3600
 
 log = logging.getLogger("ftserve.files")
-
-
-def file_object(f: FileRecord) -> dict[str, Any]:
-    return {
-        "object": "file",
-        "id": f.id,
-        "purpose": f.purpose,
-        "filename": f.filename,
-        "bytes": f.bytes,
-        "created_at": f.created_at,
-        "expires_at": f.expires_at,
-        "status": f.status,
-        "status_details": f.status_details,
-    }
 
 
 def file_not_found(file_id: str) -> NotFound:
@@ -218,7 +201,7 @@ class FileService:
         seconds = fields.get("expires_after[seconds]")
         if anchor is None and seconds is None:
             return None
-        if anchor != "created_at":
+        if anchor not in EXPIRY_ANCHORS:
             raise InvalidValue(
                 "Invalid 'expires_after[anchor]': the only supported anchor is 'created_at'.",
                 param="expires_after.anchor",

@@ -9,8 +9,8 @@ from starlette.responses import Response
 from ..api.context import Ctx, json_body
 from ..api.responses import json_response, list_body
 from ..errors import InvalidValue
-from ..params import query_int, query_str
-from .schemas import job_object
+from .objects import job_object
+from .schemas import PAGING
 
 
 async def create_job(request: Request, ctx: Ctx) -> Response:
@@ -36,10 +36,8 @@ async def list_jobs(request: Request, ctx: Ctx) -> Response:
     q = request.query_params
     page = ctx.services.jobs.list(
         ctx.organization,
-        after=query_str(q, "after"),
-        limit=query_int(
-            q, "limit", default=20, minimum=1, maximum=ctx.services.settings.events_max_limit
-        ),
+        after=PAGING.after(q),
+        limit=PAGING.limit(q, ctx.services.settings),
         metadata=_metadata_filter(request),
     )
     return json_response(list_body([job_object(j) for j in page.items], page.has_more))

@@ -1,52 +1,302 @@
-"""The create-job request, checked field by field, and the ``fine_tuning.job`` wire object.
+"""The create-job request, declared once as :class:`~ftserve.wire.fields.Field` tables: the
+checks (OpenAI's wording and codes), the request schema in the OpenAPI document and the
+hyperparameter and integration schemas of the job object all come from these tables.
 
-Bounds follow the published spec: suffix 1..64 chars, n_epochs 1..50, batch_size 1..256,
-learning_rate_multiplier > 0, beta in (0, 2], seed 0..2147483647, metadata ≤ 16 pairs (keys ≤ 64
-chars, values ≤ 512), integrations ≤ 5.
+Bounds follow the published spec (each one constant below): suffix 1..64 chars, n_epochs 1..50,
+batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], seed 0..2147483647, metadata
+≤ 16 pairs (keys ≤ 64 chars, values ≤ 512), integrations ≤ 5.
 
 ftserve's own extension is one namespaced object, ``"ftserve": {"adapter": "lora" | "full",
 "lora_rank": int}``, so OpenAI's fields keep exactly their meaning. Azure's ``trainingType`` is
 accepted and recorded (it picks a billing tier on Azure; nothing to pick here).
+
+``method`` and the deprecated top-level ``hyperparameters`` are one decision (which method, and
+which of the two places holds its hyperparameters), so they are checked together, by hand, with
+their schema beside the check; the hyperparameters themselves are tables.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidValue
-from ..params import (
-    expect_int,
-    expect_list,
-    expect_number,
-    expect_object,
-    expect_str,
-    reject_unknown,
-    require,
-)
-from ..store.records import JobRecord
+from ..params import expect_object, expect_str, require
+from ..wire import metadata
+from ..wire.fields import Field, body_schema, parse_body, unknown_parameter
+from ..wire.queries import Paging
+from ..wire.shapes import closed, const, or_null, ref
+
+Json = dict[str, Any]
 
 MAX_SEED = 2_147_483_647
-_SUFFIX_FORBIDDEN = re.compile(r"[:\s]")
+MODEL_MAX_LENGTH = 4096
+FILE_ID_MAX_LENGTH = 256
+SUFFIX_MAX_LENGTH = 64
+TRAINING_TYPE_MAX_LENGTH = 64
+BATCH_SIZE_MAX = 256
+N_EPOCHS_MAX = 50
+BETA_MAX = 2
+MAX_INTEGRATIONS = 5
+WANDB_TAG_MAX_LENGTH = 64
+LORA_RANK_MAX = 1024
+DEFAULT_LORA_RANK = 8
+ADAPTERS = ("lora", "full")
+METHODS = ("supervised", "dpo")
+_ALL_METHODS = (*METHODS, "reinforcement")  # keys a method object may name
+PAGING = Paging("job", "Jobs", default_limit=20)
 
-_TOP = frozenset(
-    {
-        "model",
-        "training_file",
-        "validation_file",
-        "hyperparameters",
-        "method",
-        "suffix",
-        "seed",
-        "metadata",
-        "integrations",
-        "ftserve",
-        "trainingType",
-    }
+# -- hyperparameters: "auto" or a value in range ---------------------------------------------------
+
+SUPERVISED_HYPERPARAMETERS = (
+    Field("batch_size", "integer", "Examples per batch.", 1, BATCH_SIZE_MAX, auto=True),
+    Field(
+        "learning_rate_multiplier",
+        "number",
+        "Scale on the base learning rate.",
+        exclusive_minimum=0,
+        auto=True,
+    ),
+    Field("n_epochs", "integer", "Passes over the training file.", 1, N_EPOCHS_MAX, auto=True),
 )
-_HP_KEYS = frozenset({"batch_size", "learning_rate_multiplier", "n_epochs"})
+DPO_HYPERPARAMETERS = (
+    *SUPERVISED_HYPERPARAMETERS,
+    Field(
+        "beta",
+        "number",
+        "DPO: weight of the penalty between the policy and the reference model.",
+        maximum=BETA_MAX,
+        exclusive_minimum=0,
+        auto=True,
+    ),
+)
+COMMON_HYPERPARAMETERS = tuple(f.name for f in SUPERVISED_HYPERPARAMETERS)
+
+
+def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> dict[str, Any]:
+    body = {} if raw is None else expect_object(raw, param)
+    table = DPO_HYPERPARAMETERS if dpo else SUPERVISED_HYPERPARAMETERS
+    return parse_body(body, table, unknown=unknown_parameter, prefix=param + ".")
+
+
+# -- method (with the top-level hyperparameters) ---------------------------------------------------
+
+
+def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
+    if raw is None:
+        return {
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": parse_hyperparameters(top_hp, "hyperparameters", dpo=False)
+            },
+        }
+    method = expect_object(raw, "method")
+    for key in method:
+        if key not in ("type", *_ALL_METHODS):
+            raise unknown_parameter("method." + key)
+    kind = expect_str(require(method, "type", "method."), "method.type")
+    if kind == "reinforcement":
+        raise InvalidValue(
+            "Reinforcement fine-tuning (method.type 'reinforcement') is not supported by this "
+            "server; use 'supervised' or 'dpo'.",
+            param="method.type",
+            code="unsupported_value",
+        )
+    if kind not in METHODS:
+        raise InvalidValue(
+            f"Invalid value for 'method.type': expected 'supervised' or 'dpo', but got "
+            f"'{kind[:64]}'.",
+            param="method.type",
+        )
+    for other in _ALL_METHODS:
+        if other != kind and method.get(other) is not None:
+            raise InvalidValue(
+                f"'method.{other}' was given, but method.type is '{kind}'.", param=f"method.{other}"
+            )
+    inner_raw = method.get(kind)
+    inner = {} if inner_raw is None else expect_object(inner_raw, f"method.{kind}")
+    for key in inner:
+        if key != "hyperparameters":
+            raise unknown_parameter(f"method.{kind}.{key}")
+    inner_hp = inner.get("hyperparameters")
+    if top_hp is not None and inner_hp is not None:
+        raise InvalidValue(
+            "Pass hyperparameters either in 'method' or at the top level (deprecated), not both.",
+            param="hyperparameters",
+        )
+    source, name = (
+        (inner_hp, f"method.{kind}.hyperparameters")
+        if top_hp is None
+        else (top_hp, "hyperparameters")
+    )
+    hp = parse_hyperparameters(source, name, dpo=kind == "dpo")
+    return {"type": kind, kind: {"hyperparameters": hp}}
+
+
+def _method_schema() -> Json:
+    def variant(kind: str, hp: str) -> Json:
+        inner = or_null(closed({"hyperparameters": or_null(ref(hp))}, required=()))
+        others = {k: {"type": "null"} for k in _ALL_METHODS if k != kind}
+        return closed(
+            {"type": const("type", kind).schema, kind: inner, **others}, required=("type",)
+        )
+
+    return {
+        "anyOf": [
+            variant("supervised", "SupervisedHyperparametersRequest"),
+            variant("dpo", "DpoHyperparametersRequest"),
+        ]
+    }
+
+
+# -- metadata --------------------------------------------------------------------------------------
+
+
+def _check_metadata(raw: Any, param: str) -> dict[str, str]:
+    meta = expect_object(raw, param)
+    if len(meta) > metadata.MAX_PAIRS:
+        raise InvalidValue(
+            f"Invalid 'metadata': too many keys. Expected at most {metadata.MAX_PAIRS} keys, but "
+            f"got {len(meta)}.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, value in meta.items():
+        expect_str(key, param, max_length=metadata.KEY_MAX_LENGTH)
+        expect_str(value, f"{param}.{key}", max_length=metadata.VALUE_MAX_LENGTH)
+    return dict(meta)
+
+
+# -- integrations ----------------------------------------------------------------------------------
+
+
+def _only_wandb(param: str, value: str) -> InvalidValue:
+    return InvalidValue(f"Invalid '{param}': only 'wandb' is supported.", param=param)
+
+
+def _too_many_integrations(param: str, count: int) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid '{param}': at most {MAX_INTEGRATIONS} integrations are allowed.",
+        param=param,
+        code="array_above_max_length",
+    )
+
+
+WANDB_FIELDS = (
+    Field("project", "string", required=True, min_length=1),
+    Field("name", "string"),
+    Field("entity", "string"),
+    Field(
+        "tags",
+        "array",
+        items=Field("tag", "string", required=True, maximum=WANDB_TAG_MAX_LENGTH),
+    ),
+)
+INTEGRATION_FIELDS = (
+    Field("type", "string", required=True, enum=("wandb",), enum_error=_only_wandb),
+    Field("wandb", "object", required=True, fields=WANDB_FIELDS),
+)
+
+# -- ftserve's extension ---------------------------------------------------------------------------
+
+
+def _bad_adapter(param: str, value: str) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid '{param}': expected 'lora' or 'full', got '{value[:32]}'.", param=param
+    )
+
+
+EXTENSION_FIELDS = (
+    Field("adapter", "string", default="lora", enum=ADAPTERS, enum_error=_bad_adapter),
+    Field("lora_rank", "integer", minimum=1, maximum=LORA_RANK_MAX, default=DEFAULT_LORA_RANK),
+)
+TRAINING_TYPE = Field(
+    "trainingType",
+    "string",
+    "Azure's training tier; recorded, has no effect here.",
+    maximum=TRAINING_TYPE_MAX_LENGTH,
+)
+
+# -- the request -----------------------------------------------------------------------------------
+
+
+def _file_field(name: str, doc: str, *, required: bool = False) -> Field:
+    return Field(name, "string", doc, required=required, min_length=1, maximum=FILE_ID_MAX_LENGTH)
+
+
+def _method_from_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    return _parse_method(body.get("method"), body.get("hyperparameters"))
+
+
+def _checked_with_method(body: Mapping[str, Any]) -> Any:
+    return body.get("hyperparameters")  # already checked in ``method``'s turn
+
+
+# In the order the checks run: the first invalid field is the one a 400 names.
+CREATE_JOB_FIELDS = (
+    Field(
+        "model",
+        "string",
+        "A base model from `GET /models`, an alias, a local Hugging Face model directory or a "
+        "model id in the local Hugging Face cache.",
+        required=True,
+        min_length=1,
+        maximum=MODEL_MAX_LENGTH,
+        examples=("ftserve-tiny",),
+    ),
+    _file_field("training_file", "A file uploaded with purpose fine-tune.", required=True),
+    _file_field("validation_file", "A file uploaded with purpose fine-tune, for evaluation."),
+    Field(
+        "suffix",
+        "string",
+        "Part of the fine-tuned model's name: no `:` and no whitespace.",
+        min_length=1,
+        maximum=SUFFIX_MAX_LENGTH,
+        pattern=r"[^:\s]+",
+        pattern_error="Invalid 'suffix': it becomes part of the model name, so it may not "
+        "contain ':' or whitespace.",
+    ),
+    Field("seed", "integer", "Same seed, data and model: the same loss curve.", 0, MAX_SEED),
+    Field(
+        "method",
+        "custom",
+        "The method: `supervised` (chat or prompt/completion examples) or `dpo` (preference "
+        "examples). `reinforcement` is refused with 400 `unsupported_value`. Hyperparameters "
+        "go either here or in the deprecated top-level `hyperparameters`, not both.",
+        schema=_method_schema(),
+        from_body=_method_from_body,
+    ),
+    Field(
+        "hyperparameters",
+        "custom",
+        "Deprecated: use `method`. `beta` only with `method.type` `dpo`.",
+        schema=ref("DpoHyperparametersRequest"),
+        from_body=_checked_with_method,
+    ),
+    Field("metadata", "custom", "", check=_check_metadata, schema=ref("Metadata")),
+    Field(
+        "integrations",
+        "array",
+        items=Field(
+            "integration",
+            "object",
+            required=True,
+            fields=INTEGRATION_FIELDS,
+            schema=ref("WandbIntegrationRequest"),
+        ),
+        max_items=MAX_INTEGRATIONS,
+        max_items_error=_too_many_integrations,
+    ),
+    Field(
+        "ftserve",
+        "object",
+        "ftserve's extension (default: adapter `lora`, lora_rank 8).",
+        fields=EXTENSION_FIELDS,
+    ),
+    TRAINING_TYPE,
+)
 
 
 @dataclass
@@ -65,237 +315,28 @@ class CreateJobRequest:
     def hyperparameters(self) -> dict[str, Any]:
         """The top-level (deprecated) view: the three common fields of the method's."""
         hp = self.method[self.method["type"]]["hyperparameters"]
-        return {k: hp[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")}
-
-
-def _auto_or(value: Any, param: str, check: Any) -> Any:
-    if value is None or value == "auto":
-        return "auto"
-    if isinstance(value, str):
-        raise InvalidValue(
-            f"Invalid value for '{param}': expected 'auto' or a number, but got '{value[:64]}'.",
-            param=param,
-        )
-    return check(value, param)
-
-
-def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> dict[str, Any]:
-    body = {} if raw is None else expect_object(raw, param)
-    known = _HP_KEYS | {"beta"} if dpo else _HP_KEYS
-    reject_unknown(body, known, prefix=param + ".")
-    hp: dict[str, Any] = {
-        "batch_size": _auto_or(
-            body.get("batch_size"),
-            f"{param}.batch_size",
-            lambda v, p: expect_int(v, p, minimum=1, maximum=256),
-        ),
-        "learning_rate_multiplier": _auto_or(
-            body.get("learning_rate_multiplier"),
-            f"{param}.learning_rate_multiplier",
-            lambda v, p: expect_number(v, p, exclusive_minimum=0.0),
-        ),
-        "n_epochs": _auto_or(
-            body.get("n_epochs"),
-            f"{param}.n_epochs",
-            lambda v, p: expect_int(v, p, minimum=1, maximum=50),
-        ),
-    }
-    if dpo:
-        hp["beta"] = _auto_or(
-            body.get("beta"),
-            f"{param}.beta",
-            lambda v, p: expect_number(v, p, exclusive_minimum=0.0, maximum=2.0),
-        )
-    return hp
-
-
-def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
-    if raw is None:
-        return {
-            "type": "supervised",
-            "supervised": {
-                "hyperparameters": parse_hyperparameters(top_hp, "hyperparameters", dpo=False)
-            },
-        }
-    method = expect_object(raw, "method")
-    reject_unknown(method, frozenset({"type", "supervised", "dpo", "reinforcement"}), "method.")
-    kind = expect_str(require(method, "type", "method."), "method.type")
-    if kind == "reinforcement":
-        raise InvalidValue(
-            "Reinforcement fine-tuning (method.type 'reinforcement') is not supported by this "
-            "server; use 'supervised' or 'dpo'.",
-            param="method.type",
-            code="unsupported_value",
-        )
-    if kind not in ("supervised", "dpo"):
-        raise InvalidValue(
-            f"Invalid value for 'method.type': expected 'supervised' or 'dpo', but got "
-            f"'{kind[:64]}'.",
-            param="method.type",
-        )
-    for other in ("supervised", "dpo", "reinforcement"):
-        if other != kind and method.get(other) is not None:
-            raise InvalidValue(
-                f"'method.{other}' was given, but method.type is '{kind}'.", param=f"method.{other}"
-            )
-    inner_raw = method.get(kind)
-    inner = {} if inner_raw is None else expect_object(inner_raw, f"method.{kind}")
-    reject_unknown(inner, frozenset({"hyperparameters"}), f"method.{kind}.")
-    inner_hp = inner.get("hyperparameters")
-    if top_hp is not None and inner_hp is not None:
-        raise InvalidValue(
-            "Pass hyperparameters either in 'method' or at the top level (deprecated), not both.",
-            param="hyperparameters",
-        )
-    source, name = (
-        (inner_hp, f"method.{kind}.hyperparameters")
-        if top_hp is None
-        else (top_hp, "hyperparameters")
-    )
-    hp = parse_hyperparameters(source, name, dpo=kind == "dpo")
-    return {"type": kind, kind: {"hyperparameters": hp}}
-
-
-def _parse_metadata(raw: Any) -> dict[str, str] | None:
-    if raw is None:
-        return None
-    meta = expect_object(raw, "metadata")
-    if len(meta) > 16:
-        raise InvalidValue(
-            f"Invalid 'metadata': too many keys. Expected at most 16 keys, but got {len(meta)}.",
-            param="metadata",
-            code="object_above_max_properties",
-        )
-    for key, value in meta.items():
-        expect_str(key, "metadata", max_length=64)
-        expect_str(value, f"metadata.{key}", max_length=512)
-    return dict(meta)
-
-
-def _parse_integrations(raw: Any) -> list[dict[str, Any]] | None:
-    if raw is None:
-        return None
-    items = expect_list(raw, "integrations")
-    if len(items) > 5:
-        raise InvalidValue(
-            "Invalid 'integrations': at most 5 integrations are allowed.",
-            param="integrations",
-            code="array_above_max_length",
-        )
-    out = []
-    for i, item in enumerate(items):
-        p = f"integrations[{i}]"
-        obj = expect_object(item, p)
-        reject_unknown(obj, frozenset({"type", "wandb"}), p + ".")
-        kind = expect_str(require(obj, "type", p + "."), p + ".type")
-        if kind != "wandb":
-            raise InvalidValue(f"Invalid '{p}.type': only 'wandb' is supported.", param=p + ".type")
-        wandb = expect_object(require(obj, "wandb", p + "."), p + ".wandb")
-        reject_unknown(wandb, frozenset({"project", "name", "entity", "tags"}), p + ".wandb.")
-        project = expect_str(
-            require(wandb, "project", p + ".wandb."), p + ".wandb.project", min_length=1
-        )
-        clean: dict[str, Any] = {"project": project}
-        for opt in ("name", "entity"):
-            clean[opt] = (
-                None if wandb.get(opt) is None else expect_str(wandb[opt], f"{p}.wandb.{opt}")
-            )
-        tags = wandb.get("tags")
-        clean["tags"] = (
-            None
-            if tags is None
-            else [
-                expect_str(t, f"{p}.wandb.tags[{j}]", max_length=64)
-                for j, t in enumerate(expect_list(tags, f"{p}.wandb.tags"))
-            ]
-        )
-        out.append({"type": "wandb", "wandb": clean})
-    return out
-
-
-def _parse_extensions(body: dict[str, Any]) -> dict[str, Any]:
-    ext: dict[str, Any] = {"adapter": "lora", "lora_rank": 8}
-    raw = body.get("ftserve")
-    if raw is not None:
-        obj = expect_object(raw, "ftserve")
-        reject_unknown(obj, frozenset({"adapter", "lora_rank"}), "ftserve.")
-        if obj.get("adapter") is not None:
-            adapter = expect_str(obj["adapter"], "ftserve.adapter")
-            if adapter not in ("lora", "full"):
-                raise InvalidValue(
-                    f"Invalid 'ftserve.adapter': expected 'lora' or 'full', got '{adapter[:32]}'.",
-                    param="ftserve.adapter",
-                )
-            ext["adapter"] = adapter
-        if obj.get("lora_rank") is not None:
-            ext["lora_rank"] = expect_int(
-                obj["lora_rank"], "ftserve.lora_rank", minimum=1, maximum=1024
-            )
-    if body.get("trainingType") is not None:
-        ext["training_type"] = expect_str(body["trainingType"], "trainingType", max_length=64)
-    return ext
+        return {k: hp[k] for k in COMMON_HYPERPARAMETERS}
 
 
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:
-    reject_unknown(body, _TOP)
-    model = expect_str(require(body, "model"), "model", min_length=1, max_length=4096)
-    training_file = expect_str(
-        require(body, "training_file"), "training_file", min_length=1, max_length=256
-    )
-    validation_file = body.get("validation_file")
-    if validation_file is not None:
-        validation_file = expect_str(
-            validation_file, "validation_file", min_length=1, max_length=256
-        )
-    suffix = body.get("suffix")
-    if suffix is not None:
-        suffix = expect_str(suffix, "suffix", min_length=1, max_length=64)
-        if _SUFFIX_FORBIDDEN.search(suffix):
-            raise InvalidValue(
-                "Invalid 'suffix': it becomes part of the model name, so it may not contain ':' "
-                "or whitespace.",
-                param="suffix",
-            )
-    seed_raw = body.get("seed")
-    seed = (
-        secrets.randbelow(MAX_SEED + 1)
-        if seed_raw is None
-        else expect_int(seed_raw, "seed", minimum=0, maximum=MAX_SEED)
-    )
+    f = parse_body(body, CREATE_JOB_FIELDS, unknown=unknown_parameter)
+    ext = dict(f["ftserve"] or {"adapter": "lora", "lora_rank": DEFAULT_LORA_RANK})
+    if f["trainingType"] is not None:
+        ext["training_type"] = f["trainingType"]
     return CreateJobRequest(
-        model=model,
-        training_file=training_file,
-        validation_file=validation_file,
-        method=_parse_method(body.get("method"), body.get("hyperparameters")),
-        suffix=suffix,
-        seed=seed,
-        metadata=_parse_metadata(body.get("metadata")),
-        integrations=_parse_integrations(body.get("integrations")),
-        extensions=_parse_extensions(body),
+        model=f["model"],
+        training_file=f["training_file"],
+        validation_file=f["validation_file"],
+        method=f["method"],
+        suffix=f["suffix"],
+        seed=secrets.randbelow(MAX_SEED + 1) if f["seed"] is None else f["seed"],
+        metadata=f["metadata"],
+        integrations=f["integrations"],
+        extensions=ext,
     )
 
 
-def job_object(job: JobRecord) -> dict[str, Any]:
-    return {
-        "object": "fine_tuning.job",
-        "id": job.id,
-        "model": job.model,
-        "created_at": job.created_at,
-        "finished_at": job.finished_at,
-        "fine_tuned_model": job.fine_tuned_model,
-        "organization_id": "org-" + job.organization,
-        "result_files": job.result_files,
-        "status": job.status,
-        "validation_file": job.validation_file,
-        "training_file": job.training_file,
-        "hyperparameters": job.hyperparameters,
-        "trained_tokens": job.trained_tokens,
-        "error": job.error,
-        "user_provided_suffix": job.suffix,
-        "seed": job.seed,
-        "estimated_finish": job.estimated_finish,
-        "integrations": job.integrations or [],
-        "metadata": job.metadata,
-        "method": job.method,
-        "ftserve": job.extensions,
-    }
+def request_schema() -> Json:
+    return body_schema(
+        CREATE_JOB_FIELDS, description="Unknown keys are refused (400 `unknown_parameter`)."
+    )

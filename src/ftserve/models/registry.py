@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import InvalidValue
+from .schemas import model
 
 TINY = "ftserve-tiny"
 TINY_CREATED = 1_767_225_600  # fixed: the built-in model's config never changes
@@ -174,4 +175,4 @@ class ModelRegistry:
 
 
 def model_object(m: ResolvedModel) -> dict[str, object]:
-    return {"id": m.name, "object": "model", "created": m.created, "owned_by": m.owned_by}
+    return model(m.name, m.created, m.owned_by)

@@ -12,11 +12,12 @@ from starlette.responses import Response
 
 from ..api.context import Ctx
 from ..api.responses import json_response
+from .schemas import MODEL_LIST
 
 
 async def list_models(request: Request, ctx: Ctx) -> Response:
     data = ctx.services.models.list_models(ctx.organization)
-    return json_response({"object": "list", "data": data})
+    return json_response(MODEL_LIST.make(data=data))
 
 
 async def retrieve_model(request: Request, ctx: Ctx) -> Response:

@@ -39,6 +39,7 @@ from ..jobs.states import Status
 from ..store.protocol import Store
 from ..store.records import CheckpointRecord, JobRecord
 from .registry import ModelRegistry, ResolvedModel, model_object
+from .schemas import MODEL_DELETED, model
 
 log = logging.getLogger("ftserve.models")
 
@@ -149,7 +150,7 @@ class ModelService:
         for key in keys:
             if not any(key.startswith(k + "/") for k in keys):
                 self._remove(key)
-        return {"id": name, "object": "model", "deleted": True}
+        return MODEL_DELETED.make(id=name, deleted=True)
 
     def _is_base(self, name: str) -> bool:
         if name.startswith("ft:"):
@@ -199,7 +200,7 @@ def _object(found: FineTuned) -> dict[str, Any]:
         created = found.checkpoint.created_at
     else:
         created = job.finished_at if job.finished_at is not None else job.created_at
-    return {"id": found.name, "object": "model", "created": created, "owned_by": job.organization}
+    return model(found.name, created, job.organization)
 
 
 def _model_key(blobs: BlobCache, job: JobRecord) -> str | None:

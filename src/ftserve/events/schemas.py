@@ -1,0 +1,38 @@
+"""The ``fine_tuning.job.event`` object and its list, declared once, and the list's query
+parameters.
+
+The event body is serialised once, when the event is written (:func:`ftserve.events.messages.
+make_event`), and pages are joined from the stored bytes: that builder stays a literal on the
+training hot path instead of going through :meth:`Shape.make`, and a test holds it to
+:data:`EVENT`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wire.metrics import EVENT_DATA_SCHEMA
+from ..wire.queries import Paging
+from ..wire.shapes import STR, TIMESTAMP, Prop, Shape, components, const, list_shape
+
+LEVELS = ("info", "warn", "error")
+TYPES = ("message", "metrics")
+PAGING = Paging("event", "Events", default_limit=20)
+
+EVENT = Shape(
+    "FineTuningJobEvent",
+    [
+        const("object", "fine_tuning.job.event"),
+        Prop("id", {"type": "string", "pattern": "^ftevent-"}),
+        Prop("created_at", TIMESTAMP),
+        Prop("level", {"type": "string", "enum": list(LEVELS)}),
+        Prop("message", STR),
+        Prop("data", EVENT_DATA_SCHEMA),
+        Prop("type", {"type": "string", "enum": list(TYPES)}),
+    ],
+)
+EVENT_LIST = list_shape("ListFineTuningJobEventsResponse", EVENT.name)
+
+
+def schemas() -> dict[str, Any]:
+    return components(EVENT, EVENT_LIST)
