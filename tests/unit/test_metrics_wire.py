@@ -5,6 +5,7 @@ These bytes (key order included) are what clients already parse, so they are pin
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import orjson
@@ -46,16 +47,7 @@ NO_VALID_ACC = StepMetrics(
 
 
 def _event(m: StepMetrics) -> bytes:
-    return messages.metrics(
-        m.step,
-        m.total_steps,
-        m.train_loss,
-        m.train_mean_token_accuracy,
-        m.valid_loss,
-        m.valid_mean_token_accuracy,
-        m.full_valid_loss,
-        m.full_valid_mean_token_accuracy,
-    ).body
+    return messages.metrics(asdict(m)).body
 
 
 def _envelope(body: bytes, message: str, data: bytes) -> bytes:
@@ -97,16 +89,7 @@ def _envelope(body: bytes, message: str, data: bytes) -> bytes:
     ],
 )
 def test_metrics_event_bytes(m: StepMetrics, message: str, data: bytes) -> None:
-    event = messages.metrics(
-        m.step,
-        m.total_steps,
-        m.train_loss,
-        m.train_mean_token_accuracy,
-        m.valid_loss,
-        m.valid_mean_token_accuracy,
-        m.full_valid_loss,
-        m.full_valid_mean_token_accuracy,
-    )
+    event = messages.metrics(asdict(m))
     assert event.body == _envelope(event.body, message, data)
     assert (event.kind, event.key) == ("metrics", f"step:{m.step}")
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidValue, JobNotFound
+from ..events.metrics import checkpoint_metrics
 from ..store.protocol import Store, UnknownCursor
 from ..store.records import CheckpointRecord, Page
-
-METRIC_KEYS = (
-    "step",
-    "train_loss",
-    "train_mean_token_accuracy",
-    "valid_loss",
-    "valid_mean_token_accuracy",
-    "full_valid_loss",
-    "full_valid_mean_token_accuracy",
-)
 
 
 def checkpoint_object(c: CheckpointRecord) -> dict[str, Any]:
@@ -26,7 +17,7 @@ def checkpoint_object(c: CheckpointRecord) -> dict[str, Any]:
         "created_at": c.created_at,
         "fine_tuned_model_checkpoint": c.fine_tuned_model_checkpoint,
         "fine_tuning_job_id": c.job_id,
-        "metrics": {k: c.metrics[k] for k in METRIC_KEYS if c.metrics.get(k) is not None},
+        "metrics": checkpoint_metrics(c.metrics),
         "step_number": c.step_number,
     }
 
