@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from ftserve.events import metrics
 from ftserve.jobs.states import FINAL, Action, sources
 from ftserve.web.facts import facts_json, server_facts
-from ftserve.web.routes import _load_assets, build_routes
+from ftserve.web.routes import build_routes, load_assets
 
 MODULE_LINES = 300
 IMPORT = re.compile(r'^import \{[^}]*\} from "\./([\w-]+\.js)";$', re.MULTILINE)
@@ -35,7 +35,7 @@ def _between(html: str, start: str, end: str = "</script>") -> str:
 
 
 def test_every_module_is_served_as_javascript_and_small(client: TestClient) -> None:
-    modules = [name for name in _load_assets() if name.endswith(".js")]
+    modules = [name for name in load_assets() if name.endswith(".js")]
     assert "app.js" in modules and len(modules) > 5
     for name in modules:
         resp = client.get(f"/static/{name}")
@@ -52,7 +52,7 @@ def test_the_import_map_pins_every_module_and_is_the_only_inline_script(
     page = client.get("/jobs/ftjob-x")
     html = page.text
     import_map = _between(html, '<script type="importmap">')
-    versions = {name: etag.strip('"') for name, (_, etag) in _load_assets().items()}
+    versions = {name: etag.strip('"') for name, (_, etag) in load_assets().items()}
     pinned = json.loads(import_map)["imports"]
     for name, version in versions.items():
         if name.endswith(".js"):

@@ -44,7 +44,7 @@ def security_headers(script_hashes: list[str]) -> dict[str, str]:
     }
 
 
-def _load_assets() -> dict[str, tuple[bytes, str]]:
+def load_assets() -> dict[str, tuple[bytes, str]]:
     """Each asset's bytes and ETag, read once from the package (works from a wheel too)."""
     root = resources.files(__package__) / "static"
     loaded = {}
@@ -60,7 +60,7 @@ def _media_type(name: str) -> str:
 
 
 def build_routes() -> list[BaseRoute]:
-    assets = _load_assets()
+    assets = load_assets()
     # The asset URLs carry their hash (the modules' through the import map), so a browser never
     # runs a script from an older server with a page from a newer one.
     versions = {name: etag.strip('"') for name, (_, etag) in assets.items()}
