@@ -25,6 +25,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
+from ftserve.web.routes import load_assets
 from tests.conftest import API_KEY, Server, chat_rows, jsonl, upload
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -326,7 +327,9 @@ def test_upload_start_pause_resume_cancel_from_the_pages(trainer_server: Server,
 
 def test_pages_and_assets_hold_no_key_and_stay_out_of_the_api(trainer_server: Server) -> None:
     srv = trainer_server
-    for path in ("/", "/jobs/ftjob-anything", "/new", "/chat", "/static/app.js", "/static/app.css"):
+    assets = [f"/static/{name}" for name in load_assets()]  # the stylesheet, every module
+    assert "/static/app.js" in assets and "/static/app.css" in assets
+    for path in ("/", "/jobs/ftjob-anything", "/new", "/chat", *assets):
         resp = httpx.get(srv.root + path)  # no key: the pages hold no data
         assert resp.status_code == 200, path
         assert API_KEY not in resp.text, path

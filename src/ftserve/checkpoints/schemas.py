@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events.metrics import checkpoint_metrics, checkpoint_metrics_schema
 from ..store.records import CheckpointRecord
-from ..wire.metrics import CHECKPOINT_METRICS_SCHEMA, METRIC_KEYS
 from ..wire.queries import Paging
 from ..wire.shapes import INT, STR, TIMESTAMP, Prop, Shape, components, const, list_shape
 
@@ -20,7 +20,7 @@ CHECKPOINT = Shape(
         Prop("created_at", TIMESTAMP),
         Prop("fine_tuned_model_checkpoint", STR),
         Prop("fine_tuning_job_id", STR),
-        Prop("metrics", CHECKPOINT_METRICS_SCHEMA),
+        Prop("metrics", checkpoint_metrics_schema()),
         Prop("step_number", INT),
     ],
 )
@@ -33,7 +33,7 @@ def checkpoint_object(c: CheckpointRecord) -> dict[str, Any]:
         created_at=c.created_at,
         fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint,
         fine_tuning_job_id=c.job_id,
-        metrics={k: c.metrics[k] for k in METRIC_KEYS if c.metrics.get(k) is not None},
+        metrics=checkpoint_metrics(c.metrics),
         step_number=c.step_number,
     )
 

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Column
 from rich.text import Text
 
+from ..events.metrics import STEP, TOTAL_STEPS, TRAIN_LOSS
 from .client import CliError, Connection, unreachable_text
 from .output import console, error_text, local_time
 
@@ -183,15 +184,15 @@ class BarView:
 
     def event(self, raw: str, event: dict[str, Any]) -> None:
         data = event.get("data")
-        if event.get("type") == "metrics" and isinstance(data, dict) and "step" in data:
-            step = int(data["step"])
-            total = int(data.get("total_steps") or max(step, 1))
+        if event.get("type") == "metrics" and isinstance(data, dict) and STEP.name in data:
+            step = int(data[STEP.name])
+            total = int(data.get(TOTAL_STEPS.name) or max(step, 1))
             self.rate.add(int(event.get("created_at") or 0), step)
             self.progress.update(
                 self.task,
                 completed=step,
                 total=total,
-                loss=data.get("train_loss"),
+                loss=data.get(TRAIN_LOSS.name),
                 eta=0.0 if step >= total else self.rate.eta(step, total),
             )
             return

@@ -7,12 +7,14 @@ cancel, pause and resume are ftserve's own (OpenAI publishes none).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
 
 from ..ids import event_id
 from ..store.records import NewEvent
+from . import metrics as step_metrics
 
 Level = Literal["info", "warn", "error"]
 Kind = Literal["message", "metrics"]
@@ -90,33 +92,18 @@ def format_loss(value: float) -> str:
     return f"{value:.2f}"
 
 
-def metrics(
-    step: int,
-    total_steps: int,
-    train_loss: float,
-    train_mean_token_accuracy: float,
-    valid_loss: float | None = None,
-    valid_mean_token_accuracy: float | None = None,
-    full_valid_loss: float | None = None,
-    full_valid_mean_token_accuracy: float | None = None,
-) -> NewEvent:
+def metrics(values: Mapping[str, Any]) -> NewEvent:
     """``Step N/M: training loss=x.xx[, validation loss=…][, full validation loss=…]`` — the
-    text cookbook notebooks parse — keyed by step so a resumed job never records a step twice."""
-    text = f"Step {step}/{total_steps}: training loss={format_loss(train_loss)}"
-    data: dict[str, Any] = {
-        "step": step,
-        "train_loss": train_loss,
-        "total_steps": total_steps,
-        "train_mean_token_accuracy": train_mean_token_accuracy,
-    }
-    if valid_loss is not None:
-        text += f", validation loss={format_loss(valid_loss)}"
-        data["valid_loss"] = valid_loss
-        data["valid_mean_token_accuracy"] = valid_mean_token_accuracy
-    if full_valid_loss is not None:
-        text += f", full validation loss={format_loss(full_valid_loss)}"
-        data["full_valid_loss"] = full_valid_loss
-        data["full_valid_mean_token_accuracy"] = full_valid_mean_token_accuracy
+    text cookbook notebooks parse — keyed by step so a resumed job never records a step twice.
+    ``values`` holds the step's figures by field name (events/metrics.py), absent ones None."""
+    data = step_metrics.event_data(values)
+    step = data[step_metrics.STEP.name]
+    losses = ", ".join(
+        f"{split.label} loss={format_loss(data[step_metrics.loss_of(split).name])}"
+        for split in step_metrics.SPLITS
+        if step_metrics.measured(values, split)
+    )
+    text = f"Step {step}/{data[step_metrics.TOTAL_STEPS.name]}: {losses}"
     return make_event(text, kind="metrics", data=data, key=f"step:{step}")
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..wire.metrics import EVENT_DATA_SCHEMA
 from ..wire.queries import Paging
 from ..wire.shapes import STR, TIMESTAMP, Prop, Shape, components, const, list_shape
+from .metrics import event_data_schema
 
 LEVELS = ("info", "warn", "error")
 TYPES = ("message", "metrics")
@@ -27,7 +27,14 @@ EVENT = Shape(
         Prop("created_at", TIMESTAMP),
         Prop("level", {"type": "string", "enum": list(LEVELS)}),
         Prop("message", STR),
-        Prop("data", EVENT_DATA_SCHEMA),
+        Prop(
+            "data",
+            {
+                "anyOf": [event_data_schema(), {"type": "object"}, {"type": "null"}],
+                "description": "A metrics event's data is the step's figures (the first form); "
+                "other events carry null or an object of their own.",
+            },
+        ),
         Prop("type", {"type": "string", "enum": list(TYPES)}),
     ],
 )

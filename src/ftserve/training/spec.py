@@ -78,11 +78,8 @@ class ResolvedHyperparameters:
 
 @dataclass(frozen=True)
 class StepMetrics:
-    """Metrics of one optimizer step.
-
-    For DPO, ``*_loss`` is the DPO loss and ``*_mean_token_accuracy`` is the preference accuracy:
-    the fraction of pairs whose chosen answer gets a higher implicit reward than the rejected one.
-    """
+    """Metrics of one optimizer step: the fields ``ftserve.events.metrics.FIELDS`` declares
+    (what each means, DPO's included; a test keeps the two equal)."""
 
     step: int
     total_steps: int

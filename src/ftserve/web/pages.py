@@ -4,9 +4,34 @@ the one value taken from a request, a job id in the path, is escaped."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 
-Versions = dict[str, str]
+from ..jobs.schemas import BATCH_SIZE_MAX, BETA_MAX, MAX_SEED, N_EPOCHS_MAX, SUFFIX_MAX_LENGTH
+
+Versions = dict[str, str]  # each asset's name → its content hash
+
+
+def import_map(versions: Versions) -> str:
+    """Each script module's URL → the same URL with its hash. A module's ``import "./api.js"``
+    resolves through it, so a page only ever runs the modules of the server that served it,
+    without a build step rewriting the imports."""
+    imports = {
+        f"/static/{name}": f"/static/{name}?v={version}"
+        for name, version in sorted(versions.items())
+        if name.endswith(".js")
+    }
+    return json.dumps({"imports": imports}, separators=(",", ":"))
+
+
+def assets_head(versions: Versions, facts: str) -> str:
+    """What every page's head loads: the stylesheet, the server's facts (JSON text safe inside
+    a script element, web/facts.py), the import map and the entry module."""
+    return f"""<link rel="stylesheet" href="/static/app.css?v={versions["app.css"]}">
+<script type="application/json" id="server-facts">{facts}</script>
+<script type="importmap">{import_map(versions)}</script>
+<script type="module" src="/static/app.js?v={versions["app.js"]}"></script>"""
+
 
 _KEY_FORM = """
 <section id="key-gate" class="gate" hidden>
@@ -25,7 +50,7 @@ _KEY_FORM = """
 """
 
 
-def _frame(versions: Versions, title: str, page: str, body: str, job_id: str | None = None) -> str:
+def _frame(head: str, title: str, page: str, body: str, job_id: str | None = None) -> str:
     job_attr = f' data-job-id="{escape(job_id)}"' if job_id is not None else ""
     current = "jobs" if page == "job" else page
     links = (("jobs", "/", "Jobs"), ("new", "/new", "New job"), ("chat", "/chat", "Chat"))
@@ -42,8 +67,7 @@ def _frame(versions: Versions, title: str, page: str, body: str, job_id: str | N
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · ftserve</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/app.css?v={versions["app.css"]}">
-<script src="/static/app.js?v={versions["app.js"]}" defer></script>
+{head}
 </head>
 <body data-page="{page}"{job_attr}>
 <header class="top">
@@ -64,7 +88,7 @@ def _frame(versions: Versions, title: str, page: str, body: str, job_id: str | N
 """
 
 
-def jobs(versions: Versions) -> str:
+def jobs(head: str) -> str:
     body = """
 <div class="page-head">
   <div>
@@ -85,10 +109,10 @@ def jobs(versions: Versions) -> str:
   <div class="more"><button id="jobs-more" type="button" hidden>Show more</button></div>
 </section>
 """
-    return _frame(versions, "Jobs", "jobs", body)
+    return _frame(head, "Jobs", "jobs", body)
 
 
-def job(versions: Versions, job_id: str) -> str:
+def job(head: str, job_id: str) -> str:
     jid = escape(job_id)
     body = f"""
 <div class="page-head">
@@ -157,11 +181,11 @@ def job(versions: Versions, job_id: str) -> str:
 </div>
 </div>
 """
-    return _frame(versions, job_id, "job", body, job_id=job_id)
+    return _frame(head, job_id, "job", body, job_id=job_id)
 
 
-def new_job(versions: Versions) -> str:
-    body = """
+def new_job(head: str) -> str:
+    body = f"""
 <div class="page-head">
   <div>
     <h1>New fine-tuning job</h1>
@@ -201,19 +225,21 @@ def new_job(versions: Versions) -> str:
       </select>
       <div class="row">
         <div><label for="f-epochs">Epochs</label>
-          <input id="f-epochs" type="number" min="1" max="50" placeholder="auto"></div>
+          <input id="f-epochs" type="number" min="1" max="{N_EPOCHS_MAX}" placeholder="auto"></div>
         <div><label for="f-batch">Batch size</label>
-          <input id="f-batch" type="number" min="1" max="256" placeholder="auto"></div>
+          <input id="f-batch" type="number" min="1" max="{BATCH_SIZE_MAX}" placeholder="auto"></div>
         <div><label for="f-lr">LR multiplier</label>
           <input id="f-lr" type="number" min="0" step="any" placeholder="auto"></div>
       </div>
       <div class="row">
         <div><label for="f-suffix">Suffix <span class="opt">optional</span></label>
-          <input id="f-suffix" type="text" maxlength="64" placeholder="my-model"></div>
+          <input id="f-suffix" type="text" maxlength="{SUFFIX_MAX_LENGTH}"
+            placeholder="my-model"></div>
         <div><label for="f-seed">Seed <span class="opt">optional</span></label>
-          <input id="f-seed" type="number" min="0" max="2147483647" placeholder="random"></div>
+          <input id="f-seed" type="number" min="0" max="{MAX_SEED}" placeholder="random"></div>
         <div id="beta-field" hidden><label for="f-beta">DPO beta</label>
-          <input id="f-beta" type="number" min="0" max="2" step="any" placeholder="auto"></div>
+          <input id="f-beta" type="number" min="0" max="{BETA_MAX}" step="any"
+            placeholder="auto"></div>
       </div>
       <p id="job-form-error" class="form-error" hidden></p>
       <button type="submit" class="primary">Start job</button>
@@ -221,10 +247,10 @@ def new_job(versions: Versions) -> str:
   </section>
 </div>
 """
-    return _frame(versions, "New job", "new", body)
+    return _frame(head, "New job", "new", body)
 
 
-def chat(versions: Versions) -> str:
+def chat(head: str) -> str:
     body = """
 <div class="page-head">
   <div>
@@ -253,4 +279,4 @@ def chat(versions: Versions) -> str:
   </form>
 </section>
 """
-    return _frame(versions, "Chat", "chat", body)
+    return _frame(head, "Chat", "chat", body)

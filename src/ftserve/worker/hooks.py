@@ -22,12 +22,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, tree_prefix
 from ..blobs.retry import retrying
 from ..events import messages
+from ..events.metrics import STEP, checkpoint_metrics
 from ..ids import checkpoint_id
 from ..jobs.naming import checkpoint_name, model_name
 from ..jobs.states import FINAL, Status
@@ -129,23 +131,15 @@ class StoreHooks:
             if c.step == self.total_steps
             else checkpoint_name(self.job, c.step)
         )
-        m = c.metrics
-        metrics = {
-            "step": float(c.step),
-            "train_loss": m.train_loss,
-            "train_mean_token_accuracy": m.train_mean_token_accuracy,
-            "valid_loss": m.valid_loss,
-            "valid_mean_token_accuracy": m.valid_mean_token_accuracy,
-            "full_valid_loss": m.full_valid_loss,
-            "full_valid_mean_token_accuracy": m.full_valid_mean_token_accuracy,
-        }
+        # OpenAI's checkpoints carry the step as a number (4.0), the checkpoint's own.
+        metrics = checkpoint_metrics({**asdict(c.metrics), STEP.name: float(c.step)})
         record = CheckpointRecord(
             id=checkpoint_id(),
             job_id=self.job.id,
             created_at=int(time.time()),
             step_number=c.step,
             fine_tuned_model_checkpoint=name,
-            metrics={k: v for k, v in metrics.items() if v is not None},
+            metrics=metrics,
             path=self.blobs.key_for(c.path),
             kind=c.kind,
         )
@@ -227,16 +221,7 @@ def _answer(status: str | None) -> Control:
 
 
 def _metrics_event(m: StepMetrics) -> NewEvent:
-    return messages.metrics(
-        m.step,
-        m.total_steps,
-        m.train_loss,
-        m.train_mean_token_accuracy,
-        m.valid_loss,
-        m.valid_mean_token_accuracy,
-        m.full_valid_loss,
-        m.full_valid_mean_token_accuracy,
-    )
+    return messages.metrics(asdict(m))
 
 
 def retired(

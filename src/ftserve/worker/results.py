@@ -8,7 +8,30 @@ from collections.abc import Iterable
 
 import orjson
 
-COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+from ..events.metrics import (
+    FULL_VALID_ACCURACY,
+    FULL_VALID_LOSS,
+    STEP,
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    VALID_ACCURACY,
+    VALID_LOSS,
+    MetricField,
+)
+
+# OpenAI's column names (not the event's field names), each filled from the first of its fields
+# a step's data holds: the last step's full validation stands in when the fixed batch is absent.
+VALUES: tuple[tuple[str, tuple[MetricField, ...]], ...] = (
+    ("train_loss", (TRAIN_LOSS,)),
+    ("train_accuracy", (TRAIN_ACCURACY,)),
+    ("valid_loss", (VALID_LOSS, FULL_VALID_LOSS)),
+    ("valid_mean_token_accuracy", (VALID_ACCURACY, FULL_VALID_ACCURACY)),
+)
+COLUMNS = (STEP.name, *(column for column, _ in VALUES))
+
+
+def _first(data: dict[str, object], fields: tuple[MetricField, ...]) -> object:
+    return next((data[f.name] for f in fields if f.name in data), "")
 
 
 def results_csv(metric_event_bodies: Iterable[bytes]) -> bytes:
@@ -18,14 +41,8 @@ def results_csv(metric_event_bodies: Iterable[bytes]) -> bytes:
     rows: dict[int, list[object]] = {}
     for body in metric_event_bodies:
         data = orjson.loads(body).get("data") or {}
-        step = int(data["step"])
-        rows[step] = [
-            step,
-            data.get("train_loss", ""),
-            data.get("train_mean_token_accuracy", ""),
-            data.get("valid_loss", data.get("full_valid_loss", "")),
-            data.get("valid_mean_token_accuracy", data.get("full_valid_mean_token_accuracy", "")),
-        ]
+        step = int(data[STEP.name])
+        rows[step] = [step, *(_first(data, fields) for _, fields in VALUES)]
     for step in sorted(rows):
         writer.writerow(["" if v is None else v for v in rows[step]])
     return out.getvalue().encode()
