@@ -77,7 +77,7 @@ def build_model(directory: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ftserve.training.tiny_model import build_byte_tokenizer
+    from ftserve.modeling.tiny_model import build_byte_tokenizer
 
     tokenizer = build_byte_tokenizer()
     config = LlamaConfig(
@@ -175,8 +175,9 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
         TrainingArguments,
     )
 
-    from ftserve.training import hyperparameters, loading
+    from ftserve.training import hyperparameters
     from ftserve.training.data import load_supervised
+    from ftserve.training.lora import attach_lora
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     examples = load_supervised(data, tokenizer, 2048)
@@ -206,7 +207,7 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
     torch.manual_seed(SEED)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     if lora:
-        model = loading.attach_lora(model, spec)
+        model = attach_lora(model, spec)
 
     losses: list[float] = []
 

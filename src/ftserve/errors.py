@@ -1,7 +1,8 @@
 """The one exception tree of ftserve.
 
 Every error a client can see is an :class:`ApiError`; the API layer renders it, and only it,
-into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
+into OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``, and one function
+(``ftserve.api.envelope.error_envelope``) decides which ApiError any other exception becomes.
 
 ::
 

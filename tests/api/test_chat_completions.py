@@ -12,7 +12,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from ftserve.training.tiny_model import build_byte_tokenizer
+from ftserve.modeling.tiny_model import build_byte_tokenizer
 from tests.conftest import API_KEY, Server
 
 BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)

@@ -23,7 +23,7 @@ from ftserve.completions.resolve import IS_CHAT, NOT_CHAT, served_model
 from ftserve.completions.toolcalls import parse_tool_calls
 from ftserve.errors import DeploymentNotFound, NotFound
 from ftserve.inference.protocol import Accepted, Finished, Piece, ServedModel
-from ftserve.training.tiny_model import build_byte_tokenizer
+from ftserve.modeling.tiny_model import build_byte_tokenizer
 from tests.api.test_chat_completions import sse_events
 from tests.conftest import API_KEY, Server
 

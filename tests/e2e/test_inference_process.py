@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from ftserve.training.tiny_model import build_byte_tokenizer
+from ftserve.modeling.tiny_model import build_byte_tokenizer
 from tests.conftest import API_KEY, Server
 
 BEARER = {"Authorization": f"Bearer {API_KEY}"}

@@ -31,8 +31,8 @@ from ftserve.inference.protocol import (
     ServedModel,
     TextPrompt,
 )
-from ftserve.training.loading import load_tokenizer
-from ftserve.training.sources import materialize
+from ftserve.modeling.loading import load_tokenizer
+from ftserve.modeling.sources import materialize
 
 TINY = ServedModel("ftserve-tiny", "base", "ftserve-tiny")
 CHAT = ChatPrompt(({"role": "user", "content": "Say something nice."},))

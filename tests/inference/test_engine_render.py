@@ -9,8 +9,9 @@ from pathlib import Path
 from ftserve.inference.engine import IncrementalDecoder, StopMatcher, render
 from ftserve.inference.engine.models import ModelStore
 from ftserve.inference.protocol import ChatPrompt, EngineSettings, Sampling, ServedModel
+from ftserve.modeling.device import resolve_device
+from ftserve.modeling.loading import load_tokenizer
 from ftserve.training.data import ChatEncoder
-from ftserve.training.loading import load_tokenizer, resolve_device
 from tests.inference.test_engine import TINY, models_dir, tiny_dir  # noqa: F401  (fixtures)
 from tests.training.conftest import gpt2_dir  # noqa: F401  (a fixture)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.modeling.conftest import models_cache  # noqa: F401  (a fixture)
+
 # A plain-text Llama-style chat format without {% generation %} markers: exercises the
 # prefix-rendering path that finds assistant turns without the template's help.
 PLAIN_TEMPLATE = (
@@ -20,15 +22,6 @@ PLAIN_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '### assistant:\\n' }}{%- endif %}"
 )
-
-
-@pytest.fixture(scope="session")
-def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ftserve.training.tiny_model import ensure_tiny_model
-
-    cache = tmp_path_factory.mktemp("models")
-    ensure_tiny_model(cache)
-    return cache
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +63,7 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ftserve.training.tiny_model import build_byte_tokenizer
+    from ftserve.modeling.tiny_model import build_byte_tokenizer
 
     tokenizer = build_byte_tokenizer(chat_template=PLAIN_TEMPLATE)
     config = LlamaConfig(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ftserve.training.chat_templates import CHATML_FALLBACK_TEMPLATE, TINY_CHAT_TEMPLATE
+from ftserve.modeling.chat_templates import CHATML_FALLBACK_TEMPLATE, TINY_CHAT_TEMPLATE
+from ftserve.modeling.tiny_model import build_byte_tokenizer
 from ftserve.training.data import (
     ChatEncoder,
     Example,
@@ -16,7 +17,6 @@ from ftserve.training.data import (
     load_supervised,
 )
 from ftserve.training.spec import TrainingFailed
-from ftserve.training.tiny_model import build_byte_tokenizer
 from tests.training.training_helpers import preference_rows, write_jsonl
 
 CONVERSATION = [

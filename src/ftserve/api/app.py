@@ -1,5 +1,6 @@
 """The ASGI application: every route under ``/v1`` (OpenAI), ``/openai/v1`` (Azure v1) and
-``/openai`` (Azure classic, ``api-version`` accepted and ignored), one error renderer for all.
+``/openai`` (Azure classic, ``api-version`` accepted and ignored), one error envelope for all
+(``envelope.py``).
 
 Each handler is wrapped once: it gets a request id, the caller's organization from the API key,
 and any exception it raises comes back as OpenAI's error envelope. Reads run on the event loop
@@ -8,7 +9,6 @@ and any exception it raises comes back as OpenAI's error envelope. Reads run on 
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,15 +25,6 @@ from starlette.types import ASGIApp
 from ..checkpoints import routes as checkpoint_routes
 from ..completions import routes as completion_routes
 from ..config import Settings
-from ..errors import (
-    ApiError,
-    DatabaseUnavailable,
-    InvalidRequest,
-    MethodNotAllowed,
-    RouteNotFound,
-    ServerError,
-    StoreUnavailable,
-)
 from ..events import routes as event_routes
 from ..files import routes as file_routes
 from ..ids import request_id
@@ -41,21 +32,13 @@ from ..jobs import routes as job_routes
 from ..models import routes as model_routes
 from ..web import routes as web_routes
 from .context import Ctx, Handler
+from .envelope import error_envelope, stamp
 from .fastpath import EventsFastPath
 from .openapi import openapi_document
-from .responses import error_response, json_response, raw_json
+from .responses import json_response, raw_json
 from .services import Services, build_services
 
-log = logging.getLogger("ftserve.api")
-
 PREFIXES = (("/v1", False), ("/openai/v1", True), ("/openai", True))
-
-
-def _stamp(response: Response, rid: str, azure: bool) -> Response:
-    response.headers["x-request-id"] = rid
-    if azure:
-        response.headers["apim-request-id"] = rid
-    return response
 
 
 def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Request], Any]:
@@ -66,21 +49,11 @@ def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Reques
         try:
             ctx = Ctx(keys.organization(request.headers), services)
             response = await handler(request, ctx)
-        except ApiError as exc:
-            response = error_response(exc)
-        except StoreUnavailable as exc:
-            # A database that is down or restarting: no bug here, so no traceback in the log.
-            log.warning("request %s %s %s: %s", rid, request.method, request.url.path, exc)
-            response = error_response(DatabaseUnavailable(rid))
-        except Exception:
-            log.exception("request %s %s %s failed", rid, request.method, request.url.path)
-            response = error_response(
-                ServerError(
-                    f"The server had an error while processing your request (request id {rid}). "
-                    "The details are in the server log."
-                )
+        except Exception as exc:
+            return error_envelope(
+                exc, rid=rid, method=request.method, path=request.url.path, azure=azure
             )
-        return _stamp(response, rid, azure)
+        return stamp(response, rid, azure)
 
     return endpoint
 
@@ -101,34 +74,17 @@ def _dispatch(
     return endpoint
 
 
-def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+def _escaped(request: Request, exc: Exception) -> Response:
+    """What no route's wrapper answered: an unknown URL or method (Starlette's HTTPException),
+    or a failure outside the API's handlers (dashboard pages, ``/openapi.json``)."""
     path = request.url.path
-    err: ApiError
-    if exc.status_code == 404:
-        err = RouteNotFound(request.method, path)
-    elif exc.status_code == 405:
-        err = MethodNotAllowed(request.method, path)
-    else:
-        err = InvalidRequest(str(exc.detail), status=exc.status_code)
-    response = error_response(err)
-    if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
-        response.headers["allow"] = exc.headers["Allow"]
-    return _stamp(response, request_id(), path.startswith("/openai/"))
-
-
-def _server_error(request: Request, exc: Exception) -> Response:
-    rid = request_id()
-    log.error("request %s %s %s failed: %r", rid, request.method, request.url.path, exc)
-    err: ApiError = (
-        DatabaseUnavailable(rid)
-        if isinstance(exc, StoreUnavailable)
-        else ServerError(f"The server had an error (request id {rid}).")
-    )
-    return _stamp(
-        error_response(err),
-        rid,
-        request.url.path.startswith("/openai/"),
+    return error_envelope(
+        exc,
+        rid=request_id(),
+        method=request.method,
+        path=path,
+        azure=path.startswith("/openai/"),
+        escaped=True,
     )
 
 
@@ -201,7 +157,7 @@ def create_app(
 
     app = Starlette(
         routes=build_routes(services),
-        exception_handlers={HTTPException: _http_exception, Exception: _server_error},
+        exception_handlers={HTTPException: _escaped, Exception: _escaped},
         lifespan=lifespan,
     )
     # "/v1/files/" is an unknown URL (404 in the envelope), not a redirect without one.

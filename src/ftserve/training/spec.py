@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-TINY_MODEL_NAME = "ftserve-tiny"
-
 Method = Literal["supervised", "dpo"]
 Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
@@ -147,7 +145,9 @@ class TrainingFailed(Exception):
     """The job cannot go on; ``code`` is machine-readable, ``message`` is meant for the user.
 
     Codes: ``model_load_failed``, ``unsupported_model``, ``invalid_training_data``,
-    ``nan_loss``, ``out_of_memory``, ``device_unavailable``, ``checkpoint_mismatch``.
+    ``nan_loss``, ``out_of_memory``, ``device_unavailable``, ``checkpoint_mismatch``. The
+    model layer's failures (``ftserve.modeling.errors.ModelFailed``) become this one, code and
+    message kept.
     """
 
     def __init__(self, code: str, message: str) -> None:

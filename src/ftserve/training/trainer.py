@@ -52,11 +52,16 @@ from typing import Any
 
 import torch
 
-from ftserve.training import checkpointing, hyperparameters, loading
+from ftserve.modeling.device import resolve_device
+from ftserve.modeling.errors import ModelFailed
+from ftserve.modeling.loading import freeze, frozen_copy, load_model, load_tokenizer
+from ftserve.modeling.sources import materialize
+from ftserve.training import checkpointing, hyperparameters
 from ftserve.training.checkpointing import StoredCheckpoint
 from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
 from ftserve.training.dpo import DpoObjective
 from ftserve.training.forward import supports_logits_mask
+from ftserve.training.lora import attach_lora
 from ftserve.training.objective import Objective, Outcome
 from ftserve.training.sft import SupervisedObjective
 from ftserve.training.spec import (
@@ -113,9 +118,9 @@ class _Job:
     def __init__(self, spec: TrainingSpec, hooks: TrainingHooks) -> None:
         self.spec = spec
         self.hooks = hooks
-        self.choice = loading.resolve_device(spec.device)
-        self.model_dir = loading.resolve_model_dir(spec)
-        self.tokenizer = loading.load_tokenizer(self.model_dir)
+        self.choice = resolve_device(spec.device)
+        self.model_dir = materialize(spec.model, spec.models_cache_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)
         self.train_items, self.valid_items = self._load_data()
         self.hp = hyperparameters.resolve(spec, len(self.train_items))
         self.fingerprint = _fingerprint(spec, self.hp)
@@ -175,17 +180,17 @@ class _Job:
         checkpoint = self.resume_from
         resume_full = checkpoint is not None and not spec.lora
         source = checkpoint.info.path if checkpoint is not None and resume_full else self.model_dir
-        model = loading.load_model(source, self.choice, frozen_base=spec.lora)
+        model = load_model(source, self.choice, frozen_base=spec.lora)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
             # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
             reference = (
-                loading.freeze(loading.load_model(self.model_dir, self.choice, frozen_base=False))
+                freeze(load_model(self.model_dir, self.choice, frozen_base=False))
                 if resume_full
-                else loading.frozen_copy(model)
+                else frozen_copy(model)
             )
         if spec.lora:
-            model = loading.attach_lora(model, spec)
+            model = attach_lora(model, spec)
             if self.resume_from is not None:
                 self._load_adapter(model, self.resume_from.info.path)
         model.train()
@@ -403,6 +408,9 @@ def train(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
     try:
         job = _Job(spec, hooks)
         return job.run()
+    except ModelFailed as exc:
+        # The model layer's failure is the job's: the worker records its code and message.
+        raise TrainingFailed(exc.code, exc.message) from exc
     except Exception as exc:
         if not _is_out_of_memory(exc):
             raise

@@ -42,13 +42,14 @@ import torch
 from ftserve.blobs import BlobCache, BlobError, BlobUnavailable, open_blobs_url
 from ftserve.inference.engine.vocab import Vocab
 from ftserve.inference.protocol import EngineSettings, ServedModel
-from ftserve.training.loading import DeviceChoice, freeze, load_model, load_tokenizer
-from ftserve.training.sources import materialize
-from ftserve.training.spec import TrainingFailed
+from ftserve.modeling.chat_templates import CHATML_END_OF_TURN
+from ftserve.modeling.device import DeviceChoice
+from ftserve.modeling.errors import ModelFailed
+from ftserve.modeling.loading import freeze, load_model, load_tokenizer
+from ftserve.modeling.sources import materialize
 
 BASE_ADAPTER = "__base__"
 _INFO_CACHE = 64
-_END_OF_TURN = "<|im_end|>"
 
 
 class ModelUnavailable(Exception):
@@ -194,13 +195,13 @@ class ModelStore:
                     f"Could not read the generation config in {model_dir}: {exc}"
                 ) from exc
             stop_ids |= _eos_ids(generation.eos_token_id)
-        end_of_turn = tokenizer.convert_tokens_to_ids(_END_OF_TURN)
+        end_of_turn = tokenizer.convert_tokens_to_ids(CHATML_END_OF_TURN)
         unk = tokenizer.unk_token_id
         chat_stop_text: str | None = None
         if isinstance(end_of_turn, int) and end_of_turn != unk and end_of_turn >= 0:
             stop_ids.add(end_of_turn)
-        elif _END_OF_TURN in str(tokenizer.chat_template or ""):
-            chat_stop_text = _END_OF_TURN
+        elif CHATML_END_OF_TURN in str(tokenizer.chat_template or ""):
+            chat_stop_text = CHATML_END_OF_TURN
         vocab_size = int(getattr(config, "vocab_size", 0) or len(tokenizer))
         return ModelInfo(
             served=served,
@@ -248,7 +249,7 @@ class ModelStore:
     def _materialize(self, source: str) -> Path:
         try:
             return materialize(source, self.models_dir)
-        except TrainingFailed as exc:
+        except ModelFailed as exc:
             raise ModelUnavailable(exc.message) from exc
         except Exception as exc:
             raise ModelUnavailable(f"Could not prepare the base model {source!r}: {exc}") from exc
@@ -258,7 +259,7 @@ class ModelStore:
         if tokenizer is None:
             try:
                 tokenizer = load_tokenizer(directory)
-            except TrainingFailed as exc:
+            except ModelFailed as exc:
                 raise ModelUnavailable(exc.message) from exc
             self._tokenizers[directory] = tokenizer
         return tokenizer
@@ -295,7 +296,7 @@ class ModelStore:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = freeze(load_model(info.model_dir, self.device, frozen_base=True))
-        except TrainingFailed as exc:
+        except ModelFailed as exc:
             raise ModelUnavailable(exc.message) from exc
         except Exception as exc:
             raise ModelUnavailable(f"Could not load {info.model_dir}: {exc}") from exc

@@ -4,8 +4,8 @@ Prompts are rendered exactly as training rendered its rows, so a fine-tune sees 
 it learned from:
 
 * a chat prompt goes through the tokenizer's chat template with ``add_generation_prompt=True``
-  (messages normalized like training's: content parts joined, tool-call arguments parsed) and the
-  text is tokenized without adding special tokens, since the template writes its own BOS;
+  (through ``ftserve.modeling.chat``, as training renders its rows) and the text is tokenized
+  without adding special tokens, since the template writes its own BOS;
 * a text prompt is tokenized with the tokenizer's special tokens, like the prompt of a
   prompt/completion row; a prompt given as token ids is used as given.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ftserve.inference.engine.models import ModelInfo
 from ftserve.inference.protocol import ChatPrompt, Sampling, TextPrompt
-from ftserve.training.data import _normalize_message
+from ftserve.modeling.chat import normalize_message, render_chat
 
 
 class RequestRejected(Exception):
@@ -44,12 +44,12 @@ def prompt_ids(info: ModelInfo, prompt: ChatPrompt | TextPrompt) -> list[int]:
     tokenizer = info.tokenizer
     if isinstance(prompt, ChatPrompt):
         try:
-            messages = [_normalize_message(m) for m in prompt.messages]
-            text = tokenizer.apply_chat_template(
+            messages = [normalize_message(m) for m in prompt.messages]
+            text = render_chat(
+                tokenizer,
                 messages,
-                tools=list(prompt.tools) if prompt.tools else None,
+                list(prompt.tools) if prompt.tools else None,
                 add_generation_prompt=True,
-                tokenize=False,
             )
         except Exception as exc:
             raise RequestRejected(
@@ -57,7 +57,7 @@ def prompt_ids(info: ModelInfo, prompt: ChatPrompt | TextPrompt) -> list[int]:
                 f"The messages cannot be rendered with this model's chat template: {exc}",
                 "messages",
             ) from exc
-        return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if isinstance(prompt.text, str):
         return list(tokenizer(prompt.text, add_special_tokens=True)["input_ids"])
     ids = [int(t) for t in prompt.text]

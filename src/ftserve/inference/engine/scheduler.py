@@ -36,8 +36,8 @@ from ftserve.inference.protocol import (
     Rejected,
     TextPrompt,
 )
-from ftserve.training.loading import resolve_device
-from ftserve.training.spec import TrainingFailed
+from ftserve.modeling.device import resolve_device
+from ftserve.modeling.errors import ModelFailed
 
 MAX_BATCHES = 4
 
@@ -67,7 +67,7 @@ class Engine:
         self.emit = emit
         try:
             device = resolve_device(settings.device)
-        except TrainingFailed as exc:
+        except ModelFailed as exc:
             raise RuntimeError(exc.message) from exc
         self.store = ModelStore(settings, device)
         self.pending: deque[Request] = deque()

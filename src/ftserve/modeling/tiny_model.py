@@ -21,8 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ftserve.training.chat_templates import TINY_CHAT_TEMPLATE
-from ftserve.training.spec import TINY_MODEL_NAME
+from .chat_templates import TINY_CHAT_TEMPLATE
+from .sources import TINY_MODEL_NAME
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>")
 _SEED = 20240611

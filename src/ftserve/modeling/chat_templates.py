@@ -23,6 +23,9 @@ conversations the same way.
 
 from __future__ import annotations
 
+CHATML_END_OF_TURN = "<|im_end|>"
+"""Ends every turn of both templates; inference stops a chat answer on it."""
+
 _TOOLS_BLOCK = (
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n# Tools\\n' }}"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftserve.training.tiny_model import ensure_tiny_model
+from ftserve.modeling.tiny_model import ensure_tiny_model
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -28,7 +28,7 @@ def test_existing_model_is_reused(models_cache: Path) -> None:
 
 def test_two_processes_racing_leave_one_complete_model(tmp_path: Path, models_cache: Path) -> None:
     code = "import sys; from pathlib import Path; " + (
-        "from ftserve.training.tiny_model import ensure_tiny_model; "
+        "from ftserve.modeling.tiny_model import ensure_tiny_model; "
         "print(ensure_tiny_model(Path(sys.argv[1])))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ftserve.training.sources import materialize
-from ftserve.training.spec import TrainingFailed
+from ftserve.modeling.errors import ModelFailed
+from ftserve.modeling.sources import materialize
 
 
 def test_a_broken_gguf_file_fails_clearly_and_leaves_no_cache(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
     models = tmp_path / "models"
-    with pytest.raises(TrainingFailed, match="Could not convert the GGUF file") as info:
+    with pytest.raises(ModelFailed, match="Could not convert the GGUF file") as info:
         materialize(f"gguf:{broken}", models)
     assert info.value.code == "model_load_failed"
     leftovers = [p.name for p in (models / "gguf").iterdir() if not p.name.endswith(".lock")]
@@ -23,5 +23,5 @@ def test_a_broken_gguf_file_fails_clearly_and_leaves_no_cache(tmp_path: Path) ->
 
 
 def test_a_missing_gguf_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(TrainingFailed, match="does not exist"):
+    with pytest.raises(ModelFailed, match="does not exist"):
         materialize(f"gguf:{tmp_path / 'nope.gguf'}", tmp_path / "models")

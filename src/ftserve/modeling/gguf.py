@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftserve.training.spec import TrainingFailed
+from .errors import ModelFailed
 
 log = logging.getLogger("ftserve.gguf")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,11 +47,11 @@ def cache_dir_for(gguf_path: Path, models_dir: Path) -> Path:
 def converted(gguf_path: Path, models_dir: Path) -> Path:
     """The Hugging Face directory for ``gguf_path``, converting it on first use."""
     if not gguf_path.is_file():
-        raise TrainingFailed("model_load_failed", f"GGUF file {gguf_path} does not exist.")
+        raise ModelFailed("model_load_failed", f"GGUF file {gguf_path} does not exist.")
     try:
         target = cache_dir_for(gguf_path, models_dir)
     except OSError as exc:
-        raise TrainingFailed("model_load_failed", f"Could not read {gguf_path}: {exc}") from exc
+        raise ModelFailed("model_load_failed", f"Could not read {gguf_path}: {exc}") from exc
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +64,10 @@ def converted(gguf_path: Path, models_dir: Path) -> Path:
         try:
             _convert(gguf_path, tmp)
             os.replace(tmp, target)
-        except TrainingFailed:
+        except ModelFailed:
             raise
         except Exception as exc:
-            raise TrainingFailed(
+            raise ModelFailed(
                 "model_load_failed",
                 f"Could not convert the GGUF file {gguf_path} into a model: "
                 f"{type(exc).__name__}: {exc}",
@@ -96,7 +96,7 @@ def _convert(gguf_path: Path, out: Path) -> None:
     fresh: Any = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     if missing or unexpected:
-        raise TrainingFailed(
+        raise ModelFailed(
             "unsupported_model",
             f"The GGUF file {gguf_path} did not convert cleanly (missing weights "
             f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}).",
