@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
+from ..jobs.states import Status
 from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent
 
 JSON_COLUMNS = frozenset(
@@ -24,7 +25,8 @@ CKPT_COLUMNS = [f.name for f in fields(CheckpointRecord)]
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:
-    """Only job columns can change: a typo in a caller must fail, not write nothing."""
+    """Only job columns can change (JobChanges says so to the type checker; this, to a caller
+    the checker did not see): a typo must fail, not write nothing."""
     unknown = changes.keys() - CHANGEABLE
     if unknown:
         raise StoreError(f"not job columns: {sorted(unknown)}")
@@ -76,6 +78,7 @@ def ckpt_values(c: CheckpointRecord) -> dict[str, Any]:
 
 def job_record(row: Any) -> JobRecord:
     values = dict(zip(JOB_COLUMNS, row, strict=True))
+    values["status"] = Status(values["status"])
     for name in JSON_COLUMNS:
         raw = values[name]
         values[name] = None if raw is None else orjson.loads(raw)

@@ -28,6 +28,7 @@ from .records import (
     Claim,
     EventsAfter,
     FileRecord,
+    JobChanges,
     JobRecord,
     LoggedEvent,
     NewEvent,
@@ -153,7 +154,7 @@ class SqlStore:
         job_id: str,
         *,
         expect: Collection[str] | None,
-        changes: Mapping[str, Any],
+        changes: JobChanges,
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
@@ -227,7 +228,7 @@ class SqlStore:
         claim: Claim,
         *,
         fence: Fence = "running",
-        changes: Mapping[str, Any] | None = None,
+        changes: JobChanges | None = None,
         events: Sequence[NewEvent] = (),
         add_checkpoint: CheckpointRecord | None = None,
         drop_checkpoints: Sequence[str] = (),
@@ -327,7 +328,7 @@ class SqlStore:
             seq = int(row[1] or 0)
             found = s.all(sql.EVENTS_AFTER, {**args, "seq": seq})
             return EventsAfter(
-                str(row[0]), seq, [LoggedEvent(r[0], r[1], bytes(r[2])) for r in found]
+                Status(row[0]), seq, [LoggedEvent(r[0], r[1], bytes(r[2])) for r in found]
             )
 
         return self._db.read(read)
