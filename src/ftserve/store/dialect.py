@@ -25,19 +25,10 @@ Row = tuple[Any, ...]
 Args = Mapping[str, Any]
 
 
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> Any: ...
-
-
 class Conn(Protocol):
     """A DB-API connection: sqlite3's and psycopg's both are one."""
 
-    def execute(self, query: Any, params: Any = ..., /) -> Cursor: ...
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
 
 
 class Session:
@@ -59,7 +50,8 @@ class Session:
 
     def run(self, statement: str, args: Args | None = None) -> int:
         """Run a write; the number of rows it wrote."""
-        return self._conn.execute(self._text(statement), args or {}).rowcount
+        count: int = self._conn.execute(self._text(statement), args or {}).rowcount
+        return count
 
 
 class Dialect(ABC):
