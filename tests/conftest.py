@@ -1,9 +1,11 @@
 """Shared fixtures: a real ftserve server on a free loopback port, and official SDK clients.
 
-The store behind the ``server`` and ``fresh_server`` fixtures is a parameter, ``backend``: the
-embedded SQLite file always, and PostgreSQL (a database of its own per server, on the private
-cluster of tests/pg.py, shared with the unit tests) for the API test modules that set
-``BOTH_BACKENDS = True``. Ids say which: ``test_x[sqlite]``, ``test_x[postgres]``. Without
+The store behind the ``server`` and ``fresh_server`` fixtures (and the ``store`` of
+tests/store/) is a parameter, ``backend``: the embedded SQLite file always, and PostgreSQL (a
+database of its own per server or store, on the private cluster of tests/pg.py) for the tests
+marked ``both_backends`` — one mark says it, on a test or a whole module
+(``pytestmark = pytest.mark.both_backends``). Ids say which: ``test_x[sqlite]``,
+``test_x[postgres]``. Without
 PostgreSQL binaries the ``[postgres]`` tests skip with the reason, and fail in CI
 (``CI=1`` / ``FTSERVE_REQUIRE_POSTGRES=1``).
 """
@@ -185,24 +187,46 @@ def pg_server_template(pg_cluster: PgCluster) -> str:
 
 def new_pg_database(cluster: PgCluster, template: str) -> str:
     """A new database on the cluster, a copy of ``template``; its URL."""
+    return create_database(cluster.url(), template)
+
+
+def create_database(pg_url: str, template: str) -> str:
+    """A new database on the cluster of the maintenance database ``pg_url``, a copy of
+    ``template`` ("template0": an empty one); its URL."""
     import psycopg
 
-    name = f"srv{next(_pg_names)}"
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+    name = f"t{next(_pg_names)}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    return cluster.url(name)
+    return pg_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The cluster's maintenance database (superuser ``postgres``, trust auth, unix socket)."""
+    return pg_cluster.url()
+
+
+@pytest.fixture
+def pg_empty_url(pg_url: str) -> str:
+    """A new database without the ftserve schema."""
+    return create_database(pg_url, "template0")
+
+
+@pytest.fixture
+def pg_store_url(pg_url: str, pg_server_template: str) -> str:
+    """A new database, migrated (a copy of the template ``ftserve migrate`` made)."""
+    return create_database(pg_url, pg_server_template)
 
 
 BACKENDS = ("sqlite", "postgres")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test on a server runs on SQLite; those of modules with ``BOTH_BACKENDS = True``,
-    and tests marked ``both_backends``, on PostgreSQL too."""
+    """Every test on a backend runs on SQLite; those marked ``both_backends`` (themselves or
+    their module), on PostgreSQL too."""
     if "backend" in metafunc.fixturenames:
-        both = bool(getattr(metafunc.module, "BOTH_BACKENDS", False)) or (
-            metafunc.definition.get_closest_marker("both_backends") is not None
-        )
+        both = metafunc.definition.get_closest_marker("both_backends") is not None
         metafunc.parametrize(
             "backend", BACKENDS if both else BACKENDS[:1], indirect=True, scope="session"
         )

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import API_KEY, Server
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 
 def _envelope(resp: httpx.Response) -> dict[str, object]:

@@ -15,7 +15,7 @@ import pytest
 from ftserve.modeling.tiny_model import build_byte_tokenizer
 from tests.conftest import API_KEY, Server
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 MODEL = "ftserve-tiny"
 HELLO: Any = [{"role": "user", "content": "Hello there"}]

@@ -27,7 +27,7 @@ from ftserve.modeling.tiny_model import build_byte_tokenizer
 from tests.api.test_chat_completions import sse_events
 from tests.conftest import API_KEY, Server
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 MODEL = "ftserve-tiny"
 BEARER = {"Authorization": f"Bearer {API_KEY}"}

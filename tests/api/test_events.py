@@ -11,7 +11,7 @@ import pytest
 from ftserve.events.messages import make_event
 from tests.conftest import API_KEY, Server, chat_rows, upload, wait_status
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 N_EXTRA = 300
 

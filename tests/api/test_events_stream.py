@@ -46,7 +46,7 @@ from tests.conftest import (
     wait_status,
 )
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 HEARTBEAT = 0.25  # FTSERVE_EVENTS_HEARTBEAT of the training server
 SUCCEEDED = "The job has successfully completed"

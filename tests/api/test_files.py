@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import OTHER_ORG_KEY, Server, chat_rows, jsonl, upload
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 
 def test_upload_retrieve_content_delete(client: openai.OpenAI) -> None:

@@ -31,7 +31,7 @@ from tests.conftest import (
     wait_status,
 )
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 ALIAS = "gpt-4o-mini-2024-07-18"
 

@@ -67,7 +67,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.api.planted import plant
 from tests.conftest import API_KEY, Server, chat_rows, jsonl
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 BEARER = {"Authorization": f"Bearer {API_KEY}"}
 API_KEY_HEADER = {"api-key": API_KEY}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from tests.conftest import Server, chat_rows, upload, wait_status
 
-BOTH_BACKENDS = True  # the [postgres] ids too (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
 
 def test_kill_9_loses_nothing(fresh_server: Server) -> None:

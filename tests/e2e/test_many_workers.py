@@ -41,7 +41,7 @@ import pytest
 from tests.conftest import API_KEY, Server, chat_rows, database_url_for, upload
 from tests.e2e.conftest import FAST_LEASE
 
-BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
 
 N_WORKERS = 4
 N_JOBS = 100

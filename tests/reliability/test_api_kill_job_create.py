@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import API_KEY, Server, chat_rows, database_url_for, upload
 from tests.reliability.conftest import chronological, wait_for
 
-BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
 
 CLIENTS = 6
 ANSWERED_BEFORE_KILL = 30

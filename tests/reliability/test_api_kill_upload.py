@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import API_KEY, Server, chat_rows, database_url_for, jsonl, upload
 from tests.reliability.conftest import tree_bytes, tree_files, wait_for
 
-BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
 
 MiB = 1 << 20
 SLOW_DECLARED = 64 * MiB  # the slow upload's announced size; about a quarter is sent

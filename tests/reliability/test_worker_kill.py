@@ -34,7 +34,7 @@ from tests.reliability.conftest import (
     wait_for,
 )
 
-BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
 
 ROWS, EPOCHS = 20, 6  # batch 1: 120 steps, an epoch checkpoint every 20
 TOTAL = ROWS * EPOCHS

@@ -25,7 +25,7 @@ from ftserve.jobs.service import JobService
 from ftserve.jobs.validator import JobValidator
 from ftserve.store.records import FileRecord, JobRecord, NewEvent
 from ftserve.store.sqlite import SqliteStore
-from tests.unit.test_sqlite_store import _job
+from tests.store.records import new_job as _job
 
 
 class _MovesFirst(SqliteStore):

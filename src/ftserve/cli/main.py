@@ -206,11 +206,12 @@ def run_migrate(settings: Settings) -> None:
                 was = "no schema" if before is None else f"schema version {before}"
                 print(f"ftserve migrate: {was} -> schema version {now}", flush=True)
         else:
-            from ..store.sqlite import SCHEMA_VERSION, SqliteStore
+            from ..store.sqlite import MIGRATIONS, SqliteStore
 
             SqliteStore(settings.sqlite_path).close()
             print(
-                f"ftserve migrate: {settings.sqlite_path} is at schema version {SCHEMA_VERSION}",
+                f"ftserve migrate: {settings.sqlite_path} is at schema version "
+                f"{MIGRATIONS.version}",
                 flush=True,
             )
     except StoreError as exc:

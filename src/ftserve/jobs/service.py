@@ -17,7 +17,7 @@ from ..files.service import FileService
 from ..ids import job_id as new_job_id
 from ..models.registry import ModelRegistry
 from ..store.protocol import Store, UnknownCursor
-from ..store.records import JobRecord, NewEvent, Page
+from ..store.records import JobChanges, JobRecord, NewEvent, Page
 from .schemas import parse_create
 from .states import Action, Status, refusal, sources
 
@@ -116,7 +116,7 @@ class JobService:
         organization: str,
         job_id: str,
         action: Action,
-        changes: Callable[[JobRecord], dict[str, Any]],
+        changes: Callable[[JobRecord], JobChanges],
         event: NewEvent,
     ) -> JobRecord:
         # Ownership first: another organization's job does not exist for this caller.

@@ -27,8 +27,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError, StoreUnavailable
+from . import sql
 from .protocol import UnknownCursor
 from .records import JoinedPage
+from .sql import to_pyformat
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -56,8 +58,8 @@ _PAGES = (
     "ORDER BY e.seq DESC LIMIT r.lim) s"
     ") p ORDER BY r.i"
 )
-_JOB_VISIBLE = "SELECT 1 FROM jobs WHERE id = %s AND organization = %s"
-_EVENT_OF_JOB = "SELECT 1 FROM events WHERE id = %s AND job_id = %s"
+_JOB_VISIBLE = to_pyformat(sql.JOB_VISIBLE)
+_EVENT_OF_JOB = to_pyformat(sql.EVENT_OF_JOB)
 
 
 @dataclass(slots=True)
@@ -216,11 +218,11 @@ class PgEventPages:
 async def _empty(conn: AsyncConn, ask: _Ask) -> JoinedPage | None:
     """An empty page, told apart from a job not visible (None) and from an unknown cursor
     (raised)."""
-    found = await (await conn.execute(_JOB_VISIBLE, (ask.job_id, ask.organization))).fetchone()
-    if found is None:
+    args = {"job": ask.job_id, "org": ask.organization, "after": ask.after}
+    if await (await conn.execute(_JOB_VISIBLE, args)).fetchone() is None:
         return None
     if ask.after is not None:
-        cur = await conn.execute(_EVENT_OF_JOB, (ask.after, ask.job_id))
+        cur = await conn.execute(_EVENT_OF_JOB, args)
         if await cur.fetchone() is None:
             raise UnknownCursor(ask.after)
     return JoinedPage(b"", 0, False)

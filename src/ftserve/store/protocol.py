@@ -14,7 +14,7 @@ current claim in the transaction that would write (``write_claimed``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from .changes import ChangeFeed
 from .records import (
@@ -22,6 +22,7 @@ from .records import (
     Claim,
     EventsAfter,
     FileRecord,
+    JobChanges,
     JobRecord,
     JoinedPage,
     NewEvent,
@@ -99,7 +100,7 @@ class Store(Protocol):
         job_id: str,
         *,
         expect: Collection[str] | None,
-        changes: Mapping[str, Any],
+        changes: JobChanges,
         events: Sequence[NewEvent] = (),
         expect_claim: str | None = None,
     ) -> JobRecord | None:
@@ -133,7 +134,7 @@ class Store(Protocol):
         claim: Claim,
         *,
         fence: Fence = "running",
-        changes: Mapping[str, Any] | None = None,
+        changes: JobChanges | None = None,
         events: Sequence[NewEvent] = (),
         add_checkpoint: CheckpointRecord | None = None,
         drop_checkpoints: Sequence[str] = (),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
+
+from ..jobs.states import Status
 
 T = TypeVar("T")
 
@@ -30,7 +32,7 @@ class JobRecord:
     organization: str
     model: str  # the resolved base model name shown to clients
     model_source: str  # what the trainer loads: "ftserve-tiny" or an absolute directory
-    status: str
+    status: Status
     created_at: int
     training_file: str
     validation_file: str | None
@@ -51,6 +53,36 @@ class JobRecord:
     lease_owner: str | None = None  # the worker holding the claim (for people and recovery)
     lease_expires_at: float | None = None
     claim_token: str | None = None  # new on every claim; every write of the claim carries it
+
+
+class JobChanges(TypedDict, total=False):
+    """What ``update_job`` and ``write_claimed`` may change: a job's columns (every one but
+    ``id``), so a misspelt column is a type error before it is the store's refusal."""
+
+    organization: str
+    model: str
+    model_source: str
+    status: Status
+    created_at: int
+    training_file: str
+    validation_file: str | None
+    hyperparameters: JsonObject
+    method: JsonObject
+    seed: int
+    suffix: str | None
+    metadata: dict[str, str] | None
+    integrations: list[JsonObject] | None
+    extensions: JsonObject
+    finished_at: int | None
+    fine_tuned_model: str | None
+    error: JsonObject | None
+    trained_tokens: int | None
+    result_files: list[str]
+    estimated_finish: int | None
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    claim_token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +155,6 @@ class EventsAfter:
     """Events that follow a point of a job's log, oldest first, and the job's status read just
     before them: when the status is final, no event follows the last of a short page."""
 
-    status: str
+    status: Status
     after_seq: int  # the place of the event read after (0: the log's start)
     events: list[LoggedEvent]

@@ -5,67 +5,28 @@ dialect and locking, not in what a row holds."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import orjson
 
 from ..errors import StoreError
-from .records import CheckpointRecord, FileRecord, JobRecord
+from ..jobs.states import Status
+from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent
 
-RELEASE = "lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL"
 JSON_COLUMNS = frozenset(
     {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
 )
-JOB_COLUMNS = [
-    "id",
-    "organization",
-    "model",
-    "model_source",
-    "status",
-    "created_at",
-    "training_file",
-    "validation_file",
-    "hyperparameters",
-    "method",
-    "seed",
-    "suffix",
-    "metadata",
-    "integrations",
-    "extensions",
-    "finished_at",
-    "fine_tuned_model",
-    "error",
-    "trained_tokens",
-    "result_files",
-    "estimated_finish",
-    "attempts",
-    "lease_owner",
-    "lease_expires_at",
-    "claim_token",
-]
-JOB_SELECT = "SELECT " + ", ".join(JOB_COLUMNS) + " FROM jobs"
+# A table's columns are its record's fields, in their order (each statement names them).
+JOB_COLUMNS = [f.name for f in fields(JobRecord)]
 CHANGEABLE = frozenset(JOB_COLUMNS[1:])
-FILE_COLUMNS = [
-    "id",
-    "organization",
-    "bytes",
-    "created_at",
-    "filename",
-    "purpose",
-    "blob",
-    "expires_at",
-    "status",
-    "status_details",
-]
-FILE_SELECT = "SELECT " + ", ".join(FILE_COLUMNS) + " FROM files"
-CKPT_SELECT = (
-    "SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics, path, kind "
-    "FROM checkpoints"
-)
+FILE_COLUMNS = [f.name for f in fields(FileRecord)]
+CKPT_COLUMNS = [f.name for f in fields(CheckpointRecord)]
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:
-    """Only job columns can change: a typo in a caller must fail, not write nothing."""
+    """Only job columns can change (JobChanges says so to the type checker; this, to a caller
+    the checker did not see): a typo must fail, not write nothing."""
     unknown = changes.keys() - CHANGEABLE
     if unknown:
         raise StoreError(f"not job columns: {sorted(unknown)}")
@@ -84,8 +45,40 @@ def metadata_pair(key: str, value: str) -> str:
     return orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode()
 
 
+def job_values(job: JobRecord) -> dict[str, Any]:
+    """A job's row as the parameters of its insert."""
+    return {c: dump(getattr(job, c)) if c in JSON_COLUMNS else getattr(job, c) for c in JOB_COLUMNS}
+
+
+def change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of an update's SET (``set_<column>``, see sql.job_update)."""
+    return {f"set_{c}": dump(v) if c in JSON_COLUMNS else v for c, v in changes.items()}
+
+
+def event_values(job_id: str, e: NewEvent) -> dict[str, Any]:
+    return {
+        "job": job_id,
+        "id": e.id,
+        "at": e.created_at,
+        "kind": e.kind,
+        "key": e.key,
+        "body": e.body,
+    }
+
+
+def file_values(file: FileRecord) -> dict[str, Any]:
+    return {c: getattr(file, c) for c in FILE_COLUMNS}
+
+
+def ckpt_values(c: CheckpointRecord) -> dict[str, Any]:
+    return {
+        name: dump(c.metrics) if name == "metrics" else getattr(c, name) for name in CKPT_COLUMNS
+    }
+
+
 def job_record(row: Any) -> JobRecord:
     values = dict(zip(JOB_COLUMNS, row, strict=True))
+    values["status"] = Status(values["status"])
     for name in JSON_COLUMNS:
         raw = values[name]
         values[name] = None if raw is None else orjson.loads(raw)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..store.records import JobChanges
 
-RELEASED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "claim_token": None}
+RELEASED: JobChanges = {"lease_owner": None, "lease_expires_at": None, "claim_token": None}

@@ -30,7 +30,7 @@ from ..errors import StoreError
 from ..events import messages
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Store
-from ..store.records import Claim, JobRecord
+from ..store.records import Claim, JobChanges, JobRecord
 from . import child, claimdirs
 from .lease import RELEASED
 
@@ -272,10 +272,7 @@ class Worker:
 
     def _requeue_or_fail(self, job: JobRecord, reason: str) -> None:
         token = job.claim_token
-        clear = {
-            **RELEASED,
-            "estimated_finish": None,
-        }
+        clear: JobChanges = {**RELEASED, "estimated_finish": None}
         if job.attempts >= self.settings.max_attempts:
             message = (
                 f"{reason}. The job was attempted {job.attempts} times and has "

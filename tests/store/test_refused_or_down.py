@@ -24,25 +24,11 @@ from ftserve.errors import StoreError
 from ftserve.events.messages import make_event
 from ftserve.store.protocol import Store
 from ftserve.store.records import Claim, JobRecord
-from ftserve.store.sqlite import SqliteStore
 from ftserve.training.spec import StepMetrics
 from ftserve.worker.hooks import StoreHooks
 from ftserve.worker.lease import RELEASED
 from ftserve.worker.store_retry import retrying
-from tests.unit.test_sqlite_store import _job
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store
-    if request.param == "sqlite":
-        opened = SqliteStore(tmp_path / "db.sqlite")
-    else:
-        from ftserve.store.postgres import PostgresStore
-
-        opened = PostgresStore(request.getfixturevalue("pg_store_url"))
-    yield opened
-    opened.close()
+from tests.store.records import new_job as _job
 
 
 def claimed(store: Store, worker: str = "w1") -> tuple[JobRecord, Claim]:
@@ -59,6 +45,7 @@ def logged_steps(store: Store, job_id: str) -> list[int]:
     return [int(orjson.loads(b)["data"]["step"]) for b in store.event_bodies(job_id, "metrics")]
 
 
+@pytest.mark.both_backends
 def test_a_refused_write_is_the_signal_to_stop(store: Store, tmp_path: Path) -> None:
     store.create_job(_job(), [])
     job, claim = claimed(store)

@@ -1,46 +1,49 @@
--- ftserve SQLite schema, version 3. Applied in one transaction on a fresh database; older
--- databases are brought to the same shape by the migrations in sqlite.py.
+-- ftserve PostgreSQL schema, version 3 (PostgreSQL support began there; a version 4 comes with
+-- a numbered step 0004_*.sql beside this file): the same logical schema as ../sqlite/schema.sql.
+-- Applied by `ftserve migrate` in one transaction on a database without it (postgres.py).
+-- JSON columns hold the exact text orjson wrote (as in SQLite), so records round-trip as
+-- written; event bodies are bytea, returned as the bytes appended.
 CREATE TABLE files (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id             TEXT NOT NULL UNIQUE,
     organization   TEXT NOT NULL,
-    bytes          INTEGER NOT NULL,
-    created_at     INTEGER NOT NULL,
+    bytes          BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
     filename       TEXT NOT NULL,
     purpose        TEXT NOT NULL,
     blob           TEXT NOT NULL,
-    expires_at     INTEGER,
+    expires_at     BIGINT,
     status         TEXT NOT NULL,
     status_details TEXT
 );
 CREATE INDEX files_by_org ON files (organization, seq);
 
 CREATE TABLE jobs (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id               TEXT NOT NULL UNIQUE,
     organization     TEXT NOT NULL,
     model            TEXT NOT NULL,
     model_source     TEXT NOT NULL,
     status           TEXT NOT NULL,
-    created_at       INTEGER NOT NULL,
+    created_at       BIGINT NOT NULL,
     training_file    TEXT NOT NULL,
     validation_file  TEXT,
     hyperparameters  TEXT NOT NULL,
     method           TEXT NOT NULL,
-    seed             INTEGER NOT NULL,
+    seed             BIGINT NOT NULL,
     suffix           TEXT,
     metadata         TEXT,
     integrations     TEXT,
     extensions       TEXT NOT NULL,
-    finished_at      INTEGER,
+    finished_at      BIGINT,
     fine_tuned_model TEXT,
     error            TEXT,
-    trained_tokens   INTEGER,
+    trained_tokens   BIGINT,
     result_files     TEXT NOT NULL,
-    estimated_finish INTEGER,
-    attempts         INTEGER NOT NULL DEFAULT 0,
+    estimated_finish BIGINT,
+    attempts         BIGINT NOT NULL DEFAULT 0,
     lease_owner      TEXT,
-    lease_expires_at REAL,
+    lease_expires_at DOUBLE PRECISION,
     -- New on every claim; every write of a worker or its training process carries it.
     claim_token      TEXT
 );
@@ -51,26 +54,26 @@ CREATE INDEX jobs_by_status ON jobs (status, seq);
 -- GET /models/{ft:...} and inference look a fine-tuned model up by its name.
 CREATE INDEX jobs_by_model ON jobs (fine_tuned_model) WHERE fine_tuned_model IS NOT NULL;
 
--- Clustered by job so one page is one contiguous range (notes/perf.md: 1.7-3.2x faster than a
--- rowid table). The body is the event's wire JSON, written once: events are append-only.
+-- One page is one range of the primary key. seq is gap-free per job: appends take the job's
+-- row FOR UPDATE before computing max(seq) + 1. The body is written once: append-only.
 CREATE TABLE events (
     job_id     TEXT NOT NULL,
-    seq        INTEGER NOT NULL,
+    seq        BIGINT NOT NULL,
     id         TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
     kind       TEXT NOT NULL,
     key        TEXT,
-    body       BLOB NOT NULL,
+    body       BYTEA NOT NULL,
     PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
+);
 CREATE UNIQUE INDEX events_by_id ON events (id);
 CREATE UNIQUE INDEX events_by_key ON events (job_id, key) WHERE key IS NOT NULL;
 
 CREATE TABLE checkpoints (
     id                          TEXT PRIMARY KEY,
     job_id                      TEXT NOT NULL,
-    created_at                  INTEGER NOT NULL,
-    step_number                 INTEGER NOT NULL,
+    created_at                  BIGINT NOT NULL,
+    step_number                 BIGINT NOT NULL,
     fine_tuned_model_checkpoint TEXT NOT NULL,
     metrics                     TEXT NOT NULL,
     path                        TEXT NOT NULL,
@@ -84,12 +87,24 @@ CREATE TABLE deleted_models (
     name         TEXT PRIMARY KEY,
     organization TEXT NOT NULL,
     job_id       TEXT NOT NULL,
-    deleted_at   INTEGER NOT NULL
+    deleted_at   BIGINT NOT NULL
 );
 CREATE INDEX deleted_models_by_org ON deleted_models (organization);
 
 -- Append-only means append-only: the database itself refuses to change or drop an event.
+CREATE FUNCTION ftserve_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are append-only';
+END;
+$$;
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    FOR EACH ROW EXECUTE FUNCTION ftserve_events_append_only();
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    FOR EACH ROW EXECUTE FUNCTION ftserve_events_append_only();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION ftserve_events_append_only();
+
+-- The schema's version: one row, written by `ftserve migrate` only.
+CREATE TABLE ftserve_schema (
+    version INTEGER NOT NULL
+);

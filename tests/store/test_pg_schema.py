@@ -4,10 +4,10 @@ migrations are one transaction, applied once; and nothing runs on a schema it do
 migrate``, and start once it has run.
 
 PostgreSQL support began at schema version 3, so there is no version-1 or -2 PostgreSQL
-database to migrate (SQLite's are tested in test_sqlite_store.py). ``KEPT`` holds every
+database to migrate (SQLite's are tested in test_sqlite_only.py). ``KEPT`` holds every
 PostgreSQL schema version ftserve has shipped, verbatim: each is built, migrated with the
 command an operator runs, and compared with a fresh database. Today that is version 3 alone,
-which makes the test catch an edit of schema_postgres.sql that comes without a new version and
+which makes the test catch an edit of migrations/postgres/schema.sql that comes without a new version and
 a migration; a version 4 adds its script here and is then migrated from 3.
 """
 
@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,32 +100,36 @@ def _apply(url: str, script: str, version: int) -> None:
 def test_a_migrated_database_equals_a_fresh_one(
     pg_empty_url: str, pg_url: str, tmp_path: Path, version: int
 ) -> None:
-    from ftserve.store.postgres import SCHEMA_VERSION
-    from tests.unit.conftest import _create_database
+    from ftserve.store.postgres import MIGRATIONS
 
-    assert set(KEPT) == set(range(3, SCHEMA_VERSION + 1)), "keep every shipped version's script"
+    current = MIGRATIONS.version
+    from tests.conftest import create_database
+
+    assert set(KEPT) == set(range(3, current + 1)), "keep every shipped version's script"
     old = pg_empty_url
     _apply(old, KEPT[version], version)
     migrated = cli("migrate", url=old, data_dir=tmp_path / "a")
     assert migrated.returncode == 0, migrated.stderr
-    fresh = _create_database(pg_url, "template0")
+    fresh = create_database(pg_url, "template0")
     made = cli("migrate", url=fresh, data_dir=tmp_path / "b")
     assert made.returncode == 0 and "no schema -> schema version" in made.stdout, made.stderr
     got, want = catalog(old), catalog(fresh)
     assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
     # The dump is not vacuous: it sees what the schema holds.
-    assert want["version"] == [(SCHEMA_VERSION,)]
+    assert want["version"] == [(current,)]
     assert {r[1] for r in want["triggers"]} >= {"events_no_update", "events_no_delete"}
     assert any(r[0] == "ftserve_events_append_only" for r in want["functions"])
     assert any(r[1] == "events_pkey" and r[2] == "p" for r in want["constraints"])
     assert any("events_by_key" in r[1] and "WHERE" in r[2] for r in want["indexes"])
 
 
-def test_the_catalog_dump_sees_a_difference(pg_store_url: str, pg_url: str) -> None:
+def test_the_catalog_dump_sees_a_difference(
+    pg_store_url: str, pg_url: str, pg_server_template: str
+) -> None:
     """What the equality test compares catches each kind of drift a migration could leave."""
     import psycopg
 
-    from tests.unit.conftest import _TEMPLATE, _create_database
+    from tests.conftest import create_database
 
     reference = catalog(pg_store_url)
     drifts: list[tuple[set[str], str]] = [
@@ -149,7 +154,7 @@ def test_the_catalog_dump_sees_a_difference(pg_store_url: str, pg_url: str) -> N
         ({"sequences"}, "ALTER TABLE jobs ALTER COLUMN seq RESTART WITH 1 SET INCREMENT BY 2"),
     ]
     for parts, statement in drifts:
-        url = _create_database(pg_url, _TEMPLATE)  # a migrated database, like pg_store_url
+        url = create_database(pg_url, pg_server_template)  # migrated, like pg_store_url
         with psycopg.connect(url) as conn:
             conn.execute(statement.encode())
         changed = catalog(url)
@@ -168,12 +173,12 @@ def test_migration_steps_run_in_one_transaction(
     from ftserve.store import postgres
 
     before = catalog(pg_store_url)
-    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(
-        postgres,
-        "_MIGRATIONS",
-        {4: ["ALTER TABLE jobs ADD COLUMN note TEXT", "ALTER TABLE jobs ADD COLUMN broken NOPE"]},
-    )
+    shipped = postgres.MIGRATIONS
+
+    def with_step(script: str) -> None:
+        monkeypatch.setattr(postgres, "MIGRATIONS", replace(shipped, steps={4: script}))
+
+    with_step("ALTER TABLE jobs ADD COLUMN note TEXT; ALTER TABLE jobs ADD COLUMN broken NOPE;")
     with pytest.raises(StoreError, match="could not migrate"):
         postgres.migrate(pg_store_url)
     assert catalog(pg_store_url) == before
@@ -182,7 +187,7 @@ def test_migration_steps_run_in_one_transaction(
     ):
         postgres.PostgresStore(pg_store_url)
 
-    monkeypatch.setattr(postgres, "_MIGRATIONS", {4: ["ALTER TABLE jobs ADD COLUMN note TEXT"]})
+    with_step("ALTER TABLE jobs ADD COLUMN note TEXT;")
     assert postgres.migrate(pg_store_url) == (3, 4)
     assert postgres.migrate(pg_store_url) == (4, 4)
     after = catalog(pg_store_url)
@@ -298,7 +303,8 @@ def test_an_older_schema_stops_the_server_with_the_migrate_message(
     from ftserve.cli.main import main
     from ftserve.store import postgres
 
-    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 4)
+    step = "ALTER TABLE jobs ADD COLUMN note TEXT;"
+    monkeypatch.setattr(postgres, "MIGRATIONS", replace(postgres.MIGRATIONS, steps={4: step}))
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_store_url)
     monkeypatch.setenv("FTSERVE_API_KEYS", "sk-test-0123456789")
     for command in (["serve", "--port", str(free_port())], ["worker"]):
