@@ -19,7 +19,7 @@ from ftserve.store.sqlite import SqliteStore
 from ftserve.training.spec import CheckpointInfo, StepMetrics
 from ftserve.worker.hooks import StoreHooks
 from ftserve.worker.results import results_csv
-from tests.unit.test_sqlite_store import _job
+from tests.store.records import new_job as _job
 
 TRAIN = StepMetrics(step=3, total_steps=10, train_loss=1.23456, train_mean_token_accuracy=0.5)
 VALID = StepMetrics(
