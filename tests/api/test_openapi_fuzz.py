@@ -5,8 +5,8 @@ ftserve publishes. Each operation gets one known-good explicit case (real ids; i
 and then a bounded number of schemathesis-generated requests, in
 which every id-like value is, part of the time, the id of a real seeded object, so the handlers
 behind the 404s are reached too. Operations with query parameters or a body get a second, shorter
-run with schemathesis' *negative* (schema-violating) data, whose only expected outcome is a
-documented 4xx. Every response goes through these checks:
+run with schemathesis' *negative* (schema-violating) data, which must be refused with a 4xx
+(``negative_data_rejection``, below). Every response goes through these checks:
 
 - ``not_a_server_error``: no 5xx, whatever the input.
 - ``status_code_conformance``: the status is one the document lists for the operation.
@@ -18,14 +18,23 @@ documented 4xx. Every response goes through these checks:
 - ``ignored_auth``: a request that succeeded is sent again without a key, with a wrong bearer key
   and with a wrong ``api-key``, and each of those must be refused.
 
+In the negative run, also:
+
+- ``negative_data_rejection``: a request whose body (JSON or multipart form) or query violates
+  the document is refused with a 4xx. Schemathesis re-validates a case after it is changed, and
+  the changes here keep that verdict honest: real ids go only into the *path* of a negative case
+  (a real id put in the query or body could be the very value that was negated), and negated
+  values the wire cannot carry as generated are removed first (``_drop_unfaithful_negations``: a
+  deepObject ``metadata`` that is not an object of strings, whose brackets ftserve rightly reads
+  as other keys; ``Last-Event-ID``, which the document says is ignored without ``stream=true``).
+  Unknown query parameters are ignored, as OpenAI's API does; schemathesis does not count those
+  alone as invalid data. ``tests/api/test_openapi_bounds.py`` walks every documented bound
+  one by one.
+
 Left out on purpose, because they would be wrong for this API:
 
 - ``positive_data_acceptance``: schema-valid ids mostly name no object, so a 404 for valid input
   is the right answer here, not a failure.
-- ``negative_data_rejection``: the real-id substitution below can turn a negated value back into
-  a valid one, and schemathesis serialises nested deepObject values (``metadata[a][b]=x``) into
-  strings that ftserve rightly reads as the key ``a][b``; both would be reported as "invalid data
-  accepted".
 - ``use_after_free`` / ``ensure_resource_availability``: stateful (link-following) checks, and
   this suite is stateless.
 - ``max_response_time``: timing on a shared 2-core machine is noise.
@@ -59,6 +68,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -344,18 +354,24 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
     for path and query values, three times in four for the create-job body (it needs both a real
     model and a real file to get past the 400s)."""
     base = op.as_strategy(mode)
+    positive = mode is schemathesis.GenerationMode.POSITIVE
 
     @st.composite
     def cases(draw: st.DrawFn) -> Any:
         case = draw(base)
+        if not positive:
+            _drop_unfaithful_negations(case)
         body = case.body if isinstance(case.body, dict) else None
-        for container, table, odds in (
+        tables = [
             (case.path_parameters, seeded.path_values, 2),
             (case.query, seeded.query_values, 2),
             # Generation is costly and its 4xx paths have their own tests: completions bodies
             # always name a real model and a bounded n and max_tokens.
             (body, seeded.body_values, 1 if op.label.endswith("completions") else 4),
-        ):
+        ]
+        # A negative case keeps its generated query and body: a real value put there could be
+        # the very one that was negated. Real path ids let it reach the handlers behind the 404s.
+        for container, table, odds in tables if positive else tables[:1]:
             if container is None:
                 continue
             for name, per_op in table.items():
@@ -374,6 +390,28 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
         return case
 
     return cases()
+
+
+def _drop_unfaithful_negations(case: Any) -> None:
+    """Remove the negated values the wire cannot carry as generated, or that the document says
+    are ignored here; schemathesis then re-validates the case, and one left valid is judged as a
+    positive one.
+
+    - ``metadata`` (deepObject): only an object of strings has a wire form. Anything else is
+      serialised into brackets that ftserve rightly reads as other keys (``metadata[]=5`` is the
+      key ``""``; ``metadata[a][b]=x`` the key ``a][b``), i.e. as a valid filter.
+    - ``Last-Event-ID``: documented as ignored without ``stream=true``.
+    """
+    query = case.query
+    if query:
+        meta = query.get("metadata")
+        if meta is not None and not (
+            isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())
+        ):
+            del query["metadata"]
+    headers = case.headers
+    if headers and "Last-Event-ID" in headers and (query or {}).get("stream") != "true":
+        del headers["Last-Event-ID"]
 
 
 def _fuzz(
@@ -399,7 +437,8 @@ def _fuzz(
     )
     @given(case=_with_real_values(op, seeded, mode), auth=st.sampled_from([BEARER, API_KEY_HEADER]))
     def run(case: Any, auth: dict[str, str]) -> None:
-        response = case.call_and_validate(session=session, headers=auth, checks=CHECKS)
+        checks = CHECKS if positive else [*CHECKS, negative_data_rejection]
+        response = case.call_and_validate(session=session, headers=auth, checks=checks)
         statuses.append(response.status_code)
 
     run()
