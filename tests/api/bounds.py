@@ -171,9 +171,9 @@ class Document:
                     limit = schema[keyword]
                     past, at = _numbers(keyword, limit, kind)
                     yield bound(keyword, limit, past, at)
-        low, high = _SIZES.get(kind, ("", ""))
+        low, high = _SIZES.get(kind or "", ("", ""))
         for keyword, step in ((low, -1), (high, 1)):
-            if keyword not in schema:
+            if kind is None or keyword not in schema:
                 continue
             limit = schema[keyword]
             if step < 0 and limit == 0:
@@ -238,11 +238,13 @@ def _main_type(schema: Json) -> str | None:
 def _inside(schema: Json, kind: str) -> int | float:
     """A number that meets every numeric bound of ``schema``: its lowest allowed value."""
     if "minimum" in schema:
-        return schema["minimum"]  # type: ignore[no-any-return]
+        low: int | float = schema["minimum"]
+        return low
     if "exclusiveMinimum" in schema:
-        return _numbers("exclusiveMinimum", schema["exclusiveMinimum"], kind)[1]
-    high = schema.get("maximum", schema.get("exclusiveMaximum"))
-    return 0 if high is None or high > 0 else high - 1  # type: ignore[no-any-return]
+        inside: int | float = _numbers("exclusiveMinimum", schema["exclusiveMinimum"], kind)[1]
+        return inside
+    high: int | float | None = schema.get("maximum", schema.get("exclusiveMaximum"))
+    return 0 if high is None or high > 0 else high - 1
 
 
 def _numbers(keyword: str, limit: int | float, kind: str) -> tuple[Any, Any]:
