@@ -1,18 +1,24 @@
 """Every bound the published document states on a request is the bound the server enforces.
 
-The document is read from the running server (``GET /openapi.json``, the ``server`` fixture: no
-training workers) and walked (``tests/api/bounds.py``): for each bounded body field or query
-parameter, at any depth, one request carries a value just past the bound and must be a 400 whose
-``param`` names that field (``hyperparameters.n_epochs``, ``messages[0].content``, ``limit``),
-and one carries the value at the bound and must not be refused for that field. Everything else
-in both requests is valid: real ids (a file uploaded and a job created here), a real model, and
+The document is read from a running server (``GET /openapi.json``; no training workers) and
+walked (``tests/api/bounds.py``): for each bounded body field or query parameter, at any depth,
+one request carries a value just past the bound and must be a 400 whose ``param`` names that
+field (``hyperparameters.n_epochs``, ``messages[0].content``, ``limit``), and one carries the
+value at the bound and must not be refused for that field. Everything else in both requests is
+valid: real ids (a file uploaded and a job created here), a real model, and
 the smallest valid value of each container on the way (another ``anyOf`` branch where the path
 goes through one: a ``dpo`` method, an ``assistant`` message put first).
 
 A value at the bound may still be refused for another reason, and the few reasons that are
-about the field are listed in :data:`NAMES_NOTHING`: an id at the longest length the document
-allows names no object. A rule between fields that the document states in prose gets its
-context in :data:`CONTEXT`.
+about the field itself are listed in :data:`NAMES_NOTHING`: an id at the longest (or shortest)
+length the document allows names no object. Rules between fields that the document states in
+prose get their context in :data:`CONTEXT` and :data:`PRECEDING`. Where the server and the
+document disagree today, :data:`KNOWN_MISMATCHES` says how and why; the test fails as soon as
+one of them agrees, so that the list only ever shrinks.
+
+The server is one of its own (module scope) with no training workers and the default
+generation cap: the shared ``server`` fixture caps ``n * max_tokens`` at 64, below the documented
+``n`` maximum of 128. The fields walked are printed (``pytest -s``).
 """
 
 from __future__ import annotations
