@@ -5,8 +5,8 @@ ftserve publishes. Each operation gets one known-good explicit case (real ids; i
 and then a bounded number of schemathesis-generated requests, in
 which every id-like value is, part of the time, the id of a real seeded object, so the handlers
 behind the 404s are reached too. Operations with query parameters or a body get a second, shorter
-run with schemathesis' *negative* (schema-violating) data, whose only expected outcome is a
-documented 4xx. Every response goes through these checks:
+run with schemathesis' *negative* (schema-violating) data, which must be refused with a 4xx
+(``negative_data_rejection``, below). Every response goes through these checks:
 
 - ``not_a_server_error``: no 5xx, whatever the input.
 - ``status_code_conformance``: the status is one the document lists for the operation.
@@ -18,14 +18,23 @@ documented 4xx. Every response goes through these checks:
 - ``ignored_auth``: a request that succeeded is sent again without a key, with a wrong bearer key
   and with a wrong ``api-key``, and each of those must be refused.
 
+In the negative run, also:
+
+- ``negative_data_rejection``: a request whose body (JSON or multipart form) or query violates
+  the document is refused with a 4xx. Schemathesis re-validates a case after it is changed, and
+  the changes here keep that verdict honest: real ids go only into the *path* of a negative case
+  (a real id put in the query or body could be the very value that was negated), and negated
+  values the wire cannot carry as generated are removed first (``_drop_unfaithful_negations``: a
+  deepObject ``metadata`` that is not an object of strings, whose brackets ftserve rightly reads
+  as other keys; ``Last-Event-ID``, which the document says is ignored without ``stream=true``).
+  Unknown query parameters are ignored, as OpenAI's API does; schemathesis does not count those
+  alone as invalid data. ``tests/api/test_openapi_bounds.py`` walks every documented bound
+  one by one.
+
 Left out on purpose, because they would be wrong for this API:
 
 - ``positive_data_acceptance``: schema-valid ids mostly name no object, so a 404 for valid input
   is the right answer here, not a failure.
-- ``negative_data_rejection``: the real-id substitution below can turn a negated value back into
-  a valid one, and schemathesis serialises nested deepObject values (``metadata[a][b]=x``) into
-  strings that ftserve rightly reads as the key ``a][b``; both would be reported as "invalid data
-  accepted".
 - ``use_after_free`` / ``ensure_resource_availability``: stateful (link-following) checks, and
   this suite is stateless.
 - ``max_response_time``: timing on a shared 2-core machine is noise.
@@ -44,9 +53,7 @@ download's media type and ``Content-Disposition`` (it does not validate binary b
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
@@ -59,13 +66,14 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from tests.api.planted import plant
-from tests.conftest import API_KEY, Server, chat_rows, jsonl
+from tests.api.fuzz_seed import Seeded, all_events, known_good, seed, wait_for
+from tests.conftest import API_KEY, Server
 
 pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
@@ -118,50 +126,6 @@ IMMUTABLE_JOB_FIELDS = (
 )
 
 
-@dataclass
-class Seeded:
-    """Real objects, and what they looked like before any generated request was sent."""
-
-    file_id: str
-    victim_file_ids: list[str]
-    victim_model: str  # a fine-tuned model planted in the store, made to be deleted
-    job_id: str
-    finished_job_id: str  # cancelled: its event stream replays and ends
-    file_object: dict[str, Any]
-    file_content: bytes
-    job_object: dict[str, Any]
-    events: list[dict[str, Any]]
-    # Where generated requests may carry a real value instead of a generated one:
-    # parameter name -> operation label (or method, or "*") -> candidate values.
-    path_values: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    query_values: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    body_values: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _all_events(http: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    page = http.get(f"/fine_tuning/jobs/{job_id}/events", params={"limit": 10_000})
-    assert page.status_code == 200, page.text
-    body = page.json()
-    assert body["has_more"] is False
-    events: list[dict[str, Any]] = body["data"]
-    return events
-
-
-def _upload(http: httpx.Client, name: str, content: bytes, purpose: str) -> str:
-    resp = http.post("/files", files={"file": (name, content)}, data={"purpose": purpose})
-    assert resp.status_code == 200, resp.text
-    file_id: str = resp.json()["id"]
-    return file_id
-
-
 @pytest.fixture
 def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, headers=BEARER, timeout=30) as client:
@@ -177,162 +141,7 @@ def api_schema(server: Server) -> Any:
 
 @pytest.fixture
 def seeded(server: Server, http: httpx.Client) -> Seeded:
-    victim_model = plant(server, suffix="fuzz-victim")
-    content = jsonl(chat_rows(12))
-    file_id = _upload(http, "protected.jsonl", content, "fine-tune")
-    victims = [_upload(http, f"victim-{i}.txt", b"delete me", "assistants") for i in range(3)]
-    created = http.post(
-        "/fine_tuning/jobs",
-        json={
-            "model": "ftserve-tiny",
-            "training_file": file_id,
-            "validation_file": file_id,
-            "suffix": "fuzz-seed",
-            "seed": 7,
-            "metadata": {"purpose": "fuzz"},
-            "method": {
-                "type": "supervised",
-                "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4}},
-            },
-        },
-    )
-    assert created.status_code == 200, created.text
-    job_id = created.json()["id"]
-    # The first completion starts the inference process and loads the model: seconds on an idle
-    # machine, much longer on a loaded one. Schemathesis' 10 s read timeout is meant for requests,
-    # not for that cold start, so it is paid here once.
-    warm = http.post(
-        "/chat/completions",
-        json={
-            "model": "ftserve-tiny",
-            "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 1,
-        },
-        timeout=300,
-    )
-    assert warm.status_code == 200, warm.text
-    _wait_for(
-        lambda: http.get(f"/fine_tuning/jobs/{job_id}").json()["status"] != "validating_files",
-        "the seeded job's files to be validated",
-    )
-    job = http.get(f"/fine_tuning/jobs/{job_id}").json()
-    assert job["status"] == "queued", job
-    finished = http.post(
-        "/fine_tuning/jobs", json={"model": "ftserve-tiny", "training_file": file_id}
-    ).json()["id"]
-    _wait_for(
-        lambda: http.get(f"/fine_tuning/jobs/{finished}").json()["status"] == "queued",
-        "the finished job's files to be validated",
-    )
-    cancelled = http.post(f"/fine_tuning/jobs/{finished}/cancel")
-    assert cancelled.json().get("status") == "cancelled", cancelled.text
-    events = _all_events(http, job_id)
-    assert [e["message"] for e in events][-1] == f"Created fine-tuning job: {job_id}"
-    got = http.get(f"/files/{file_id}/content")
-    assert got.status_code == 200 and got.content == content
-    return Seeded(
-        file_id=file_id,
-        victim_file_ids=victims,
-        victim_model=victim_model.model,
-        job_id=job_id,
-        finished_job_id=finished,
-        file_object=http.get(f"/files/{file_id}").json(),
-        file_content=content,
-        job_object=job,
-        events=events,
-        path_values={
-            "fine_tuning_job_id": {"*": [job_id]},
-            # Deleting the protected file would make the corruption check meaningless.
-            "file_id": {"DELETE": victims, "*": [file_id]},
-            "model": {
-                "DELETE": [victim_model.model, *victim_model.checkpoints, "ftserve-tiny"],
-                "*": ["ftserve-tiny", victim_model.model, *victim_model.checkpoints],
-            },
-        },
-        query_values={
-            "after": {
-                "GET /fine_tuning/jobs/{fine_tuning_job_id}/events": [e["id"] for e in events],
-                "GET /fine_tuning/jobs": [job_id],
-                "GET /files": [file_id, *victims],
-            },
-            "purpose": {"GET /files": ["fine-tune"]},
-        },
-        body_values={
-            "training_file": {"POST /fine_tuning/jobs": [file_id]},
-            "validation_file": {"POST /fine_tuning/jobs": [file_id]},
-            "model": {
-                "POST /fine_tuning/jobs": ["ftserve-tiny"],
-                "POST /chat/completions": ["ftserve-tiny"],
-                "POST /completions": ["ftserve-tiny"],
-            },
-            # The server caps n * max_tokens (FTSERVE_MAX_GENERATION_TOKENS=64 here): random
-            # n and max_tokens nearly always exceed it, a cross-field rule no schema can state.
-            "n": {"POST /chat/completions": [1, 2], "POST /completions": [1, 2]},
-            "max_tokens": {"POST /chat/completions": [4], "POST /completions": [4]},
-        },
-    )
-
-
-def _known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
-    """One request per operation that must succeed: proof that the real objects are reachable."""
-    job = {"fine_tuning_job_id": seeded.job_id}
-    return {
-        "POST /files": {
-            "body": {
-                "file": b"known good\n",
-                "purpose": "user_data",
-                "expires_after[anchor]": "created_at",
-                "expires_after[seconds]": 3600,
-            },
-            "media_type": "multipart/form-data",
-        },
-        "GET /files": {"query": {"purpose": "fine-tune", "order": "asc", "limit": 2}},
-        "GET /files/{file_id}": {"path_parameters": {"file_id": seeded.file_id}},
-        "GET /files/{file_id}/content": {"path_parameters": {"file_id": seeded.file_id}},
-        "DELETE /files/{file_id}": {"path_parameters": {"file_id": seeded.victim_file_ids[0]}},
-        # A DPO job on chat data: it fails validation, so job lists then carry an `error` object.
-        "POST /fine_tuning/jobs": {
-            "body": {
-                "model": "ftserve-tiny",
-                "training_file": seeded.file_id,
-                "suffix": "dpo",
-                "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.5}}},
-                "integrations": [{"type": "wandb", "wandb": {"project": "p", "tags": ["t"]}}],
-                "ftserve": {"adapter": "full", "lora_rank": 4},
-                "trainingType": "Standard",
-            },
-            "media_type": "application/json",
-        },
-        # Explicit cases are sent as given, so the deepObject parameter is written in wire form.
-        "GET /fine_tuning/jobs": {"query": {"metadata[purpose]": "fuzz", "limit": 5}},
-        "GET /fine_tuning/jobs/{fine_tuning_job_id}": {"path_parameters": job},
-        "GET /fine_tuning/jobs/{fine_tuning_job_id}/events": {
-            "path_parameters": job,
-            "query": {"after": seeded.events[0]["id"], "limit": 1},
-        },
-        "GET /fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": {"path_parameters": job},
-        "POST /fine_tuning/jobs/{fine_tuning_job_id}/pause": {"path_parameters": job},
-        "POST /fine_tuning/jobs/{fine_tuning_job_id}/resume": {"path_parameters": job},
-        "POST /fine_tuning/jobs/{fine_tuning_job_id}/cancel": {"path_parameters": job},
-        "POST /chat/completions": {
-            "body": {
-                "model": "ftserve-tiny",
-                "messages": [{"role": "user", "content": "Hello"}],
-                "max_tokens": 4,
-                "n": 2,
-                "logprobs": True,
-                "top_logprobs": 2,
-            },
-            "media_type": "application/json",
-        },
-        "POST /completions": {
-            "body": {"model": "ftserve-tiny", "prompt": ["a", "b"], "max_tokens": 3, "logprobs": 1},
-            "media_type": "application/json",
-        },
-        "GET /models": {},
-        "GET /models/{model}": {"path_parameters": {"model": "ftserve-tiny"}},
-        "DELETE /models/{model}": {"path_parameters": {"model": seeded.victim_model}},
-    }
+    return seed(server, http)
 
 
 def _pick(values: dict[str, list[str]], op: Any) -> list[str]:
@@ -344,18 +153,24 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
     for path and query values, three times in four for the create-job body (it needs both a real
     model and a real file to get past the 400s)."""
     base = op.as_strategy(mode)
+    positive = mode is schemathesis.GenerationMode.POSITIVE
 
     @st.composite
     def cases(draw: st.DrawFn) -> Any:
         case = draw(base)
+        if not positive:
+            _drop_unfaithful_negations(case)
         body = case.body if isinstance(case.body, dict) else None
-        for container, table, odds in (
+        tables = [
             (case.path_parameters, seeded.path_values, 2),
             (case.query, seeded.query_values, 2),
             # Generation is costly and its 4xx paths have their own tests: completions bodies
             # always name a real model and a bounded n and max_tokens.
             (body, seeded.body_values, 1 if op.label.endswith("completions") else 4),
-        ):
+        ]
+        # A negative case keeps its generated query and body: a real value put there could be
+        # the very one that was negated. Real path ids let it reach the handlers behind the 404s.
+        for container, table, odds in tables if positive else tables[:1]:
             if container is None:
                 continue
             for name, per_op in table.items():
@@ -374,6 +189,29 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
         return case
 
     return cases()
+
+
+def _drop_unfaithful_negations(case: Any) -> None:
+    """Remove the negated values the wire cannot carry as generated, or that the document says
+    are ignored here; schemathesis then re-validates the case, and one left valid is judged as a
+    positive one.
+
+    - ``metadata`` (deepObject, which schemathesis flattens into ``metadata[key]`` entries): only
+      an object of strings has a wire form. A nested or non-string value is serialised into
+      brackets and text that ftserve rightly reads as a valid filter (``metadata[a][b]=x`` is
+      the key ``a][b``; ``metadata[a]=5`` the string ``"5"``).
+    - ``Last-Event-ID``: documented as ignored without ``stream=true``.
+    """
+    query = case.query
+    if query:
+        for key in [k for k in query if k.startswith("metadata")]:
+            value = query[key]
+            flat = key.startswith("metadata[") and key.endswith("]") and "][" not in key
+            if not (flat and isinstance(value, str)):
+                del query[key]
+    headers = case.headers
+    if headers and "Last-Event-ID" in headers and (query or {}).get("stream") != "true":
+        del headers["Last-Event-ID"]
 
 
 def _fuzz(
@@ -399,7 +237,8 @@ def _fuzz(
     )
     @given(case=_with_real_values(op, seeded, mode), auth=st.sampled_from([BEARER, API_KEY_HEADER]))
     def run(case: Any, auth: dict[str, str]) -> None:
-        response = case.call_and_validate(session=session, headers=auth, checks=CHECKS)
+        checks = CHECKS if positive else [*CHECKS, negative_data_rejection]
+        response = case.call_and_validate(session=session, headers=auth, checks=checks)
         statuses.append(response.status_code)
 
     run()
@@ -408,13 +247,13 @@ def _fuzz(
 def test_fuzz_every_operation(
     server: Server, http: httpx.Client, api_schema: Any, seeded: Seeded
 ) -> None:
-    known_good = _known_good(seeded)
+    good_cases = known_good(seeded)
     ops = sorted(
         (result.ok() for result in api_schema.get_all_operations()),
         key=lambda op: LAST.index(op.label) if op.label in LAST else -1,
     )
     # Every documented operation is fuzzed, and has a known-good case (a new one needs one too).
-    assert {op.label for op in ops} == set(known_good)
+    assert {op.label for op in ops} == set(good_cases)
     log_start = len(server.log())
 
     failures: dict[str, BaseException] = {}
@@ -429,7 +268,7 @@ def test_fuzz_every_operation(
                 try:
                     if positive:
                         # The known-good case first; it must succeed.
-                        good = op.Case(**known_good[op.label])
+                        good = op.Case(**good_cases[op.label])
                         response = good.call_and_validate(
                             session=session, headers=BEARER, checks=CHECKS
                         )
@@ -455,12 +294,12 @@ def test_fuzz_every_operation(
     job = http.get(f"/fine_tuning/jobs/{seeded.job_id}").json()
     for name in IMMUTABLE_JOB_FIELDS:
         assert job[name] == seeded.job_object[name], name
-    events = _all_events(http, seeded.job_id)
+    events = all_events(http, seeded.job_id)
     # Newest first: what existed before is the oldest part of the list, unchanged and in order.
     assert events[len(events) - len(seeded.events) :] == seeded.events
     # Every job the fuzzer created was picked up by the validator (no thread died on one), and
     # nothing went wrong out of sight of the HTTP responses.
-    _wait_for(
+    wait_for(
         lambda: all(
             j["status"] != "validating_files"
             for j in http.get("/fine_tuning/jobs", params={"limit": 10_000}).json()["data"]
