@@ -35,8 +35,7 @@ def check_changes(changes: Mapping[str, Any]) -> None:
 
 def dump(value: Any) -> str | None:
     """A JSON column's text: orjson's compact, canonical encoding (a typed value's to_json)."""
-    if isinstance(value, Method | Hyperparameters):
-        value = value.to_json()
+    value = value.to_json() if isinstance(value, Method | Hyperparameters) else value
     return None if value is None else orjson.dumps(value).decode()
 
 
