@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE.parent.parent))  # tests/pg.py
 
 from ftserve.events import messages  # noqa: E402
 from ftserve.ids import file_id, job_id  # noqa: E402
+from ftserve.jobs.method import Hyperparameters, Method  # noqa: E402
 from ftserve.store.postgres import PostgresStore, migrate  # noqa: E402
 from ftserve.store.records import Claim, JobRecord  # noqa: E402
 from ftserve.store.wakes import Wakes  # noqa: E402
@@ -72,8 +73,8 @@ def queue_jobs(url: str, n: int) -> None:
                 created_at=1_700_000_000 + i,
                 training_file=training,
                 validation_file=None,
-                hyperparameters={"n_epochs": 1},
-                method={"type": "supervised"},
+                hyperparameters=Hyperparameters(n_epochs=1),
+                method=Method("supervised", Hyperparameters(n_epochs=1)),
                 seed=i,
             )
             store.create_job(

@@ -15,6 +15,7 @@ from typing import Any
 from ftserve.config import Settings
 from ftserve.events.messages import format_loss, make_event
 from ftserve.ids import file_id, job_id, short_model_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.store.records import JobRecord, NewEvent
 from ftserve.store.sqlite import SqliteStore
 
@@ -43,7 +44,7 @@ class Filled:
 
 
 def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> JobRecord:
-    hyper = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
+    hyper = Hyperparameters(batch_size=1, learning_rate_multiplier=1.8, n_epochs=3)
     return JobRecord(
         id=jid,
         organization=ORG,
@@ -58,7 +59,7 @@ def _job_record(rng: random.Random, jid: str, created_at: int, steps: int) -> Jo
         training_file=file_id(),
         validation_file=file_id() if rng.random() < 0.3 else None,
         hyperparameters=hyper,
-        method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
+        method=Method("supervised", hyper),
         seed=rng.randrange(1 << 31),
         finished_at=created_at + 60 + 2 * steps,
         fine_tuned_model=f"ft:{BASE_MODEL}:{ORG}::{short_model_id()}",

@@ -38,6 +38,7 @@ import openai
 
 from ftserve.config import Settings
 from ftserve.ids import job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.jobs.naming import model_name
 from ftserve.store.records import Claim, JobRecord
 from ftserve.store.sqlite import SqliteStore
@@ -194,7 +195,7 @@ def plant_adapters(data_dir: Path, base_dir: Path, source: str, count: int) -> l
             out = settings.blob_dir / "jobs" / jid / "claim-bench" / "final"
             peft_model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-            hp = {"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0}
+            hp = Hyperparameters(batch_size=1, learning_rate_multiplier=1.0, n_epochs=1)
             job = JobRecord(
                 id=jid,
                 organization="personal",
@@ -205,7 +206,7 @@ def plant_adapters(data_dir: Path, base_dir: Path, source: str, count: int) -> l
                 training_file="file-bench",
                 validation_file=None,
                 hyperparameters=hp,
-                method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+                method=Method("supervised", hp),
                 seed=i,
                 suffix=f"bench{i}",
                 extensions={"adapter": "lora", "lora_rank": 8, "training_format": "chat"},

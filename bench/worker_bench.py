@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ftserve.events import messages
 from ftserve.ids import job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.store.records import Claim, JobRecord
 from ftserve.store.sqlite import SqliteStore
 from ftserve.training.spec import TrainingSpec
@@ -109,8 +110,8 @@ def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
             created_at=int(time.time()),
             training_file="file-x",
             validation_file=None,
-            hyperparameters={},
-            method={"type": "supervised"},
+            hyperparameters=Hyperparameters(),
+            method=Method("supervised", Hyperparameters()),
             seed=0,
         )
         store.create_job(job, [messages.created(job.id)])

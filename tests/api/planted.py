@@ -11,12 +11,13 @@ from pathlib import Path
 
 from ftserve.config import Settings
 from ftserve.ids import checkpoint_id, job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.jobs.naming import checkpoint_name, model_name
 from ftserve.store.open import open_store
 from ftserve.store.records import CheckpointRecord, Claim, JobRecord
 from tests.conftest import Server
 
-HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.0}
+HYPERPARAMETERS = Hyperparameters(batch_size=1, learning_rate_multiplier=1.0, n_epochs=3)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def plant(
             created_at=int(time.time()) - 60,
             training_file="file-planted",
             validation_file=None,
-            hyperparameters=dict(HYPERPARAMETERS),
-            method={"type": "supervised", "supervised": {"hyperparameters": HYPERPARAMETERS}},
+            hyperparameters=HYPERPARAMETERS,
+            method=Method("supervised", HYPERPARAMETERS),
             seed=1,
             suffix=suffix,
             extensions={

@@ -11,6 +11,7 @@ import pytest
 
 from ftserve.blobs import Blobs
 from ftserve.ids import checkpoint_id, job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.store.protocol import Store
 from ftserve.store.records import CheckpointRecord, Claim, JobRecord
 from ftserve.store.sqlite import SqliteStore
@@ -34,8 +35,8 @@ def _job(store: Store, token: str) -> JobRecord:
         created_at=int(time.time()),
         training_file="file-x",
         validation_file=None,
-        hyperparameters={},
-        method={"type": "supervised"},
+        hyperparameters=Hyperparameters(),
+        method=Method("supervised", Hyperparameters()),
         seed=1,
         suffix=None,
         extensions={"adapter": "lora", "lora_rank": 8},

@@ -8,6 +8,7 @@ from dataclasses import replace
 import orjson
 
 from ftserve.ids import job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.store.protocol import Store
 from ftserve.store.records import Claim, JobRecord
 
@@ -22,8 +23,8 @@ def new_job(org: str = "personal", **fields: object) -> JobRecord:
         created_at=1,
         training_file="file-x",
         validation_file=None,
-        hyperparameters={"n_epochs": "auto"},
-        method={"type": "supervised"},
+        hyperparameters=Hyperparameters(),
+        method=Method("supervised", Hyperparameters()),
         seed=1,
     )
     return replace(job, **fields)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from ftserve.errors import InvalidValue, JobNotFound, StoreError
 from ftserve.events.messages import make_event
 from ftserve.events.service import EventService
 from ftserve.ids import job_id
+from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.store.postgres import PostgresStore
 from ftserve.store.protocol import AsyncEventReads, UnknownCursor
 from ftserve.store.records import JobRecord, Page
@@ -38,8 +39,8 @@ def _job(org: str = "personal") -> JobRecord:
         created_at=1,
         training_file="file-x",
         validation_file=None,
-        hyperparameters={"n_epochs": "auto"},
-        method={"type": "supervised"},
+        hyperparameters=Hyperparameters(),
+        method=Method("supervised", Hyperparameters()),
         seed=1,
     )
 

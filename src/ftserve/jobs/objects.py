@@ -124,7 +124,7 @@ def job_object(job: JobRecord) -> dict[str, Any]:
         status=job.status,
         validation_file=job.validation_file,
         training_file=job.training_file,
-        hyperparameters=job.hyperparameters,
+        hyperparameters=job.hyperparameters.to_json(),
         trained_tokens=job.trained_tokens,
         error=job.error,
         user_provided_suffix=job.suffix,
@@ -132,7 +132,7 @@ def job_object(job: JobRecord) -> dict[str, Any]:
         estimated_finish=job.estimated_finish,
         integrations=job.integrations or [],
         metadata=job.metadata,
-        method=job.method,
+        method=job.method.to_json(),
         ftserve=job.extensions,
     )
 

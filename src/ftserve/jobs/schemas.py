@@ -28,6 +28,7 @@ from ..wire import metadata
 from ..wire.fields import Field, body_schema, parse_body, unknown_parameter
 from ..wire.queries import Paging
 from ..wire.shapes import closed, const, or_null, ref
+from .method import METHODS, Hyperparameters, Method, MethodType
 
 Json = dict[str, Any]
 
@@ -44,7 +45,6 @@ WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
 DEFAULT_LORA_RANK = 8
 ADAPTERS = ("lora", "full")
-METHODS = ("supervised", "dpo")
 _ALL_METHODS = (*METHODS, "reinforcement")  # keys a method object may name
 PAGING = Paging("job", "Jobs", default_limit=20)
 
@@ -72,26 +72,21 @@ DPO_HYPERPARAMETERS = (
         auto=True,
     ),
 )
-COMMON_HYPERPARAMETERS = tuple(f.name for f in SUPERVISED_HYPERPARAMETERS)
 
 
-def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> dict[str, Any]:
+def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> Hyperparameters:
     body = {} if raw is None else expect_object(raw, param)
     table = DPO_HYPERPARAMETERS if dpo else SUPERVISED_HYPERPARAMETERS
-    return parse_body(body, table, unknown=unknown_parameter, prefix=param + ".")
+    # The tables' names are Hyperparameters' fields (tests/unit/test_method.py holds them so).
+    return Hyperparameters(**parse_body(body, table, unknown=unknown_parameter, prefix=param + "."))
 
 
 # -- method (with the top-level hyperparameters) ---------------------------------------------------
 
 
-def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
+def _parse_method(raw: Any, top_hp: Any) -> Method:
     if raw is None:
-        return {
-            "type": "supervised",
-            "supervised": {
-                "hyperparameters": parse_hyperparameters(top_hp, "hyperparameters", dpo=False)
-            },
-        }
+        return Method("supervised", parse_hyperparameters(top_hp, "hyperparameters", dpo=False))
     method = expect_object(raw, "method")
     for key in method:
         if key not in ("type", *_ALL_METHODS):
@@ -131,8 +126,8 @@ def _parse_method(raw: Any, top_hp: Any) -> dict[str, Any]:
         if top_hp is None
         else (top_hp, "hyperparameters")
     )
-    hp = parse_hyperparameters(source, name, dpo=kind == "dpo")
-    return {"type": kind, kind: {"hyperparameters": hp}}
+    typed: MethodType = "dpo" if kind == "dpo" else "supervised"
+    return Method(typed, parse_hyperparameters(source, name, dpo=typed == "dpo"))
 
 
 def _method_schema() -> Json:
@@ -226,7 +221,7 @@ def _file_field(name: str, doc: str, *, required: bool = False) -> Field:
     return Field(name, "string", doc, required=required, min_length=1, maximum=FILE_ID_MAX_LENGTH)
 
 
-def _method_from_body(body: Mapping[str, Any]) -> dict[str, Any]:
+def _method_from_body(body: Mapping[str, Any]) -> Method:
     return _parse_method(body.get("method"), body.get("hyperparameters"))
 
 
@@ -304,7 +299,7 @@ class CreateJobRequest:
     model: str
     training_file: str
     validation_file: str | None
-    method: dict[str, Any]  # normalised: {"type", "<type>": {"hyperparameters": {...}}}
+    method: Method
     suffix: str | None
     seed: int
     metadata: dict[str, str] | None
@@ -312,10 +307,9 @@ class CreateJobRequest:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def hyperparameters(self) -> dict[str, Any]:
+    def hyperparameters(self) -> Hyperparameters:
         """The top-level (deprecated) view: the three common fields of the method's."""
-        hp = self.method[self.method["type"]]["hyperparameters"]
-        return {k: hp[k] for k in COMMON_HYPERPARAMETERS}
+        return self.method.hyperparameters.common()
 
 
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:

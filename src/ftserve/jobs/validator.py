@@ -131,7 +131,7 @@ class JobValidator:
             raise FileCheckFailed(
                 "invalid_file", f"The {which} file {file_id} could not be read: {exc}", param
             ) from None
-        method = str(job.method.get("type", "supervised"))
+        method = job.method.type
         if analysis.format not in _FORMATS_FOR[method]:
             wanted = " or ".join(_FORMAT_WORDS[f] for f in _FORMATS_FOR[method])
             raise FileCheckFailed(

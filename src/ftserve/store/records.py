@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypedDict, TypeVar
 
+from ..jobs.method import Hyperparameters, Method
 from ..jobs.states import Status
 
 T = TypeVar("T")
@@ -36,8 +37,8 @@ class JobRecord:
     created_at: int
     training_file: str
     validation_file: str | None
-    hyperparameters: JsonObject
-    method: JsonObject
+    hyperparameters: Hyperparameters
+    method: Method
     seed: int
     suffix: str | None = None
     metadata: dict[str, str] | None = None
@@ -66,8 +67,8 @@ class JobChanges(TypedDict, total=False):
     created_at: int
     training_file: str
     validation_file: str | None
-    hyperparameters: JsonObject
-    method: JsonObject
+    hyperparameters: Hyperparameters
+    method: Method
     seed: int
     suffix: str | None
     metadata: dict[str, str] | None

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
+from ..jobs.method import Hyperparameters, Method
 from ..jobs.states import Status
 from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent
 
@@ -33,7 +34,8 @@ def check_changes(changes: Mapping[str, Any]) -> None:
 
 
 def dump(value: Any) -> str | None:
-    """A JSON column's text: orjson's compact, canonical encoding."""
+    """A JSON column's text: orjson's compact, canonical encoding (a typed value's to_json)."""
+    value = value.to_json() if isinstance(value, Method | Hyperparameters) else value
     return None if value is None else orjson.dumps(value).decode()
 
 
@@ -82,6 +84,8 @@ def job_record(row: Any) -> JobRecord:
     for name in JSON_COLUMNS:
         raw = values[name]
         values[name] = None if raw is None else orjson.loads(raw)
+    values["method"] = Method.from_json(values["method"])
+    values["hyperparameters"] = Hyperparameters.from_json(values["hyperparameters"])
     return JobRecord(**values)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-Method = Literal["supervised", "dpo"]
+from ..jobs.method import MethodType as Method
+
 Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
 StopKind = Literal["cancel", "pause"]

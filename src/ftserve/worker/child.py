@@ -18,6 +18,7 @@ from ..config import Settings
 from ..errors import StoreError
 from ..events import messages
 from ..files.service import FileService
+from ..jobs.method import given
 from ..jobs.naming import model_name
 from ..jobs.states import FINAL, Status
 from ..store.open import open_store
@@ -31,12 +32,6 @@ from .results import results_csv
 from .store_retry import retrying
 
 log = logging.getLogger("ftserve.child")
-
-
-def _hp(job: JobRecord, name: str) -> object:
-    kind = str(job.method.get("type", "supervised"))
-    value = job.method.get(kind, {}).get("hyperparameters", {}).get(name, "auto")
-    return None if value == "auto" else value
 
 
 def main(
@@ -162,8 +157,7 @@ def _train(
         from ..training.spec import TrainingFailed, TrainingSpec, TrainingStopped
         from ..training.trainer import train
 
-        lr = _hp(job, "learning_rate_multiplier")
-        beta = _hp(job, "beta")
+        hp = job.method.hyperparameters
         # From a remote store these are downloaded into this machine's cache (once per file).
         training_path = hooks.with_retries(
             "download the training file", lambda: files.blob_path(training)
@@ -185,11 +179,11 @@ def _train(
             model=job.model_source,
             training_file=training_path,
             validation_file=validation_path,
-            method="dpo" if job.method.get("type") == "dpo" else "supervised",
-            n_epochs=_int_or_none(_hp(job, "n_epochs")),
-            batch_size=_int_or_none(_hp(job, "batch_size")),
-            learning_rate_multiplier=float(lr) if isinstance(lr, int | float) else None,
-            beta=float(beta) if isinstance(beta, int | float) else None,
+            method=job.method.type,
+            n_epochs=given(hp.n_epochs),
+            batch_size=given(hp.batch_size),
+            learning_rate_multiplier=given(hp.learning_rate_multiplier),
+            beta=given(hp.beta),
             seed=job.seed,
             work_dir=hooks.blobs.work_path(claimdirs.claim_key(job.id, claim.token)),
             models_cache_dir=settings.models_dir,
@@ -315,7 +309,3 @@ def _finish(
         current = store.get_job(job.id)
         if current is None or results.id not in current.result_files:
             files.discard_generated(results)
-
-
-def _int_or_none(value: object) -> int | None:
-    return int(value) if isinstance(value, int | float) else None

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +31,7 @@ from ..blobs.retry import retrying
 from ..events import messages
 from ..events.metrics import STEP, checkpoint_metrics
 from ..ids import checkpoint_id
+from ..jobs.method import Hyperparameters
 from ..jobs.naming import checkpoint_name, model_name
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Fence, Store, WriteRefused
@@ -84,15 +85,13 @@ class StoreHooks:
     def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
         t0 = time.perf_counter()
         self.total_steps = hp.total_steps
-        resolved = {
-            "batch_size": hp.batch_size,
-            "learning_rate_multiplier": hp.learning_rate_multiplier,
-            "n_epochs": hp.n_epochs,
-        }
-        method = dict(self.job.method)
-        kind = str(method.get("type", "supervised"))
-        method_hp = {**resolved, **({"beta": hp.beta} if kind == "dpo" else {})}
-        method[kind] = {"hyperparameters": method_hp}
+        dpo = self.job.method.type == "dpo"
+        resolved = Hyperparameters(
+            batch_size=hp.batch_size,
+            learning_rate_multiplier=hp.learning_rate_multiplier,
+            n_epochs=hp.n_epochs,
+            beta=hp.beta if dpo else None,
+        )
         events: list[NewEvent] = []
         if resumed_from is not None:
             # The checkpoint's own step is recorded now if the run that saved it could not
@@ -101,7 +100,11 @@ class StoreHooks:
             events.append(messages.training_resumed(resumed_from.step))
         self._first_step = resumed_from.step if resumed_from is not None else 0
         answer, _ = self._write(
-            changes={"hyperparameters": resolved, "method": method}, events=events
+            changes={
+                "hyperparameters": resolved.common(),
+                "method": replace(self.job.method, hyperparameters=resolved),
+            },
+            events=events,
         )
         self._started_at = time.monotonic()
         self.hook_seconds += time.perf_counter() - t0
