@@ -4,193 +4,32 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-import torch
-
-from ftserve.inference.engine import Engine
 from ftserve.inference.protocol import (
     Accepted,
     ChatPrompt,
-    EngineSettings,
-    Failed,
     Finished,
-    FromInference,
-    Generate,
-    Piece,
     Rejected,
-    Sampling,
-    ServedModel,
     TextPrompt,
 )
 from ftserve.modeling.loading import load_tokenizer
-from ftserve.modeling.sources import materialize
-
-TINY = ServedModel("ftserve-tiny", "base", "ftserve-tiny")
-CHAT = ChatPrompt(({"role": "user", "content": "Say something nice."},))
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("inference-models")
-    materialize("ftserve-tiny", path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(models_dir: Path) -> Path:
-    return materialize("ftserve-tiny", models_dir)
-
-
-def make_adapter(base_dir: Path, target: Path, seed: int) -> Path:
-    """A LoRA adapter with seeded random weights (B is not zero, so it changes the output)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(
-        r=8,
-        lora_alpha=32,
-        target_modules="all-linear",
-        init_lora_weights=False,
-        task_type="CAUSAL_LM",
-    )
-    with warnings.catch_warnings():
-        # peft probes a transformers attribute that transformers 5 deprecates.
-        warnings.simplefilter("ignore", FutureWarning)
-        peft = get_peft_model(model, config)
-    peft.save_pretrained(target)
-    load_tokenizer(base_dir).save_pretrained(target)
-    return target
-
-
-@pytest.fixture(scope="session")
-def adapters(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("adapters")
-    return [make_adapter(tiny_dir, root / f"lora{i}", seed=100 + i) for i in range(3)]
-
-
-@pytest.fixture(scope="session")
-def full_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    torch.manual_seed(7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.05)
-    target = tmp_path_factory.mktemp("full")
-    model.save_pretrained(target)
-    load_tokenizer(tiny_dir).save_pretrained(target)
-    return target
-
-
-def lora(path: Path, name: str = "ft:lora") -> ServedModel:
-    return ServedModel(name, "lora", "ftserve-tiny", str(path))
-
-
-class Harness:
-    def __init__(self, models_dir: Path, **settings: Any):
-        self.out: list[FromInference] = []
-        self.engine = Engine(
-            EngineSettings(models_dir=str(models_dir), **settings), self.out.append
-        )
-
-    def submit(self, rid: str, model: ServedModel, prompt: Any, **sampling: Any) -> None:
-        with torch.inference_mode():
-            self.engine.submit(Generate(rid, model, prompt, Sampling(**sampling)))
-
-    def step(self, times: int = 1) -> None:
-        with torch.inference_mode():
-            for _ in range(times):
-                self.engine.run_once()
-
-    def drain(self) -> None:
-        with torch.inference_mode():
-            while self.engine.busy:
-                self.engine.run_once()
-
-    def of(self, rid: str) -> list[FromInference]:
-        return [m for m in self.out if m.request_id == rid]
-
-    def pieces(self, rid: str, index: int = 0) -> list[Piece]:
-        return [m for m in self.of(rid) if isinstance(m, Piece) and m.index == index]
-
-    def text(self, rid: str, index: int = 0) -> str:
-        return "".join(p.text for p in self.pieces(rid, index))
-
-    def finished(self, rid: str) -> list[Finished]:
-        return [m for m in self.of(rid) if isinstance(m, Finished)]
-
-    def one(self, rid: str, model: ServedModel, prompt: Any, **sampling: Any) -> str:
-        self.submit(rid, model, prompt, **sampling)
-        self.drain()
-        return self.text(rid)
-
-
-@pytest.fixture
-def harness(models_dir: Path) -> Harness:
-    return Harness(models_dir)
-
-
-def reference(
-    model_dir: Path, prompt_ids: Sequence[int], max_new: int, adapter: Path | None = None
-) -> list[int]:
-    """What ``model.generate`` produces greedily (stopping where the engine stops)."""
-    from transformers import AutoModelForCausalLM
-
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
-    if adapter is not None:
-        from peft import PeftModel
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            model = PeftModel.from_pretrained(model, adapter)
-    model.eval()
-    tokenizer = load_tokenizer(model_dir)
-    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
-    ids = torch.tensor([list(prompt_ids)])
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=max_new,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return [int(t) for t in out[0, ids.shape[1] :]]
-
-
-def chat_ids(tokenizer: Any, prompt: ChatPrompt) -> list[int]:
-    text = tokenizer.apply_chat_template(
-        list(prompt.messages), add_generation_prompt=True, tokenize=False
-    )
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def generated_tokens(h: Harness, rid: str, index: int = 0) -> list[str]:
-    return [p.logprob.token for p in h.pieces(rid, index) if p.logprob is not None]
-
-
-def generated_bytes(h: Harness, rid: str, index: int = 0) -> list[tuple[int, ...] | None]:
-    return [p.logprob.bytes for p in h.pieces(rid, index) if p.logprob is not None]
-
-
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
-
-
-PROMPTS = ["Hello", "The quick brown fox jumps", "a", "Once upon a time, in a land far away,"]
+from tests.inference.engine_harness import (
+    CHAT,
+    PROMPTS,
+    TINY,
+    Harness,
+    chat_ids,
+    generated_bytes,
+    generated_tokens,
+    reference,
+    token_strings,
+)
 
 
 def test_greedy_text_prompt_equals_generate(harness: Harness, tiny_dir: Path) -> None:
@@ -493,123 +332,3 @@ def test_token_id_prompt_and_echo(harness: Harness, tiny_dir: Path) -> None:
     harness.submit("z", TINY, TextPrompt("Echo", echo=True), max_tokens=0)
     kinds = [type(m) for m in harness.of("z")]
     assert kinds == [Accepted, Finished] and harness.finished("z")[0].completion_tokens == 0
-
-
-def test_lora_changes_output_and_matches_peft_generate(
-    harness: Harness, tiny_dir: Path, adapters: list[Path]
-) -> None:
-    tokenizer = load_tokenizer(tiny_dir)
-    ids = chat_ids(tokenizer, CHAT)
-    # Base and two adapters decoded in one mixed batch.
-    harness.submit("base", TINY, CHAT, max_tokens=16, temperature=0, logprobs=True)
-    harness.submit(
-        "l0", lora(adapters[0], "ft:a"), CHAT, max_tokens=16, temperature=0, logprobs=True
-    )
-    harness.submit(
-        "l1", lora(adapters[1], "ft:b"), CHAT, max_tokens=16, temperature=0, logprobs=True
-    )
-    with torch.inference_mode():
-        harness.engine._admit()
-    assert len(harness.engine.batches) == 1 and len(harness.engine.batches[0].rows) == 3
-    harness.drain()
-    base = generated_tokens(harness, "base")
-    assert base == token_strings(tokenizer, reference(tiny_dir, ids, 16))
-    for rid, adapter in (("l0", adapters[0]), ("l1", adapters[1])):
-        expected = token_strings(tokenizer, reference(tiny_dir, ids, 16, adapter=adapter))
-        assert generated_tokens(harness, rid) == expected
-        assert generated_tokens(harness, rid) != base
-
-
-def test_adapters_share_one_base(harness: Harness, adapters: list[Path]) -> None:
-    for i in range(2):
-        harness.one(f"l{i}", lora(adapters[i]), CHAT, max_tokens=3)
-    store = harness.engine.store
-    assert len(store.loaded) == 1
-    (loaded,) = store.loaded.values()
-    assert len(loaded.adapters) == 2
-    layer = loaded.peft.base_model.model.model.layers[0].self_attn.q_proj
-    assert set(layer.lora_A) == set(loaded.adapters.values())
-    # One base weight under both adapters: the same storage the plain model had.
-    plain = loaded.model.model.layers[0].self_attn.q_proj.base_layer.weight
-    assert layer.base_layer.weight.data_ptr() == plain.data_ptr()
-    base_params = [p for n, p in loaded.peft.named_parameters() if "lora_" not in n]
-    assert sum(p.numel() for p in base_params) == sum(
-        p.numel() for n, p in loaded.model.named_parameters() if "lora_" not in n
-    )
-
-
-def test_adapter_lru_eviction(models_dir: Path, adapters: list[Path]) -> None:
-    h = Harness(models_dir, max_adapters=2)
-    texts = [
-        h.one(f"l{i}", lora(a), CHAT, max_tokens=8, temperature=0) for i, a in enumerate(adapters)
-    ]
-    (loaded,) = h.engine.store.loaded.values()
-    assert list(loaded.adapters) == [str(adapters[1]), str(adapters[2])]
-    assert len(loaded.peft.peft_config) == 2
-    # The evicted one comes back (and pushes out the least recently used, adapter 1).
-    assert h.one("again", lora(adapters[0]), CHAT, max_tokens=8, temperature=0) == texts[0]
-    assert list(loaded.adapters) == [str(adapters[2]), str(adapters[0])]
-
-
-def test_full_model_and_memory_budget(models_dir: Path, tiny_dir: Path, full_dir: Path) -> None:
-    h = Harness(models_dir, memory_budget=1)
-    tokenizer = load_tokenizer(tiny_dir)
-    full = ServedModel("ft:full", "full", "ftserve-tiny", str(full_dir))
-    base = h.one("base", TINY, CHAT, max_tokens=12, temperature=0)
-    h.submit("full", full, CHAT, max_tokens=12, temperature=0, logprobs=True)
-    h.drain()
-    expected = reference(full_dir, chat_ids(tokenizer, CHAT), 12)
-    assert generated_tokens(h, "full") == token_strings(tokenizer, expected)
-    assert h.text("full") != base
-    # Over budget: only the most recent model stays loaded once nothing uses the other.
-    assert list(h.engine.store.loaded) == [str(full_dir)]
-
-
-def test_missing_weights_fail_and_engine_keeps_serving(harness: Harness, tmp_path: Path) -> None:
-    harness.submit("gone", lora(tmp_path / "nope"), CHAT, max_tokens=3)
-    failed = harness.of("gone")
-    assert len(failed) == 1 and isinstance(failed[0], Failed)
-    assert "nope" in failed[0].message
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "config.json").write_text("{not json")
-    harness.submit("bad", ServedModel("x", "full", "ftserve-tiny", str(corrupt)), CHAT)
-    assert [type(m) for m in harness.of("bad")] == [Failed]
-    assert harness.one("ok", TINY, CHAT, max_tokens=3) is not None
-    assert len(harness.finished("ok")) == 1
-
-
-def test_read_only_model_dirs(models_dir: Path, adapters: list[Path], tmp_path: Path) -> None:
-    import shutil
-
-    copy = tmp_path / "ro-adapter"
-    shutil.copytree(adapters[0], copy)
-    before = {p.name: p.stat().st_mtime_ns for p in copy.iterdir()}
-    for path in [copy, *copy.iterdir()]:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    try:
-        h = Harness(models_dir)
-        assert h.one("ro", lora(copy), CHAT, max_tokens=4) is not None
-        assert len(h.finished("ro")) == 1
-        assert {p.name: p.stat().st_mtime_ns for p in copy.iterdir()} == before
-    finally:
-        copy.chmod(0o755)
-
-
-def test_failure_in_a_batch_fails_only_that_batch(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    harness.submit("a", TINY, CHAT, max_tokens=50)
-    harness.step()
-    (batch,) = harness.engine.batches
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(batch, "_decode", broken)
-    harness.step()
-    assert isinstance(harness.of("a")[-1], Failed) and "boom" in harness.of("a")[-1].message
-    assert not harness.engine.busy
-    monkeypatch.undo()
-    assert harness.one("b", TINY, CHAT, max_tokens=4) is not None
-    assert len(harness.finished("b")) == 1

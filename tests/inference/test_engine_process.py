@@ -27,13 +27,13 @@ from ftserve.inference.protocol import (
     ServedModel,
     TextPrompt,
 )
-from tests.inference.test_engine import TINY, models_dir  # noqa: F401  (a fixture)
+from tests.inference.engine_harness import TINY
 
 CHAT = ChatPrompt(({"role": "user", "content": "Hello"},))
 
 
 @pytest.fixture
-def process(models_dir: Path) -> Iterator[tuple[Connection, Any]]:  # noqa: F811
+def process(models_dir: Path) -> Iterator[tuple[Connection, Any]]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=main, args=(child, EngineSettings(models_dir=str(models_dir))))
@@ -107,7 +107,7 @@ def test_process_serves_cancels_fails_and_exits(
     assert proc.exitcode == 0
 
 
-def test_process_without_its_device_fails_each_request(models_dir: Path) -> None:  # noqa: F811
+def test_process_without_its_device_fails_each_request(models_dir: Path) -> None:
     import torch
 
     if torch.cuda.is_available():

@@ -12,8 +12,7 @@ from ftserve.inference.protocol import ChatPrompt, EngineSettings, Sampling, Ser
 from ftserve.modeling.device import resolve_device
 from ftserve.modeling.loading import load_tokenizer
 from ftserve.training.data import ChatEncoder
-from tests.inference.test_engine import TINY, models_dir, tiny_dir  # noqa: F401  (fixtures)
-from tests.training.conftest import gpt2_dir  # noqa: F401  (a fixture)
+from tests.inference.engine_harness import TINY
 
 TOOLS = (
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
@@ -25,11 +24,11 @@ CALL = {
 }
 
 
-def store(models_dir: Path) -> ModelStore:  # noqa: F811
+def store(models_dir: Path) -> ModelStore:
     return ModelStore(EngineSettings(models_dir=str(models_dir)), resolve_device("cpu"))
 
 
-def test_chat_with_tools_renders_like_training(models_dir: Path, tiny_dir: Path) -> None:  # noqa: F811
+def test_chat_with_tools_renders_like_training(models_dir: Path, tiny_dir: Path) -> None:
     info = store(models_dir).info(TINY)
     messages = (
         {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
@@ -58,7 +57,7 @@ def test_chat_with_tools_renders_like_training(models_dir: Path, tiny_dir: Path)
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in info.stop_ids
 
 
-def test_fallback_template_ends_turns_with_text_stop(models_dir: Path, gpt2_dir: Path) -> None:  # noqa: F811
+def test_fallback_template_ends_turns_with_text_stop(models_dir: Path, gpt2_dir: Path) -> None:
     info = store(models_dir).info(ServedModel("g", "base", str(gpt2_dir)))
     assert info.context_length == 512  # GPT-2's n_positions
     chat = render(info, ChatPrompt(({"role": "user", "content": "hi"},)), Sampling(stop=("x",)), 99)
@@ -67,7 +66,7 @@ def test_fallback_template_ends_turns_with_text_stop(models_dir: Path, gpt2_dir:
     assert info.tokenizer.eos_token_id in info.stop_ids
 
 
-def test_incremental_decoder_never_splits_characters(tiny_dir: Path) -> None:  # noqa: F811
+def test_incremental_decoder_never_splits_characters(tiny_dir: Path) -> None:
     tokenizer = load_tokenizer(tiny_dir)
     text = "héllo wörld — 日本語 🙂!"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
