@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
+from typing import Literal
 
 from ..blobs import BlobError, BlobUnavailable, open_cache
 from ..config import Settings
@@ -33,6 +34,7 @@ from ..store.protocol import Store
 from ..store.records import Claim, JobChanges, JobRecord
 from . import child, claimdirs
 from .lease import RELEASED
+from .warm import WarmPool
 
 log = logging.getLogger("ftserve.worker")
 
@@ -40,6 +42,11 @@ IDLE_SECONDS = 0.5  # longest sleep between checks when nothing wakes the worker
 MIN_CYCLE_SECONDS = 0.005  # a busy store (a step's write every few ms) wakes it at most this often
 CANCEL_GRACE_SECONDS = 1.0  # a child that has not stopped by then is killed
 EXIT_GRACE_SECONDS = 30.0  # a child that released its job but does not exit is killed
+
+# How a training process starts: forked from the pre-imported fork server ("fork"), handed the
+# job as a spawned child that imported the engine ahead of time ("warm"), or spawned for the job
+# ("cold"). "auto" is "fork" on CPU and "warm" on GPUs; the others exist for benchmarks and tests.
+StartMethod = Literal["auto", "fork", "warm", "cold"]
 
 
 def count_gpus(device: str) -> int:
@@ -72,6 +79,7 @@ class Worker:
     settings: Settings
     store: Store
     worker_id: str = field(default_factory=lambda: new_worker_id())
+    start_method: StartMethod = "auto"
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -80,16 +88,22 @@ class Worker:
         self._gpus = gpus
         # Each job trains in a process of its own. On CPU it is forked from a fork server that
         # imported the training engine once (preload.py: ~7 s of imports a spawned child paid
-        # per job); on GPUs each child is spawned fresh and picks its device before torch
-        # starts, as CUDA cannot be used in a process forked after it was initialised.
+        # per job). On GPUs it is spawned, as CUDA cannot be used in a process forked after it
+        # was initialised, ahead of time: a warm child per free slot has imported the engine and
+        # picks its device when handed a job (warm.py).
+        method = self.start_method if self.start_method != "auto" else "warm" if gpus else "fork"
         self._ctx: SpawnContext | ForkServerContext
-        if gpus:
-            self._ctx = multiprocessing.get_context("spawn")
-        else:
+        if method == "fork":
             self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload(["ftserve.worker.preload"])
+        else:
+            self._ctx = multiprocessing.get_context("spawn")
         # Only this process holds the write end: children see EOF on theirs once it is gone.
         self._lifeline, self._lifeline_w = self._ctx.Pipe(duplex=False)
+        self.warm: WarmPool | None = None
+        if method == "warm":
+            assert isinstance(self._ctx, SpawnContext)
+            self.warm = WarmPool(self._ctx, self.settings, self._lifeline, self.store.changes.poke)
         # Set once a child can start at once: a job is claimed (its lease running) only then.
         self._ready = threading.Event()
         # One job per GPU; on CPU, as many as the concurrency setting allows.
@@ -109,10 +123,10 @@ class Worker:
             self.slots,
             f" on {self._gpus} GPU(s)" if self._gpus else " on CPU",
         )
-        if self._gpus:
-            self._ready.set()
-        else:
+        if isinstance(self._ctx, ForkServerContext):
             threading.Thread(target=self._warm_up, name="ftserve-warm-up", daemon=True).start()
+        else:
+            self._ready.set()
         self._reclaim()
         changes = self.store.changes
         seen = changes.version()
@@ -125,9 +139,11 @@ class Worker:
                     self.recover()
                     last_recover = time.monotonic()
                 self._supervise()
-                while self._busy_slots() < self.slots and self._ready.is_set():
+                while self._busy_slots() < self.slots and self._can_start():
                     if self._stop.is_set() or not self._claim():
                         break
+                if self.warm is not None:
+                    self.warm.top_up(self.slots - self._busy_slots())
                 if store_down:
                     log.warning("worker %s: the store answers again", self.worker_id)
                     store_down = False
@@ -181,6 +197,11 @@ class Worker:
             return 0.1
         return IDLE_SECONDS
 
+    def _can_start(self) -> bool:
+        """A claimed job's process can start at once (a job is claimed, its lease running, only
+        then): the fork server has imported the engine, or a warm child is ready."""
+        return self._ready.is_set() and (self.warm is None or self.warm.can_start_job())
+
     def _busy_slots(self) -> int:
         # A child that has released its job only has interpreter teardown left (a second or
         # two with torch loaded); its slot is free for the next job already.
@@ -199,13 +220,13 @@ class Worker:
         claim = Claim(job.id, job.claim_token)
         used = {r.slot for r in self._running.values() if not r.released}
         slot = next(i for i in range(self.slots) if i not in used)
-        process = self._ctx.Process(
-            target=child.main,
-            args=(job.id, claim.token, self.settings, self._lifeline, slot if self._gpus else None),
-            name=f"ftserve-train-{job.id}",
-            daemon=False,
-        )
-        process.start()
+        args = (job.id, claim.token, self.settings, self._lifeline, slot if self._gpus else None)
+        process = self.warm.hand(args) if self.warm is not None else None
+        if process is None:
+            process = self._ctx.Process(
+                target=child.main, args=args, name=f"ftserve-train-{job.id}", daemon=False
+            )
+            process.start()
         if job.id in self._running:  # an earlier run of this job is still exiting
             self._running[f"{job.id}#{process.pid}"] = self._running.pop(job.id)
         self._running[job.id] = _Running(claim, process, slot, time.monotonic())
@@ -320,6 +341,8 @@ class Worker:
     def _shutdown(self) -> None:
         """Stopping the worker pauses nothing: children are stopped and their jobs requeued so
         the next worker resumes them from their checkpoints."""
+        if self.warm is not None:
+            self.warm.close()
         for run in list(self._running.values()):
             run.process.kill()
             run.process.join()
