@@ -45,12 +45,31 @@ def _shares_module_state(item: pytest.Item) -> bool:
     return False
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# First: pytest-xdist's worker reads the xdist_group marks in this hook too, and its plugin is
+# registered after the conftests (a later plugin's hook runs earlier).
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loadgroup = bool(getattr(config.option, "loadgroup", False))  # set in xdist's workers
     for item in items:
         backend = _backend(item)
         if backend == "postgres" or PG_FIXTURES.intersection(item.fixturenames):
             item.add_marker(pytest.mark.postgres)
         if item.get_closest_marker("xdist_group") is None and _shares_module_state(item):
+            # No "[" or "]" in the name: xdist takes an "@" before a "]" for part of an id.
             module = item.nodeid.split("::", 1)[0]
-            name = f"{module}[{backend}]" if backend else module
-            item.add_marker(pytest.mark.xdist_group(name))
+            group = f"{module}-{backend}" if backend else module
+            item.add_marker(pytest.mark.xdist_group(group))
+            if loadgroup:
+                _name_the_group_in_the_id(item, group)
+
+
+def _name_the_group_in_the_id(item: pytest.Item, group: str) -> None:
+    """Append ``@group`` to the test's id, which is how xdist's workers tell its scheduler the
+    group. xdist 3.8 writes the suffix into ``_nodeid``, which pytest 9.2 no longer reads (its id
+    is the structured ``_id``): the groups are silently ignored
+    (https://github.com/pytest-dev/pytest-xdist/issues/1386). On such a pytest the suffix is
+    written here; on an older one, xdist's own write still works and this does nothing."""
+    node_id = getattr(item, "_id", None)
+    parse = getattr(type(node_id), "parse", None)
+    if node_id is not None and parse is not None and "@" not in item.nodeid:
+        item._id = parse(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]

@@ -21,6 +21,8 @@ from tests.conftest import API_KEY, Server, chat_rows, database_url_for, upload
 from tests.reliability.conftest import chronological, wait_for
 
 BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+# Servers and workers started (up to 120 s each on a loaded machine) and a job waited out.
+pytestmark = pytest.mark.timeout(600)
 
 CLIENTS = 6
 ANSWERED_BEFORE_KILL = 30

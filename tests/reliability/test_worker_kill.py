@@ -33,6 +33,8 @@ from tests.reliability.conftest import (
 )
 
 BOTH_BACKENDS = True  # [sqlite] and [postgres] (tests/conftest.py)
+# Servers and workers started (up to 120 s each on a loaded machine) and a job waited out.
+pytestmark = pytest.mark.timeout(600)
 
 ROWS, EPOCHS = 20, 6  # batch 1: 120 steps, an epoch checkpoint every 20
 TOTAL = ROWS * EPOCHS
