@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,18 +31,16 @@ from ftserve.config import Settings
 from ftserve.store.open import open_store
 from ftserve.store.protocol import Store
 from tests.pg import PgCluster, private_cluster
+from tests.ports import free_port
+
+# Marks set on collection: `postgres`, and the xdist groups of tests that share a module's state.
+pytest_plugins = ["tests.collection"]
 
 API_KEY = "sk-test-ftserve-0123456789"
 # Every SDK client a test makes, closed after the test: a pooled connection left to the garbage
 # collector is a ResourceWarning, and warnings are errors here.
 _OPEN_CLIENTS: list[openai.OpenAI] = []
 OTHER_ORG_KEY = "sk-test-other-org-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

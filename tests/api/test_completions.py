@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +24,10 @@ from ftserve.completions.toolcalls import parse_tool_calls
 from ftserve.errors import DeploymentNotFound, NotFound
 from ftserve.inference.protocol import Accepted, Finished, Piece, ServedModel
 from ftserve.modeling.tiny_model import build_byte_tokenizer
-from tests.api.test_chat_completions import sse_events
+from tests.api.conftest import MODEL, sse_events
 from tests.conftest import API_KEY, Server
 
 pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
-
-MODEL = "ftserve-tiny"
-BEARER = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, headers=BEARER, timeout=60) as client:
-        yield client
 
 
 def test_basic_and_default_max_tokens(client: openai.OpenAI) -> None:

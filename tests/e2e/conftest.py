@@ -136,6 +136,15 @@ def training_children(server_pid: int) -> list[int]:
     ]
 
 
+def wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    """Until every one of the processes has exited: a training process that is gone writes
+    nothing more, so what its job's log holds then is final."""
+    deadline = time.monotonic() + timeout
+    while alive := [pid for pid in pids if running(pid)]:
+        assert time.monotonic() < deadline, f"processes {alive} still running after {timeout}s"
+        time.sleep(0.02)
+
+
 class WorkerProc:
     """A separate ``ftserve worker`` process on a server's data dir and store (in a session of
     its own when ``new_session``, so its process group — the worker, its fork server and its

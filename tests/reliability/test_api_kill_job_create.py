@@ -20,7 +20,9 @@ import pytest
 from tests.conftest import API_KEY, Server, chat_rows, database_url_for, upload
 from tests.reliability.conftest import chronological, wait_for
 
-pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
+# [sqlite] and [postgres] (tests/conftest.py).
+# Servers and workers started (up to 120 s each on a loaded machine) and a job waited out.
+pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(600)]
 
 CLIENTS = 6
 ANSWERED_BEFORE_KILL = 30

@@ -28,7 +28,9 @@ import pytest
 from tests.conftest import API_KEY, Server, chat_rows, database_url_for, jsonl, upload
 from tests.reliability.conftest import tree_bytes, tree_files, wait_for
 
-pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
+# [sqlite] and [postgres] (tests/conftest.py).
+# Servers and workers started (up to 120 s each on a loaded machine) and a job waited out.
+pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(600)]
 
 MiB = 1 << 20
 SLOW_DECLARED = 64 * MiB  # the slow upload's announced size; about a quarter is sent

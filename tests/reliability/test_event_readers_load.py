@@ -135,6 +135,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@pytest.mark.timeout(600)  # two replicas started (120 s each, loaded) and 180 s of reading
 def test_200_event_readers_on_two_replicas_while_jobs_train(
     replicas: list[Server],
     tmp_path: Path,

@@ -72,6 +72,7 @@ def _listeners(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.timeout(600)  # a job trained to the end across a database restart
 def test_a_database_restart_mid_job_is_survived(
     private_pg: RestartablePg, pg_api: Server, tmp_path: Path
 ) -> None:

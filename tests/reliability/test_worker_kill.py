@@ -13,7 +13,6 @@ killed one's place changes nothing of the finished job.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from ftserve.store.protocol import WriteRefused
 from ftserve.store.records import Claim
 from tests.conftest import Server, chat_rows, database_url_for, upload
 from tests.reliability.conftest import (
-    LEASE_SECONDS,
     Worker,
     assert_complete_log,
     chronological,
@@ -34,7 +32,9 @@ from tests.reliability.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.both_backends  # [sqlite] and [postgres] (tests/conftest.py)
+# [sqlite] and [postgres] (tests/conftest.py).
+# Servers and workers started (up to 120 s each on a loaded machine) and a job waited out.
+pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(600)]
 
 ROWS, EPOCHS = 20, 6  # batch 1: 120 steps, an epoch checkpoint every 20
 TOTAL = ROWS * EPOCHS
@@ -114,10 +114,17 @@ def test_kill_9_of_the_training_worker_resumes_on_the_other(api: Server, tmp_pat
         with pytest.raises(WriteRefused) as refused:
             store.write_claimed(stale, events=[messages.requeued("a late write")])
         assert not refused.value.claim_current
-        # The killed worker's place taken again: it finds nothing of this job to do.
+        # The killed worker's place taken again: it finds nothing of this job to do. Its first
+        # loop makes a recovery look and then claims; with the other worker gone, a new job is
+        # its to claim, and once it has, both are behind it.
         victim.start()
         victim.wait_ready()
-        time.sleep(2 * float(LEASE_SECONDS))  # two leases: a recovery look, a claim try
+        other.stop()
+        probe = client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=job.training_file, seed=5
+        )
+        wait_for("the restarted worker's claim", lambda: victim.claims(probe.id), 60)
+        client.fine_tuning.jobs.cancel(probe.id)
         assert victim.claims(job.id) == [1]
         assert _snapshot(api, job.id) == before
     finally:
