@@ -445,6 +445,8 @@ class _Job:
             "lora": spec.lora,
             "lora_rank": spec.lora_rank if spec.lora else None,
             "lora_alpha": spec.lora_alpha if spec.lora else None,
+            # The adapter was trained over this quantization of the base.
+            "quantization": spec.quantization,
             "method": spec.method,
             "hyperparameters": asdict(self.hp),
             "trained_tokens": self.trained_tokens,
