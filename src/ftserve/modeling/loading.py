@@ -108,7 +108,11 @@ def load_model(
         if not frozen_base:
             raise ValueError("only frozen weights can be quantized")
         # Quantized weights are placed as they load; they cannot be moved afterwards.
-        extra = {"quantization_config": _nf4_config(choice), "device_map": {"": choice.device}}
+        device = choice.device
+        place: int | str = "cpu"
+        if device.type == "cuda":  # accelerate's device maps name a CUDA device by its index
+            place = device.index if device.index is not None else torch.cuda.current_device()
+        extra = {"quantization_config": _nf4_config(choice), "device_map": {"": place}}
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=dtype, local_files_only=True, **extra
