@@ -7,11 +7,13 @@ The plan (``plan``), made once the model is loaded:
   optimizer step will still allocate (gradients and AdamW's two moments of every trained weight,
   fp32, and autocast's bf16 copies of trained fp32 weights), less a 10% margin for the
   allocator's fragmentation. Activations are estimated per token from the model's config
-  (``activation_cost``): a decoder layer keeps about ``10 * hidden + 4 * intermediate`` values
-  per token for its backward pass (inputs of the norms, projections, attention and MLP), and the
-  scored positions keep their logits in the compute dtype, fp32 for the loss, and the loss's
-  gradient. With gradient checkpointing a layer keeps only its input, and one layer's full
-  activations are alive again while it is recomputed. The estimate errs high (every token is
+  (``activation_cost``): a decoder layer keeps about ``12 * hidden + 5 * intermediate`` values
+  per token for its backward pass (inputs of the norms, projections, rotary embeddings,
+  attention and MLP; a step's peak RSS, measured on CPU with SmolLM2-135M's shape by
+  bench/train_memory.py, came within ~10% of this), and the scored positions keep their
+  logits in the compute dtype, fp32 for the loss, and the loss's gradient. With gradient
+  checkpointing a layer keeps only its input, and one layer's full activations are alive
+  again while it is recomputed. The estimate errs high (every token is
   counted as scored); what it misses, the back-off catches.
 - ``gradient_checkpointing`` "auto" turns it on when the wanted micro-batch (the requested
   budget, or ``DEFAULT_MICRO_BATCH_TOKENS`` but no more than the largest step needs) would not
@@ -86,7 +88,7 @@ def activation_cost(config: Any, compute_bytes: int) -> ActivationCost:
     layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers", default=24)
     vocab = _config_int(config, "vocab_size", default=32000)
     # RMS/LayerNorm upcast to fp32 and keep about three hidden-sized fp32 tensors per layer.
-    layer = compute_bytes * (10 * hidden + 4 * intermediate) + _FP32 * 3 * hidden
+    layer = compute_bytes * (12 * hidden + 5 * intermediate) + _FP32 * 3 * hidden
     logits = vocab * (compute_bytes + 2 * _FP32)
     return ActivationCost(
         plain=layers * layer + logits,
