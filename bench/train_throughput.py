@@ -117,6 +117,9 @@ class TimedHooks:
         t = time.perf_counter()
         self.inside += time.perf_counter() - t
 
+    def on_memory(self, plan: Any, warning: Any) -> None:
+        pass
+
     def control(self) -> str:
         t = time.perf_counter()
         answer = "continue"

@@ -68,6 +68,9 @@ class NullHooks:
     def on_checkpoint(self, c: object) -> str:
         return "continue"
 
+    def on_memory(self, plan: object, warning: object) -> None:
+        pass
+
 
 def recording_cost(work: Path, examples: int, epochs: int) -> dict[str, float]:
     from ftserve.training.trainer import train

@@ -12,6 +12,7 @@ from typing import Any
 from ftserve.training.spec import (
     CheckpointInfo,
     Control,
+    MemoryPlan,
     ResolvedHyperparameters,
     StepMetrics,
     TrainingSpec,
@@ -104,6 +105,7 @@ class Recorder:
         self.steps: list[StepMetrics] = []
         self.checkpoints: list[CheckpointInfo] = []
         self.control_calls = 0
+        self.memory: list[tuple[MemoryPlan, str | None]] = []
         self._last: Control = "continue"
 
     def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
@@ -120,6 +122,9 @@ class Recorder:
         assert (c.path / "ftserve_checkpoint.json").is_file()
         self.checkpoints.append(c)
         return self._last
+
+    def on_memory(self, plan: MemoryPlan, warning: str | None) -> None:
+        self.memory.append((plan, warning))
 
     @property
     def losses(self) -> list[float]:

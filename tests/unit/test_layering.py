@@ -25,7 +25,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "ftserve"
-HEAVY = frozenset({"torch", "transformers", "peft", "safetensors", "tokenizers", "accelerate"})
+HEAVY = frozenset(
+    {"torch", "transformers", "peft", "safetensors", "tokenizers", "accelerate", "bitsandbytes"}
+)
 DRIVERS = frozenset({"sqlite3", "psycopg", "psycopg_pool", "psycopg2", "asyncpg", "aiosqlite"})
 MODEL_LAYER = "ftserve.modeling"
 

@@ -72,6 +72,11 @@ def files_unreachable() -> NewEvent:
     )
 
 
+def memory_warning(message: str) -> NewEvent:
+    """A training job backed off after running out of memory: said once per job (the key)."""
+    return make_event(message, level="warn", key="out-of-memory-back-off")
+
+
 def cancelled() -> NewEvent:
     return make_event("Fine-tuning job cancelled")
 

@@ -30,6 +30,7 @@ from .schemas import (
     MAX_SEED,
     SUPERVISED_HYPERPARAMETERS,
     TRAINING_TYPE_MAX_LENGTH,
+    extension_defaults,
     request_schema,
 )
 from .states import Status
@@ -40,11 +41,11 @@ TRAINING_FORMATS = ("chat", "prompt_completion", "preference")
 
 
 def _extension_schema() -> Json:
-    adapter, lora_rank = (field_schema(f, response=True) for f in EXTENSION_FIELDS)
+    # Every row of the request's table is echoed (resolved where the worker resolves it).
+    table = {f.name: field_schema(f, response=True) for f in EXTENSION_FIELDS}
     return closed(
         {
-            "adapter": adapter,
-            "lora_rank": lora_rank,
+            **table,
             "training_type": {"type": "string", "maxLength": TRAINING_TYPE_MAX_LENGTH},
             "base_model": {
                 "type": "string",
@@ -61,7 +62,7 @@ def _extension_schema() -> Json:
                 "description": "Where the final model or adapter lies (succeeded jobs).",
             },
         },
-        required=("adapter", "lora_rank"),
+        required=tuple(table),
         description="ftserve's extension; `training_type` is the request's `trainingType`.",
     )
 
@@ -133,7 +134,8 @@ def job_object(job: JobRecord) -> dict[str, Any]:
         integrations=job.integrations or [],
         metadata=job.metadata,
         method=job.method.to_json(),
-        ftserve=job.extensions,
+        # A job created before a row existed ran with that row's default.
+        ftserve={**extension_defaults(), **job.extensions},
     )
 
 

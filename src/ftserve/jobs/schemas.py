@@ -7,7 +7,8 @@ batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], seed 0..2147483
 ≤ 16 pairs (keys ≤ 64 chars, values ≤ 512), integrations ≤ 5.
 
 ftserve's own extension is one namespaced object, ``"ftserve": {"adapter": "lora" | "full",
-"lora_rank": int}``, so OpenAI's fields keep exactly their meaning. Azure's ``trainingType`` is
+"lora_rank": int, ...}`` (:data:`EXTENSION_FIELDS`), so OpenAI's fields keep exactly their
+meaning. Azure's ``trainingType`` is
 accepted and recorded (it picks a billing tier on Azure; nothing to pick here).
 
 ``method`` and the deprecated top-level ``hyperparameters`` are one decision (which method, and
@@ -45,6 +46,13 @@ WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
 DEFAULT_LORA_RANK = 8
 ADAPTERS = ("lora", "full")
+QUANTIZATIONS = ("nf4",)
+# Memory: the longest sequence kept (tokens) and the micro-batch's token budget.
+MAX_SEQ_LEN_MIN = 16
+MAX_SEQ_LEN_MAX = 131_072
+DEFAULT_MAX_SEQ_LEN = 2048
+MICRO_BATCH_TOKENS_MIN = 16
+MICRO_BATCH_TOKENS_MAX = 1_048_576
 _ALL_METHODS = (*METHODS, "reinforcement")  # keys a method object may name
 PAGING = Paging("job", "Jobs", default_limit=20)
 
@@ -203,9 +211,52 @@ def _bad_adapter(param: str, value: str) -> InvalidValue:
     )
 
 
+def _bad_quantization(param: str, value: str) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid '{param}': expected 'nf4' or null, got '{value[:32]}'.", param=param
+    )
+
+
 EXTENSION_FIELDS = (
     Field("adapter", "string", default="lora", enum=ADAPTERS, enum_error=_bad_adapter),
     Field("lora_rank", "integer", minimum=1, maximum=LORA_RANK_MAX, default=DEFAULT_LORA_RANK),
+    # -- memory (training/memory.py) --
+    Field(
+        "gradient_checkpointing",
+        "boolean",
+        "Recompute activations in the backward pass instead of keeping them: less memory, about "
+        "a third more compute, the same losses. `auto` turns it on on a GPU when the planned "
+        "micro-batch would not fit in its free memory (never on a CPU); the job echoes what "
+        "was chosen once training starts.",
+        auto=True,
+    ),
+    Field(
+        "quantization",
+        "string",
+        "`nf4`: load the frozen base model in 4 bits (bitsandbytes) and train a LoRA adapter "
+        "over it (QLoRA). Only with adapter `lora`.",
+        enum=QUANTIZATIONS,
+        enum_error=_bad_quantization,
+    ),
+    Field(
+        "max_seq_len",
+        "integer",
+        "Longest sequence kept, in tokens; longer examples lose their end.",
+        MAX_SEQ_LEN_MIN,
+        MAX_SEQ_LEN_MAX,
+        default=DEFAULT_MAX_SEQ_LEN,
+    ),
+    Field(
+        "max_tokens_per_micro_batch",
+        "integer",
+        "Tokens fed to the model at once (a step's examples are split into micro-batches of at "
+        "most this many, at least one example each; the step's result does not change). `auto` "
+        "plans it from the GPU's free memory (16384 on a CPU); the job echoes the plan once "
+        "training starts. An out-of-memory error halves it and retries the step.",
+        MICRO_BATCH_TOKENS_MIN,
+        MICRO_BATCH_TOKENS_MAX,
+        auto=True,
+    ),
 )
 TRAINING_TYPE = Field(
     "trainingType",
@@ -312,9 +363,25 @@ class CreateJobRequest:
         return self.method.hyperparameters.common()
 
 
+def extension_defaults() -> dict[str, Any]:
+    """The ``ftserve`` object of a request that leaves it out (and of jobs older than a row)."""
+    return parse_body({}, EXTENSION_FIELDS)
+
+
+def _check_extension(ext: Mapping[str, Any]) -> None:
+    """Checks across the extension's fields."""
+    if ext["quantization"] is not None and ext["adapter"] == "full":
+        raise InvalidValue(
+            "Invalid 'ftserve.quantization': a quantized base model cannot be fine-tuned in "
+            "full; use adapter 'lora' or leave quantization null.",
+            param="ftserve.quantization",
+        )
+
+
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:
     f = parse_body(body, CREATE_JOB_FIELDS, unknown=unknown_parameter)
-    ext = dict(f["ftserve"] or {"adapter": "lora", "lora_rank": DEFAULT_LORA_RANK})
+    ext = dict(f["ftserve"] or extension_defaults())
+    _check_extension(ext)
     if f["trainingType"] is not None:
         ext["training_type"] = f["trainingType"]
     return CreateJobRequest(

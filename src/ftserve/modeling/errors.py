@@ -8,7 +8,8 @@ class ModelFailed(Exception):
     """A model cannot be found, built, read or placed; ``code`` is machine-readable, ``message``
     is meant for the user.
 
-    Codes: ``model_load_failed``, ``unsupported_model``, ``device_unavailable``.
+    Codes: ``model_load_failed``, ``unsupported_model``, ``device_unavailable``,
+    ``quantization_unavailable``.
     """
 
     def __init__(self, code: str, message: str) -> None:

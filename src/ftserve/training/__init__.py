@@ -6,6 +6,7 @@ data types from :mod:`ftserve.training.spec`; only the worker's child process im
 from ftserve.training.spec import (
     CheckpointInfo,
     Control,
+    MemoryPlan,
     ResolvedHyperparameters,
     StepMetrics,
     TrainingFailed,
@@ -18,6 +19,7 @@ from ftserve.training.spec import (
 __all__ = [
     "CheckpointInfo",
     "Control",
+    "MemoryPlan",
     "ResolvedHyperparameters",
     "StepMetrics",
     "TrainingFailed",

@@ -124,6 +124,9 @@ class DpoObjective:
             n_tokens=n_tokens,
         )
 
+    def micro_batches(self, pairs: Sequence[PreferencePair]) -> int:
+        return len(self._groups(pairs))
+
     @torch.no_grad()
     def evaluate(self, pairs: Sequence[PreferencePair]) -> Outcome:
         loss_total = 0.0

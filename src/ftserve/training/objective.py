@@ -17,6 +17,13 @@ class Outcome:
 
 
 class Objective(Protocol):
+    max_tokens: int
+    """The micro-batch budget; the trainer lowers it after an out-of-memory error."""
+
+    def micro_batches(self, items: Sequence[Any]) -> int:
+        """How many micro-batches ``items`` make under the current budget."""
+        ...
+
     def train_step(self, items: Sequence[Any]) -> Outcome:
         """Forward and backward over one optimizer step's items (gradients accumulate)."""
         ...

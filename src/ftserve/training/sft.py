@@ -69,6 +69,9 @@ class SupervisedObjective:
             n_tokens=n_tokens,
         )
 
+    def micro_batches(self, examples: Sequence[Example]) -> int:
+        return len(self._groups(examples))
+
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example]) -> Outcome:
         n_targets = sum(e.n_targets for e in examples)

@@ -18,6 +18,7 @@ Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
 StopKind = Literal["cancel", "pause"]
 CheckpointKind = Literal["epoch", "pause"]
+Quantization = Literal["nf4"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class TrainingSpec:
     One optimizer step sees ``batch_size`` examples; they are fed to the model in micro-batches
     of at most ``max_tokens_per_micro_batch`` padded tokens (at least one example each) and the
     gradients are accumulated, so a large batch does not need a large memory.
+
+    Memory (``ftserve.training.memory``): ``None`` in ``gradient_checkpointing`` or
+    ``max_tokens_per_micro_batch`` means "auto", planned from the device's free memory;
+    ``quantization="nf4"`` loads the frozen base in 4 bits (LoRA only).
     """
 
     model: str
@@ -59,7 +64,9 @@ class TrainingSpec:
     torch_threads: int = 1
     eval_interval: int | None = None
     max_seq_len: int = 2048
-    max_tokens_per_micro_batch: int = 16384
+    max_tokens_per_micro_batch: int | None = None
+    gradient_checkpointing: bool | None = None
+    quantization: Quantization | None = None
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""
@@ -73,6 +80,15 @@ class ResolvedHyperparameters:
     beta: float | None
     total_steps: int
     n_examples: int
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a job's steps use memory: the resolved ``gradient_checkpointing`` and
+    ``max_tokens_per_micro_batch`` (which an out-of-memory back-off lowers)."""
+
+    gradient_checkpointing: bool
+    max_tokens_per_micro_batch: int
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,12 @@ class TrainingHooks(Protocol):
 
     def on_checkpoint(self, c: CheckpointInfo) -> Control: ...
 
+    def on_memory(self, plan: MemoryPlan, warning: str | None) -> None:
+        """The memory plan, once before the first step and again whenever an out-of-memory
+        back-off changes it; ``warning`` (the first back-off only) is for the job's log. The
+        step loop carries on whatever happens here: ``on_step`` gives the next answer."""
+        ...
+
 
 class TrainingStopped(Exception):
     """The job was cancelled or paused through :meth:`TrainingHooks.control`.
@@ -146,7 +168,8 @@ class TrainingFailed(Exception):
     """The job cannot go on; ``code`` is machine-readable, ``message`` is meant for the user.
 
     Codes: ``model_load_failed``, ``unsupported_model``, ``invalid_training_data``,
-    ``nan_loss``, ``out_of_memory``, ``device_unavailable``, ``checkpoint_mismatch``. The
+    ``nan_loss``, ``out_of_memory``, ``device_unavailable``, ``quantization_unavailable``,
+    ``checkpoint_mismatch``. The
     model layer's failures (``ftserve.modeling.errors.ModelFailed``) become this one, code and
     message kept.
     """

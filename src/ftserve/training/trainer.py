@@ -56,7 +56,7 @@ from ftserve.modeling.device import resolve_device
 from ftserve.modeling.errors import ModelFailed
 from ftserve.modeling.loading import freeze, frozen_copy, load_model, load_tokenizer
 from ftserve.modeling.sources import materialize
-from ftserve.training import checkpointing, hyperparameters
+from ftserve.training import checkpointing, hyperparameters, memory
 from ftserve.training.checkpointing import StoredCheckpoint
 from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
 from ftserve.training.dpo import DpoObjective
@@ -67,6 +67,7 @@ from ftserve.training.sft import SupervisedObjective
 from ftserve.training.spec import (
     CheckpointInfo,
     CheckpointKind,
+    MemoryPlan,
     ResolvedHyperparameters,
     StepMetrics,
     TrainingFailed,
@@ -91,7 +92,7 @@ def auto_eval_interval(total_steps: int) -> int:
 
 
 def _fingerprint(spec: TrainingSpec, hp: ResolvedHyperparameters) -> dict[str, Any]:
-    return {
+    fingerprint = {
         "model": spec.model,
         "method": spec.method,
         "lora": spec.lora,
@@ -101,15 +102,23 @@ def _fingerprint(spec: TrainingSpec, hp: ResolvedHyperparameters) -> dict[str, A
         "max_seq_len": spec.max_seq_len,
         "hyperparameters": asdict(hp),
     }
+    if spec.quantization is not None:
+        # Only when set, so checkpoints written before the option existed still match.
+        fingerprint["quantization"] = spec.quantization
+    return fingerprint
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
+def _unit_tokens(item: Any) -> int:
+    """Padded tokens of the smallest micro-batch holding ``item`` (a DPO pair is two rows)."""
+    if isinstance(item, PreferencePair):
+        return 2 * max(len(item.chosen.input_ids), len(item.rejected.input_ids))
+    return len(item.input_ids)
+
+
+_FIT_ADVICE = (
+    "lower ftserve.max_seq_len, set ftserve.gradient_checkpointing to true, use "
+    "ftserve.quantization 'nf4' with adapter 'lora', or choose a smaller model"
+)
 
 
 class _Job:
@@ -136,8 +145,12 @@ class _Job:
                 "settings or data; remove it to start over.",
             )
         self.model, reference = self._build_model()
+        self.plan = self._plan_memory()
+        if self.plan.gradient_checkpointing:
+            memory.enable_gradient_checkpointing(self.model)
         self.optimizer, self.scheduler = self._build_optimizer()
         self.objective = self._build_objective(reference)
+        self.backed_off = False
         self.trained_tokens = 0
         self.current_step = 0
         self.last_metrics: StepMetrics | None = None
@@ -174,13 +187,21 @@ class _Job:
 
     def _build_model(self) -> tuple[Any, Any | None]:
         spec = self.spec
+        if spec.quantization is not None and not spec.lora:
+            raise TrainingFailed(
+                "unsupported_model",
+                "A quantized base model can only be trained with a LoRA adapter; set "
+                "ftserve.adapter to 'lora' or ftserve.quantization to null.",
+            )
         # Seeding before loading fixes the LoRA initialisation (and anything else drawn at load).
         random.seed(spec.seed)
         torch.manual_seed(spec.seed)
         checkpoint = self.resume_from
         resume_full = checkpoint is not None and not spec.lora
         source = checkpoint.info.path if checkpoint is not None and resume_full else self.model_dir
-        model = load_model(source, self.choice, frozen_base=spec.lora)
+        model = load_model(
+            source, self.choice, frozen_base=spec.lora, quantization=spec.quantization
+        )
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
             # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
@@ -211,6 +232,21 @@ class _Job:
                 f"unexpected {list(result.unexpected_keys)[:3]}).",
             )
 
+    def _plan_memory(self) -> MemoryPlan:
+        longest = max(_unit_tokens(item) for item in self.train_items)
+        free = memory.free_bytes(self.choice.device)
+        autocast = self.choice.autocast_dtype is not None
+        if free is not None:
+            free -= memory.optimizer_bytes(self.model, autocast)
+        compute_bytes = 2 if autocast else 4
+        return memory.plan(
+            gradient_checkpointing=self.spec.gradient_checkpointing,
+            max_tokens=self.spec.max_tokens_per_micro_batch,
+            free_bytes=None if free is None else max(0, free),
+            cost=memory.activation_cost(self.model.config, compute_bytes),
+            largest_step_tokens=longest * self.hp.batch_size,
+        )
+
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -236,7 +272,7 @@ class _Job:
             "pad_id": self.tokenizer.pad_token_id,
             "device": self.choice.device,
             "autocast": self._autocast,
-            "max_tokens": self.spec.max_tokens_per_micro_batch,
+            "max_tokens": self.plan.max_tokens_per_micro_batch,
             "use_logits_mask": supports_logits_mask(self.model),
         }
         if self.spec.method == "dpo":
@@ -252,8 +288,44 @@ class _Job:
         self.trained_tokens = checkpoint.trained_tokens
         self.last_metrics = checkpoint.info.metrics
 
+    def _backing_off(self, step: int, items: Sequence[Any], run: Callable[[], Outcome]) -> Outcome:
+        """``run()``, retried with a halved micro-batch budget after an out-of-memory error
+        (see ``ftserve.training.memory``); the random state is rewound for each retry."""
+        rng = checkpointing.rng_state(self.choice.device)
+        while True:
+            try:
+                return run()
+            except Exception as exc:
+                if not memory.is_out_of_memory(exc):
+                    raise
+                error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            # Outside the except block: the failed attempt's tensors, which its traceback
+            # holds, are gone before the retry allocates again.
+            self.optimizer.zero_grad(set_to_none=True)
+            memory.release_cached(self.choice.device)
+            old = self.objective.max_tokens
+            new = memory.smaller_budget(self.objective, items)
+            if new is None:
+                longest = max(_unit_tokens(item) for item in items)
+                raise TrainingFailed(
+                    "out_of_memory",
+                    f"Out of memory at step {step} even with one example per micro-batch (the "
+                    f"longest has {longest} tokens): {error}. To fit, {_FIT_ADVICE}.",
+                )
+            self.plan = MemoryPlan(self.plan.gradient_checkpointing, new)
+            warning = None
+            if not self.backed_off:
+                self.backed_off = True
+                warning = (
+                    f"Out of memory at step {step} with micro-batches of up to {old} tokens; "
+                    f"the step is retried, and the job goes on, with up to {new} "
+                    "(ftserve.max_tokens_per_micro_batch)."
+                )
+            self.hooks.on_memory(self.plan, warning)
+            checkpointing.restore_rng_state(rng)
+
     def _step(self, step: int, items: Sequence[Any]) -> Outcome:
-        outcome = self.objective.train_step(items)
+        outcome = self._backing_off(step, items, lambda: self.objective.train_step(items))
         if not math.isfinite(outcome.loss):
             raise TrainingFailed(
                 "nan_loss",
@@ -276,7 +348,9 @@ class _Job:
     def _evaluate(self, items: Sequence[Any]) -> Outcome:
         self.model.eval()
         try:
-            return self.objective.evaluate(items)
+            return self._backing_off(
+                self.current_step, items, lambda: self.objective.evaluate(items)
+            )
         finally:
             self.model.train()
 
@@ -326,6 +400,7 @@ class _Job:
         if control != "continue":
             # Stopped before any step: nothing new to keep (a pause resumes from `resumed`).
             raise TrainingStopped(control, start, resumed if control == "pause" else None)
+        self.hooks.on_memory(self.plan, None)
         order: list[int] = []
         order_epoch = -1
         for step in range(start + 1, self.hp.total_steps + 1):
@@ -370,6 +445,8 @@ class _Job:
             "lora": spec.lora,
             "lora_rank": spec.lora_rank if spec.lora else None,
             "lora_alpha": spec.lora_alpha if spec.lora else None,
+            # The adapter was trained over this quantization of the base.
+            "quantization": spec.quantization,
             "method": spec.method,
             "hyperparameters": asdict(self.hp),
             "trained_tokens": self.trained_tokens,
@@ -412,11 +489,13 @@ def train(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
         # The model layer's failure is the job's: the worker records its code and message.
         raise TrainingFailed(exc.code, exc.message) from exc
     except Exception as exc:
-        if not _is_out_of_memory(exc):
+        if not memory.is_out_of_memory(exc):
             raise
         where = f"at step {job.current_step}" if job and job.current_step else "while loading"
+        advice = (
+            _FIT_ADVICE if spec.lora else f"use adapter 'lora' instead of 'full', {_FIT_ADVICE}"
+        )
         raise TrainingFailed(
             "out_of_memory",
-            f"Out of memory {where} ({exc}). Try a smaller batch_size, max_seq_len or "
-            "max_tokens_per_micro_batch, or LoRA instead of full fine-tuning.",
+            f"Out of memory {where} ({str(exc)[:300]}). To fit, {advice}.",
         ) from exc

@@ -178,8 +178,9 @@ def _check(field: Field, value: Any, name: str, unknown: Callable[[str], ApiErro
     if field.auto and isinstance(value, str):
         if value == "auto":
             return "auto"
+        what = "a boolean" if field.kind == "boolean" else "a number"
         raise InvalidValue(
-            f"Invalid value for '{name}': expected 'auto' or a number, but got '{value[:64]}'.",
+            f"Invalid value for '{name}': expected 'auto' or {what}, but got '{value[:64]}'.",
             param=name,
         )
     if field.kind == "integer":

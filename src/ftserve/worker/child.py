@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, open_cache
 from ..config import Settings
@@ -20,6 +21,7 @@ from ..events import messages
 from ..files.service import FileService
 from ..jobs.method import given
 from ..jobs.naming import model_name
+from ..jobs.schemas import DEFAULT_MAX_SEQ_LEN
 from ..jobs.states import FINAL, Status
 from ..store.open import open_store
 from ..store.protocol import Store, WriteRefused
@@ -189,6 +191,7 @@ def _train(
             models_cache_dir=settings.models_dir,
             lora=job.extensions.get("adapter", "lora") != "full",
             lora_rank=int(job.extensions.get("lora_rank", 8)),
+            **_memory_options(job.extensions),
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
             resume_from=resume_from,
@@ -296,7 +299,7 @@ def _finish(
                 "estimated_finish": None,
                 **RELEASED,
                 "extensions": {
-                    **job.extensions,
+                    **hooks.job.extensions,  # with what the trainer resolved
                     "model_path": hooks.blobs.blobs.location(model_key),
                 },
             },
@@ -309,3 +312,20 @@ def _finish(
         current = store.get_job(job.id)
         if current is None or results.id not in current.result_files:
             files.discard_generated(results)
+
+
+def _memory_options(ext: dict[str, Any]) -> dict[str, Any]:
+    """The TrainingSpec fields of the job's memory options ("auto" and absent are None; the
+    values a previous run resolved, echoed in ``ext``, are kept)."""
+    gc = ext.get("gradient_checkpointing")
+    quantization = ext.get("quantization")
+    return {
+        "gradient_checkpointing": gc if isinstance(gc, bool) else None,
+        "quantization": "nf4" if quantization == "nf4" else None,
+        "max_seq_len": int(ext.get("max_seq_len") or DEFAULT_MAX_SEQ_LEN),
+        "max_tokens_per_micro_batch": _int_or_none(ext.get("max_tokens_per_micro_batch")),
+    }
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) else None

@@ -18,6 +18,7 @@ transaction, and only then are the files of the dropped rows deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -38,7 +39,13 @@ from ..store.protocol import Fence, Store, WriteRefused
 from ..store.records import CheckpointRecord, Claim, JobRecord, NewEvent
 
 if TYPE_CHECKING:
-    from ..training.spec import CheckpointInfo, Control, ResolvedHyperparameters, StepMetrics
+    from ..training.spec import (
+        CheckpointInfo,
+        Control,
+        MemoryPlan,
+        ResolvedHyperparameters,
+        StepMetrics,
+    )
 
 KEEP_CHECKPOINTS = 3
 PROGRESS_SECONDS = 1.0  # how often the job's estimated_finish rides along with a step's write
@@ -162,6 +169,22 @@ class StoreHooks:
                 self._delete_tree(key)
         self.hook_seconds += time.perf_counter() - t0
         return answer
+
+    def on_memory(self, plan: MemoryPlan, warning: str | None) -> None:
+        """The plan is echoed in the job's ``ftserve`` object (what "auto" became, and the
+        budget an out-of-memory back-off lowered); a warning becomes a ``warn`` event. Fenced
+        like a step: a refusal changes nothing here, the next step's write answers it."""
+        t0 = time.perf_counter()
+        extensions = {
+            **self.job.extensions,
+            "gradient_checkpointing": plan.gradient_checkpointing,
+            "max_tokens_per_micro_batch": plan.max_tokens_per_micro_batch,
+        }
+        events = [] if warning is None else [messages.memory_warning(warning)]
+        _, written = self._write(changes={"extensions": extensions}, events=events)
+        if written:
+            self.job = dataclasses.replace(self.job, extensions=extensions)
+        self.hook_seconds += time.perf_counter() - t0
 
     # -- the blob store ----------------------------------------------------------------------
     def save_tree(self, key: str, local: Path, what: str) -> None:
