@@ -35,8 +35,14 @@ class TrainingSpec:
     ``lora_alpha / lora_rank`` and dropout ``lora_dropout``.
 
     One optimizer step sees ``batch_size`` examples; they are fed to the model in micro-batches
-    of at most ``max_tokens_per_micro_batch`` padded tokens (at least one example each) and the
+    of at most ``max_tokens_per_micro_batch`` tokens (at least one example each) and the
     gradients are accumulated, so a large batch does not need a large memory.
+
+    ``packing`` (where the model allows it exactly, see ``ftserve.training.packing``) feeds each
+    micro-batch as one row of concatenated examples with attention kept inside each example, so
+    no padding is computed and the budget counts real tokens; otherwise rows are padded to the
+    longest and the budget counts padded tokens. Either way a step holds the same examples and
+    its loss is the same (up to floating-point rounding).
     """
 
     model: str
@@ -59,6 +65,7 @@ class TrainingSpec:
     eval_interval: int | None = None
     max_seq_len: int = 2048
     max_tokens_per_micro_batch: int = 16384
+    packing: bool = True
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""
