@@ -211,6 +211,13 @@ def _bad_adapter(param: str, value: str) -> InvalidValue:
 EXTENSION_FIELDS = (
     Field("adapter", "string", default="lora", enum=ADAPTERS, enum_error=_bad_adapter),
     Field("lora_rank", "integer", minimum=1, maximum=LORA_RANK_MAX, default=DEFAULT_LORA_RANK),
+    Field(
+        "packing",
+        "boolean",
+        "Feed each micro-batch as one padding-free sequence, attention kept inside each example "
+        "(same examples per step, same loss); models that cannot be packed exactly are padded.",
+        default=True,
+    ),
 )
 TRAINING_TYPE = Field(
     "trainingType",
@@ -320,7 +327,7 @@ class CreateJobRequest:
 
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:
     f = parse_body(body, CREATE_JOB_FIELDS, unknown=unknown_parameter)
-    ext = dict(f["ftserve"] or {"adapter": "lora", "lora_rank": DEFAULT_LORA_RANK})
+    ext = dict(f["ftserve"] or parse_body({}, EXTENSION_FIELDS, unknown=unknown_parameter))
     if f["trainingType"] is not None:
         ext["training_type"] = f["trainingType"]
     return CreateJobRequest(

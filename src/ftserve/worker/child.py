@@ -195,6 +195,7 @@ def _train(
             models_cache_dir=settings.models_dir,
             lora=job.extensions.get("adapter", "lora") != "full",
             lora_rank=int(job.extensions.get("lora_rank", 8)),
+            packing=bool(job.extensions.get("packing", True)),
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
             resume_from=resume_from,
