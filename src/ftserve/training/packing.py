@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -64,7 +65,11 @@ def _varlen_causal(
     if query.dtype not in (torch.bfloat16, torch.float16):
         return None
     parameters = inspect.signature(varlen).parameters
-    kwargs: dict[str, Any] = {"scale": scaling}
+    kwargs: dict[str, Any] = {}
+    if "scale" in parameters:
+        kwargs["scale"] = scaling
+    elif scaling is not None and not math.isclose(scaling, query.shape[-1] ** -0.5):
+        return None  # an older kernel that only knows the default scale
     # torch 2.10-2.11 spell causality ``is_causal``; later releases a ``window_size``.
     if "window_size" in parameters:
         kwargs["window_size"] = (-1, 0)
