@@ -11,8 +11,9 @@ distribution with median 200 and 95th percentile 1,500 tokens (sigma = ln(7.5) /
 at 2,048, seed 0; about a third of each row is the assistant's answer, the trained tokens.
 Every engine gets the same tokenized rows (ftserve's data code), the same global batch
 (``--batch`` rows per optimizer step, no gradient accumulation; every engine's step k holds the
-same rows, in ftserve's data order), one epoch, seed, learning-rate
-schedule, AdamW, gradient clipping, and 1 torch thread, each in a fresh process.
+same rows, in ftserve's data order), one epoch, seed, ftserve's AdamW and learning-rate
+schedule (handed to the HF trainers), gradient clipping, and 1 torch thread, each in a fresh
+process.
 
 Timed span: ftserve from its ``on_start`` hook to the last step's ``on_step`` (the step loop;
 its checkpoint writes after the last step are excluded, as ``Trainer`` saves nothing here); the
@@ -276,6 +277,26 @@ def _hf_args(job: Job, hp: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _optimizers(job: Job, model: Any, hp: Any) -> tuple[Any, Any]:
+    """ftserve's optimizer and schedule, handed to the HF trainers: their own linear warm-up
+    starts at a learning rate of 0, ftserve's at the first warm-up step's, so with their
+    defaults step 2 on would differ."""
+    import torch
+
+    from ftserve.training import hyperparameters
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=hyperparameters.learning_rate(spec_for(job), hp),
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        fused=True,
+    )
+    schedule = hyperparameters.LinearWarmupDecay(hp.total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 def _hf_model(job: Job) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -321,9 +342,11 @@ def run_hf_trainer(job: Job) -> tuple[int, float, list[float]]:
     hp = hyperparameters.resolve(spec_for(job), len(features))
     tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
     args = TrainingArguments(**_hf_args(job, hp, remove_unused_columns=False))
+    model = _hf_model(job)
     trainer = Trainer(
-        model=_hf_model(job),
+        model=model,
         args=args,
+        optimizers=_optimizers(job, model, hp),
         train_dataset=features,
         # Trainer's usual collator for causal-LM features with labels: pads to the longest row.
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
@@ -355,9 +378,11 @@ def run_trl(job: Job) -> tuple[int, float, list[float]]:
         max_length=None,  # the rows are cut at MAX_SEQ_LEN already; TRL refuses it padding-free
         shuffle_dataset=False,
     )
+    model = _hf_model(job)
     trainer = SFTTrainer(
-        model=_hf_model(job),
+        model=model,
         args=args,
+        optimizers=_optimizers(job, model, hp),
         train_dataset=dataset,
         processing_class=AutoTokenizer.from_pretrained(job.model_dir),
     )
