@@ -1,30 +1,56 @@
-"""Training throughput: ftserve's trainer against a plain Hugging Face ``Trainer``.
+"""Training throughput on variable-length chat data: ftserve against Hugging Face's ``Trainer``
+(its usual padding collator) and TRL's ``SFTTrainer`` with ``padding_free=True``.
 
-Both train the same randomly initialised Llama (4 layers, hidden 256, byte-level vocabulary, a
-bit bigger than ftserve-tiny so a step is not dominated by fixed overhead) on the same synthetic
-chat rows, tokenized and masked by ftserve's data code, with the same batch size, epochs, seed,
-learning-rate schedule, optimizer (fused AdamW), gradient clipping and 1 torch thread, once with
-LoRA and once with full fine-tuning.
+Model: SmolLM2-135M's architecture (Llama, hidden 576, 30 layers, 9 heads, 3 key/value heads,
+MLP 1536, vocabulary 49,152, tied embeddings), random initial weights, fp32, built from its
+config; ``--layers`` trims the depth (``--quick`` uses 4 layers), and the table says which.
+Tokenizer: ftserve's byte-level one, so a character is a token.
 
-Timed spans: for ftserve, from ``hooks.on_start`` to the return of ``train`` (the step loop
-plus its epoch checkpoints and the final save); for Hugging Face, ``Trainer.train()`` with saving
-and logging off. Model loading and tokenization are outside both. Throughput is trained tokens
-(every non-padding token fed to a training step, all epochs) per second.
+Data: chat rows (system, user, assistant) whose token lengths are drawn from a log-normal
+distribution with median 200 and 95th percentile 1,500 tokens (sigma = ln(7.5) / 1.645), capped
+at 2,048, seed 0; about a third of each row is the assistant's answer, the trained tokens.
+Every engine gets the same tokenized rows (ftserve's data code), the same global batch
+(``--batch`` rows per optimizer step, no gradient accumulation; every engine's step k holds the
+same rows, in ftserve's data order), one epoch, seed, ftserve's AdamW and learning-rate
+schedule (handed to the HF trainers), gradient clipping, and 1 torch thread, each in a fresh
+process.
 
-"hooks share" is the fraction of ftserve's timed span spent inside the hook calls when the hooks
-do nothing; it shows what the per-step callback and control poll cost the loop.
+Timed span: ftserve from its ``on_start`` hook to the last step's ``on_step`` (the step loop;
+its checkpoint writes after the last step are excluded, as ``Trainer`` saves nothing here); the
+others ``train()`` with saving, evaluation and reporting off. Throughput is trained tokens
+(every non-padding token fed to a step) per second.
 
-Usage: ``.venv/bin/python bench/train_throughput.py [--quick]``
+FLOP/s: the work a step needs, whoever does it: per row of ``n`` tokens with ``k`` trained,
+``c·N·n`` for the transformer body (``N`` its weights; ``c`` = 6 for full fine-tuning, 4 for
+LoRA, whose frozen weights get no gradient), ``c·d·V·k`` for the output head (only trained
+positions need logits) and ``c·L·d·n²/2·2`` for causal attention. Padding, logits nobody
+scores and recomputation are not useful work, so an engine that does them shows a lower
+fraction. The peak is the best fp32 ``torch.mm`` of 2048x2048 matrices on 1 thread, measured
+in the same run.
+
+Memory: each engine's peak resident set (``ru_maxrss``) with and without gradient
+checkpointing (on ftserve, through its option when the trainer has one, else enabled on the
+model directly).
+
+Usage:
+    .venv/bin/python bench/train_throughput.py             # full depth, a few minutes
+    .venv/bin/python bench/train_throughput.py --quick     # 4 layers, a smoke run
+TRL is optional (``pip install trl==1.16.0 torch==2.13.0``); without it its rows are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import math
 import os
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,48 +58,60 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SEED = 0
-BATCH_SIZE = 4
-_WORDS = [
-    *("river", "stone", "light", "garden", "paper", "window", "music", "engine", "forest"),
-    *("orange", "winter", "market", "silver", "bridge", "candle", "harbor", "pocket"),
-    *("letter", "shadow", "planet"),
-]
+MAX_SEQ_LEN = 2048
+MEDIAN, P95 = 200, 1500
+SIGMA = math.log(P95 / MEDIAN) / 1.645
+ARCH = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "vocab_size": 49152,
+    "tie_word_embeddings": True,
+}
+# 30 layers take about 4x as long; on 1 shared CPU thread 8 keep the default run to minutes.
+DEFAULT_LAYERS = 8
+ENGINES = ("ftserve", "ftserve-padded", "hf-trainer", "trl-padding-free")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz      "
 
 
-@dataclass(frozen=True)
-class Run:
-    engine: str
-    mode: str
-    tokens: int
-    seconds: float
-    first_loss: float | None
-    last_loss: float | None
-    hooks_share: float | None = None
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds
+# -- shared inputs ---------------------------------------------------------------------------------
 
 
-def synthetic_rows(n: int) -> list[dict[str, Any]]:
-    rng = random.Random(1234)
+def lengths(n: int) -> list[int]:
+    rng = random.Random(SEED)
+    return [
+        min(MAX_SEQ_LEN, max(24, round(rng.lognormvariate(math.log(MEDIAN), SIGMA))))
+        for _ in range(n)
+    ]
+
+
+def chat_rows(n: int) -> list[dict[str, Any]]:
+    """Rows whose rendered length is close to the drawn one (the byte tokenizer's chat template
+    adds a few dozen tokens)."""
+    rng = random.Random(SEED + 1)
     rows = []
-    for _ in range(n):
-        question = " ".join(rng.choices(_WORDS, k=rng.randint(6, 14)))
-        answer = " ".join(rng.choices(_WORDS, k=rng.randint(20, 40)))
+    for total in lengths(n):
+        body = max(8, total - 40)
+        answer = max(4, body // 3)
+
+        def text(k: int) -> str:
+            return "".join(rng.choice(_LETTERS) for _ in range(k))
+
         rows.append(
             {
                 "messages": [
-                    {"role": "system", "content": "You are a concise assistant."},
-                    {"role": "user", "content": f"Please explain: {question}?"},
-                    {"role": "assistant", "content": f"Sure. {answer}."},
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": text(body - answer)},
+                    {"role": "assistant", "content": text(answer)},
                 ]
             }
         )
     return rows
 
 
-def build_model(directory: Path) -> Path:
+def build_model(directory: Path, layers: int) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -81,12 +119,8 @@ def build_model(directory: Path) -> Path:
 
     tokenizer = build_byte_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        **{**ARCH, "num_hidden_layers": layers},
+        max_position_embeddings=MAX_SEQ_LEN,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -94,123 +128,180 @@ def build_model(directory: Path) -> Path:
     torch.manual_seed(SEED)
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    return directory
 
 
-class TimedHooks:
-    """No-op hooks that measure the time spent inside them."""
+def matmul_peak(seconds: float = 3.0) -> float:
+    """Best fp32 FLOP/s of a 2048^3 matmul on the current thread count."""
+    import torch
 
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
+    return best
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    model_dir: str
+    data: str
+    work: str
+    batch: int
+    epochs: int
+    lora: bool
+    checkpointing: bool
+
+
+def spec_for(job: Job, **changes: Any) -> Any:
+    """The one job every engine runs: the HF side resolves its hyperparameters from this same
+    spec, so batch size, epochs and learning rate cannot drift apart."""
+    from ftserve.training.spec import TrainingSpec
+
+    return TrainingSpec(
+        model=job.model_dir,
+        training_file=Path(job.data),
+        validation_file=None,
+        method="supervised",
+        n_epochs=job.epochs,
+        batch_size=job.batch,
+        learning_rate_multiplier=None,
+        beta=None,
+        seed=SEED,
+        work_dir=Path(job.work),
+        models_cache_dir=Path(job.work) / "models",
+        lora=job.lora,
+        torch_threads=1,
+        max_seq_len=MAX_SEQ_LEN,
+        **changes,
+    )
+
+
+def examples(job: Job) -> list[Any]:
+    from transformers import AutoTokenizer
+
+    from ftserve.training.data import load_supervised
+    from ftserve.training.trainer import epoch_order
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
+    rows = list(load_supervised(Path(job.data), tokenizer, MAX_SEQ_LEN))
+    # In ftserve's order for the (single) epoch, which the other engines then read in sequence:
+    # every engine's step k trains the same rows, so their first losses agree.
+    return [rows[i] for i in epoch_order(SEED, 0, len(rows))]
+
+
+def useful_flops(job: Job, config: Any, rows: list[Any]) -> float:
+    c = 4 if job.lora else 6
+    d, layers = config.hidden_size, config.num_hidden_layers
+    kv = d * config.num_key_value_heads // config.num_attention_heads
+    body = layers * (2 * d * d + 2 * d * kv + 3 * d * config.intermediate_size)
+    total = 0.0
+    for e in rows:
+        n, k = len(e.input_ids), sum(e.target_mask)
+        total += c * body * n + c * d * config.vocab_size * k + c * layers * d * n * n
+    return total * job.epochs
+
+
+# -- the engines (each runs in a process of its own) -----------------------------------------------
+
+
+class _Hooks:
     def __init__(self) -> None:
-        self.inside = 0.0
-        self.started_at = 0.0
+        self.started = self.last_step = 0.0
         self.losses: list[float] = []
 
-    def on_start(self, hp: Any, resumed_from_step: int) -> None:
-        self.started_at = time.perf_counter()
+    def on_start(self, hp: Any, resumed_from: Any) -> str:
+        self.started = time.perf_counter()
+        return "continue"
 
-    def on_step(self, m: Any) -> None:
-        t = time.perf_counter()
+    def on_step(self, m: Any) -> str:
+        self.last_step = time.perf_counter()
         self.losses.append(m.train_loss)
-        self.inside += time.perf_counter() - t
+        return "continue"
 
-    def on_checkpoint(self, c: Any) -> None:
-        t = time.perf_counter()
-        self.inside += time.perf_counter() - t
+    def on_checkpoint(self, c: Any) -> str:
+        return "continue"
 
     def on_memory(self, plan: Any, warning: Any) -> None:
         pass
 
-    def control(self) -> str:
-        t = time.perf_counter()
-        answer = "continue"
-        self.inside += time.perf_counter() - t
-        return answer
+
+def run_ftserve(job: Job, packing: bool) -> tuple[int, float, list[float]]:
+    from ftserve.training import trainer
+
+    changes: dict[str, Any] = {"packing": packing}
+    if job.checkpointing:
+        changes["gradient_checkpointing"] = True
+    hooks = _Hooks()
+    result = trainer.train(spec_for(job, **changes), hooks)  # type: ignore[arg-type]
+    return result.trained_tokens, hooks.last_step - hooks.started, hooks.losses
 
 
-def bench_spec(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Any:
-    """The one job both engines run: the HF side resolves its hyperparameters from this same spec,
-    so batch size, epochs and learning rate cannot drift apart."""
-    from ftserve.training.spec import TrainingSpec
+def _hf_args(job: Job, hp: Any, **extra: Any) -> dict[str, Any]:
+    from ftserve.training import hyperparameters
 
-    return TrainingSpec(
-        model=str(model_dir),
-        training_file=data,
-        validation_file=None,
-        method="supervised",
-        n_epochs=epochs,
-        batch_size=BATCH_SIZE,
-        learning_rate_multiplier=None,
-        beta=None,
-        seed=SEED,
-        work_dir=work,
-        models_cache_dir=work / "models",
-        lora=lora,
-        torch_threads=1,
-    )
-
-
-def run_ftserve(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Run:
-    from ftserve.training.trainer import train
-
-    spec = bench_spec(model_dir, data, work, epochs, lora)
-    hooks = TimedHooks()
-    result = train(spec, hooks)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - hooks.started_at
-    return Run(
-        engine="ftserve",
-        mode="lora" if lora else "full",
-        tokens=result.trained_tokens,
-        seconds=seconds,
-        first_loss=hooks.losses[0],
-        last_loss=hooks.losses[-1],
-        hooks_share=hooks.inside / seconds,
-    )
+    spec = spec_for(job)
+    return {
+        "output_dir": str(Path(job.work) / "hf"),
+        "per_device_train_batch_size": job.batch,
+        "num_train_epochs": job.epochs,
+        "learning_rate": hyperparameters.learning_rate(spec, hp),
+        "lr_scheduler_type": "linear",
+        "warmup_steps": hyperparameters.warmup_steps(hp.total_steps),
+        "weight_decay": 0.0,
+        "max_grad_norm": hyperparameters.MAX_GRAD_NORM,
+        "seed": SEED,
+        "use_cpu": True,
+        "bf16": False,
+        "gradient_checkpointing": job.checkpointing,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "logging_strategy": "steps",
+        "logging_steps": 1,
+        "report_to": [],
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "train_sampling_strategy": "sequential",
+        **extra,
+    }
 
 
-def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: bool) -> Run:
+def _optimizers(job: Job, model: Any, hp: Any) -> tuple[Any, Any]:
+    """ftserve's optimizer and schedule, handed to the HF trainers: their own linear warm-up
+    starts at a learning rate of 0, ftserve's at the first warm-up step's, so with their
+    defaults step 2 on would differ."""
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        PrinterCallback,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
 
     from ftserve.training import hyperparameters
-    from ftserve.training.data import load_supervised
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=hyperparameters.learning_rate(spec_for(job), hp),
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        fused=True,
+    )
+    schedule = hyperparameters.LinearWarmupDecay(hp.total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _hf_model(job: Job) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from ftserve.training.lora import attach_lora
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = load_supervised(data, tokenizer, 2048)
-    features = [
-        {
-            "input_ids": e.input_ids,
-            "labels": [t if m else -100 for t, m in zip(e.input_ids, e.target_mask, strict=True)],
-        }
-        for e in examples
-    ]
-    pad = tokenizer.pad_token_id
-
-    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in batch)
-        ids = torch.full((len(batch), width), pad)
-        labels = torch.full((len(batch), width), -100)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, f in enumerate(batch):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            labels[row, :n] = torch.tensor(f["labels"])
-            attention[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": attention}
-
-    spec = bench_spec(model_dir, data, work, epochs, lora)
-    hp = hyperparameters.resolve(spec, len(features))
     torch.manual_seed(SEED)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    if lora:
-        model = attach_lora(model, spec)
+    model = AutoModelForCausalLM.from_pretrained(job.model_dir, dtype=torch.float32)
+    return attach_lora(model, spec_for(job)) if job.lora else model
+
+
+def _train_hf(trainer: Any) -> tuple[float, list[float]]:
+    from transformers import PrinterCallback, TrainerCallback
 
     losses: list[float] = []
 
@@ -219,115 +310,231 @@ def run_hf_trainer(model_dir: Path, data: Path, work: Path, epochs: int, lora: b
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
-    args = TrainingArguments(
-        output_dir=str(work / "hf"),
-        per_device_train_batch_size=BATCH_SIZE,
-        num_train_epochs=epochs,
-        learning_rate=hyperparameters.learning_rate(spec, hp),
-        lr_scheduler_type="linear",
-        warmup_steps=hyperparameters.warmup_steps(hp.total_steps),
-        weight_decay=0.0,
-        max_grad_norm=hyperparameters.MAX_GRAD_NORM,
-        seed=SEED,
-        use_cpu=True,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="steps",
-        logging_steps=hp.total_steps - 1 if hp.total_steps > 1 else 1,
-        logging_first_step=True,
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=features,
-        data_collator=collate,
-        callbacks=[LossLog()],
-    )
-    # With tqdm off, Trainer prints every log dict to stdout; the table below says enough.
+    trainer.add_callback(LossLog())
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - started
-    tokens = sum(len(f["input_ids"]) for f in features) * epochs
-    return Run(
-        engine="hf-trainer",
-        mode="lora" if lora else "full",
-        tokens=tokens,
-        seconds=seconds,
-        first_loss=losses[0] if losses else None,
-        last_loss=losses[-1] if len(losses) > 1 else None,
+    return time.perf_counter() - started, losses
+
+
+def run_hf_trainer(job: Job) -> tuple[int, float, list[float]]:
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from ftserve.training import hyperparameters
+
+    rows = examples(job)
+    features = [
+        {
+            "input_ids": e.input_ids,
+            "attention_mask": [1] * len(e.input_ids),
+            "labels": [t if m else -100 for t, m in zip(e.input_ids, e.target_mask, strict=True)],
+        }
+        for e in rows
+    ]
+    hp = hyperparameters.resolve(spec_for(job), len(features))
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
+    args = TrainingArguments(**_hf_args(job, hp, remove_unused_columns=False))
+    model = _hf_model(job)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        optimizers=_optimizers(job, model, hp),
+        train_dataset=features,
+        # Trainer's usual collator for causal-LM features with labels: pads to the longest row.
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
     )
+    seconds, losses = _train_hf(trainer)
+    return sum(len(e.input_ids) for e in rows) * job.epochs, seconds, losses
 
 
-def best(runs: list[Run]) -> Run:
-    """The fastest repetition: other load on the machine only ever slows a run down."""
-    return min(runs, key=lambda r: r.seconds)
+def run_trl(job: Job) -> tuple[int, float, list[float]]:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from ftserve.training import hyperparameters
+
+    rows = examples(job)
+    # Already tokenized: TRL skips its own tokenization; completion_mask marks trained tokens.
+    dataset = Dataset.from_list(
+        [
+            {"input_ids": e.input_ids, "completion_mask": [int(m) for m in e.target_mask]}
+            for e in rows
+        ]
+    )
+    hp = hyperparameters.resolve(spec_for(job), len(rows))
+    args = SFTConfig(
+        **_hf_args(job, hp),
+        padding_free=True,
+        completion_only_loss=True,
+        max_length=None,  # the rows are cut at MAX_SEQ_LEN already; TRL refuses it padding-free
+        shuffle_dataset=False,
+    )
+    model = _hf_model(job)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        optimizers=_optimizers(job, model, hp),
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(job.model_dir),
+    )
+    seconds, losses = _train_hf(trainer)
+    return sum(len(e.input_ids) for e in rows) * job.epochs, seconds, losses
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="ftserve trainer vs Hugging Face Trainer")
-    parser.add_argument("--quick", action="store_true", help="fewer rows, one repetition")
-    options = parser.parse_args()
-    n_rows, epochs, repetitions = (32, 1, 1) if options.quick else (64, 1, 2)
-
-    import json
-
+def child(engine: str, job: Job) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    # The machine is shared: the peak is measured in the same process right before and after
+    # the run, so each engine is compared with what the core gave at the time.
+    peak_before = matmul_peak()
+    if engine == "ftserve":
+        tokens, seconds, losses = run_ftserve(job, packing=True)
+    elif engine == "ftserve-padded":
+        tokens, seconds, losses = run_ftserve(job, packing=False)
+    elif engine == "hf-trainer":
+        tokens, seconds, losses = run_hf_trainer(job)
+    else:
+        tokens, seconds, losses = run_trl(job)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = (peak_before + matmul_peak()) / 2
+    print(
+        json.dumps(
+            {
+                "tokens": tokens,
+                "seconds": seconds,
+                "losses": losses,
+                "rss_mib": peak_kib / 1024,
+                "peak": peak,
+            }
+        )
+    )
 
-    results: dict[tuple[str, str], list[Run]] = {}
+
+# -- the driver ------------------------------------------------------------------------------------
+
+
+def trl_installed() -> bool:
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("trl") is not None
+        and importlib.util.find_spec("datasets") is not None
+    )
+
+
+def spawn(engine: str, job: Job) -> dict[str, Any] | None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        engine,
+        "--job",
+        json.dumps(dataclasses.asdict(job)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        print(f"  {engine}: failed\n{done.stderr[-3000:]}", file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 layers, 8 rows: a smoke run")
+    parser.add_argument("--layers", type=int, default=DEFAULT_LAYERS, help="transformer layers")
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="rows per optimizer step")
+    parser.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
+    parser.add_argument("--no-memory", action="store_true", help="skip the checkpointing runs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(options.child, Job(**json.loads(options.job)))
+        return
+    layers = 2 if options.quick else options.layers
+    n_rows = 8 if options.quick else options.rows
+    batch = 4 if options.quick else options.batch
+
+    import torch
+    from transformers import AutoConfig
+
+    torch.set_num_threads(1)
+    engines = [e for e in ENGINES if e != "trl-padding-free" or trl_installed()]
     with tempfile.TemporaryDirectory(prefix="ftserve-bench-") as tmp:
         root = Path(tmp)
-        model_dir = build_model(root / "model")
+        build_model(root / "model", layers)
         data = root / "train.jsonl"
-        data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(n_rows)))
-        for lora in (True, False):
-            mode = "lora" if lora else "full"
-            for rep in range(repetitions):
-                # Alternate the order so neither engine always runs right after the other.
-                engines = [run_hf_trainer, run_ftserve]
-                if rep % 2 == int(lora):
-                    engines.reverse()
-                for engine in engines:
-                    work = root / f"{engine.__name__}-{mode}-{rep}"
-                    run = engine(model_dir, data, work, epochs, lora)
-                    results.setdefault((mode, run.engine), []).append(run)
+        data.write_text("".join(json.dumps(r) + "\n" for r in chat_rows(n_rows)))
 
-    steps = epochs * -(-n_rows // BATCH_SIZE)
-    print(
-        f"{n_rows} chat rows x {epochs} epoch(s), batch {BATCH_SIZE} = {steps} steps, "
-        f"1 torch thread, CPU; best of {repetitions}"
+        def job(name: str, checkpointing: bool) -> Job:
+            return Job(
+                str(root / "model"),
+                str(data),
+                str(root / name),
+                batch,
+                1,
+                options.lora,
+                checkpointing,
+            )
+
+        rows = examples(job("probe", False))
+        flops = useful_flops(job("probe", False), AutoConfig.from_pretrained(root / "model"), rows)
+        results: dict[str, dict[str, Any]] = {}
+        for engine in engines:
+            outcome = spawn(engine, job(engine, False))
+            if outcome is not None:
+                results[engine] = outcome
+        memory: dict[str, float] = {}
+        if not (options.no_memory or options.quick):
+            outcome = spawn("ftserve", job("ftserve-gc", True))
+            if outcome is not None:
+                memory["ftserve"] = outcome["rss_mib"]
+
+    real = [len(e.input_ids) for e in rows]
+    real.sort()
+    padded = sum(
+        max(real_len for real_len in (len(e.input_ids) for e in rows[i : i + batch]))
+        * len(rows[i : i + batch])
+        for i in range(0, len(rows), batch)
     )
+    print(
+        f"SmolLM2-135M architecture, {layers} of 30 layers, "
+        f"{'LoRA' if options.lora else 'full fine-tune'}, "
+        f"fp32, CPU, 1 torch thread; {len(rows)} chat rows, log-normal lengths (median {MEDIAN}, "
+        f"p95 {P95}, cap {MAX_SEQ_LEN}): median {real[len(real) // 2]}, max {real[-1]}, "
+        f"{sum(real)} tokens ({sum(real) / padded:.0%} of the {padded} a padded batch of "
+        f"{batch} computes); batch {batch}, 1 epoch = {math.ceil(len(rows) / batch)} steps"
+    )
+    print(
+        "peak: best fp32 2048^3 matmul on 1 thread, measured in each engine's process before and "
+        "after its run (the machine is shared)"
+    )
+    base = results.get("hf-trainer")
     header = (
-        f"{'mode':<5} {'engine':<11} {'tokens':>7} {'seconds':>8} {'s/step':>7} "
-        f"{'tokens/s':>9} {'loss first->last':>17} {'hooks share':>11}"
+        f"{'engine':<17} {'tokens':>7} {'seconds':>8} {'tokens/s':>9} {'vs Trainer':>10} "
+        f"{'GFLOP/s':>8} {'peak':>6} {'of peak':>8} {'RSS MiB':>8} {'RSS+GC':>7}  loss first->last"
     )
     print(header)
-    for (mode, _engine), runs in results.items():
-        run = best(runs)
-        losses = (
-            f"{run.first_loss:.3f}->{run.last_loss:.3f}"
-            if run.first_loss is not None and run.last_loss is not None
-            else "-"
-        )
-        share = f"{run.hooks_share:.4%}" if run.hooks_share is not None else "-"
+    for engine, r in results.items():
+        rate = r["tokens"] / r["seconds"]
+        ratio = f"{rate / (base['tokens'] / base['seconds']):.2f}x" if base else "-"
+        achieved, peak = flops / r["seconds"], r["peak"]
+        gc = f"{memory[engine]:.0f}" if engine in memory else "-"
+        losses = r["losses"]
+        loss = f"{losses[0]:.4f}->{losses[-1]:.4f}" if losses else "-"
         print(
-            f"{mode:<5} {run.engine:<11} {run.tokens:>7} {run.seconds:>8.2f} "
-            f"{run.seconds / steps:>7.3f} {run.tokens_per_second:>9.0f} {losses:>17} {share:>11}"
+            f"{engine:<17} {r['tokens']:>7} {r['seconds']:>8.1f} {rate:>9.1f} {ratio:>10} "
+            f"{achieved / 1e9:>8.1f} {peak / 1e9:>6.1f} {achieved / peak:>8.1%} "
+            f"{r['rss_mib']:>8.0f} {gc:>7}  {loss}"
         )
-    for mode in ("lora", "full"):
-        ours = best(results[(mode, "ftserve")])
-        theirs = best(results[(mode, "hf-trainer")])
-        ratio = ours.tokens_per_second / theirs.tokens_per_second
-        print(f"{mode}: ftserve / hf-trainer tokens/s = {ratio:.2f}")
 
 
 if __name__ == "__main__":

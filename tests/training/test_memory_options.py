@@ -33,6 +33,7 @@ DEFAULTS = {
     "quantization": None,
     "max_seq_len": 2048,
     "max_tokens_per_micro_batch": "auto",
+    "packing": True,
 }
 
 

@@ -257,6 +257,13 @@ EXTENSION_FIELDS = (
         MICRO_BATCH_TOKENS_MAX,
         auto=True,
     ),
+    Field(
+        "packing",
+        "boolean",
+        "Feed each micro-batch as one padding-free sequence, attention kept inside each example "
+        "(same examples per step, same loss); models that cannot be packed exactly are padded.",
+        default=True,
+    ),
 )
 TRAINING_TYPE = Field(
     "trainingType",

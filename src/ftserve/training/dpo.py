@@ -15,7 +15,9 @@ fraction of pairs with ``reward(c) > reward(r)``. Before any update every reward
 first step's loss is log 2 and its accuracy 0. The step loss is the mean over the step's pairs.
 
 A micro-batch holds the chosen answers of its pairs followed by their rejected answers, so one
-forward pass scores both; ``trained_tokens`` counts the tokens of both answers.
+forward pass scores both; ``trained_tokens`` counts the tokens of both answers. With ``packing``
+those rows are one packed row (:func:`~ftserve.training.batching.pack`) of at most
+``max_tokens`` real tokens.
 """
 
 from __future__ import annotations
@@ -26,21 +28,23 @@ from typing import Any
 
 import torch
 
-from ftserve.training.batching import Batch, collate, split_micro_batches
+from ftserve.training.batching import Batch, collate, pack, split_micro_batches
 from ftserve.training.data import PreferencePair
 from ftserve.training.forward import target_log_probs, target_logits
 from ftserve.training.objective import Outcome
+from ftserve.training.packing import use_packed_attention
 
 
-def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> Batch:
-    return collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int, *, packing: bool = False) -> Batch:
+    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    return pack(rows) if packing else collate(rows, pad_id)
 
 
 def sequence_log_probs(model: Any, batch: Batch, use_mask: bool) -> torch.Tensor:
     """Summed log-probability of each sequence's trained tokens, shape ``(rows,)``."""
     token_log_probs = target_log_probs(target_logits(model, batch, use_mask), batch)
-    rows = batch.keep.nonzero(as_tuple=True)[0]
-    sums = torch.zeros(batch.input_ids.shape[0], dtype=token_log_probs.dtype, device=rows.device)
+    rows = batch.rows[batch.keep]
+    sums = torch.zeros(batch.n_rows, dtype=token_log_probs.dtype, device=rows.device)
     return sums.index_add(0, rows, token_log_probs)
 
 
@@ -69,6 +73,7 @@ class DpoObjective:
         autocast: Callable[[], AbstractContextManager[Any]],
         max_tokens: int,
         use_logits_mask: bool,
+        packing: bool = False,
     ) -> None:
         """``reference=None`` means the model is a PEFT model whose disabled adapter gives the
         reference."""
@@ -80,6 +85,11 @@ class DpoObjective:
         self.autocast = autocast
         self.max_tokens = max_tokens
         self.use_logits_mask = use_logits_mask
+        self.packing = packing
+        if packing:
+            use_packed_attention(model)
+            if reference is not None:
+                use_packed_attention(reference)
 
     @contextmanager
     def _reference_model(self) -> Iterator[Any]:
@@ -95,9 +105,13 @@ class DpoObjective:
             self.model.train(was_training)
 
     def _groups(self, pairs: Sequence[PreferencePair]) -> list[list[PreferencePair]]:
-        lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs]
-        # Each pair contributes two rows to the padded micro-batch.
-        groups = split_micro_batches(lengths, max(1, self.max_tokens // 2))
+        if self.packing:
+            lengths = [len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs]
+            groups = split_micro_batches(lengths, self.max_tokens, packed=True)
+        else:
+            lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs]
+            # Each pair contributes two rows to the padded micro-batch.
+            groups = split_micro_batches(lengths, max(1, self.max_tokens // 2))
         return [[pairs[i] for i in group] for group in groups]
 
     def _scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +126,7 @@ class DpoObjective:
         wins_total = torch.zeros((), dtype=torch.long, device=self.device)
         n_tokens = 0
         for group in self._groups(pairs):
-            batch = collate_pairs(group, self.pad_id).to(self.device)
+            batch = collate_pairs(group, self.pad_id, packing=self.packing).to(self.device)
             losses, wins = self._scores(batch)
             (losses.sum() / len(pairs)).backward()  # type: ignore[no-untyped-call]
             loss_total += losses.detach().sum()
@@ -133,7 +147,7 @@ class DpoObjective:
         wins_total = 0
         n_tokens = 0
         for group in self._groups(pairs):
-            batch = collate_pairs(group, self.pad_id).to(self.device)
+            batch = collate_pairs(group, self.pad_id, packing=self.packing).to(self.device)
             losses, wins = self._scores(batch)
             loss_total += float(losses.sum())
             wins_total += int(wins.sum())

@@ -6,6 +6,9 @@ vocabulary dwarfs the hidden size), and a fine-tune scores only a fraction of th
 ``logits_to_keep`` mask and project only the kept positions; older ones, or models whose forward
 has no such argument, get the full logits and the kept rows are selected afterwards. Either way
 the caller receives a ``(n_targets, vocab)`` tensor in row-major order of ``batch.keep``.
+
+A packed batch also passes its position ids and row boundaries (transformers' flash-attention
+keyword names), which the packed attention (:mod:`ftserve.training.packing`) reads.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ def target_logits(model: Any, batch: Batch, use_mask: bool) -> torch.Tensor:
     kwargs: dict[str, Any] = {"use_cache": False}
     if use_mask:
         kwargs["logits_to_keep"] = batch.keep
+    if batch.packed:
+        kwargs.update(
+            position_ids=batch.position_ids,
+            cu_seq_lens_q=batch.cu_seq_lens,
+            cu_seq_lens_k=batch.cu_seq_lens,
+            max_length_q=batch.max_length,
+            max_length_k=batch.max_length,
+        )
     logits: torch.Tensor = model(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs
     ).logits

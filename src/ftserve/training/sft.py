@@ -2,7 +2,9 @@
 
 The loss of a step is the mean over every trained token of the step's examples, however they
 were split into micro-batches (each micro-batch's summed loss is divided by the step's token
-count before its backward pass).
+count before its backward pass). With ``packing`` a micro-batch is one packed row
+(:func:`~ftserve.training.batching.pack`) of at most ``max_tokens`` real tokens; the loss is
+the same sum over the same tokens, only no padding is computed.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 
 import torch
 
-from ftserve.training.batching import collate, split_micro_batches
+from ftserve.training.batching import Batch, collate, pack, split_micro_batches
 from ftserve.training.data import Example
 from ftserve.training.forward import target_logits
 from ftserve.training.objective import Outcome
+from ftserve.training.packing import use_packed_attention
 
 
 class SupervisedObjective:
@@ -29,6 +32,7 @@ class SupervisedObjective:
         autocast: Callable[[], AbstractContextManager[Any]],
         max_tokens: int,
         use_logits_mask: bool,
+        packing: bool = False,
     ) -> None:
         self.model = model
         self.pad_id = pad_id
@@ -36,15 +40,22 @@ class SupervisedObjective:
         self.autocast = autocast
         self.max_tokens = max_tokens
         self.use_logits_mask = use_logits_mask
+        self.packing = packing
+        if packing:
+            use_packed_attention(model)
 
     def _groups(self, examples: Sequence[Example]) -> list[list[Example]]:
         lengths = [len(e.input_ids) for e in examples]
         return [
-            [examples[i] for i in group] for group in split_micro_batches(lengths, self.max_tokens)
+            [examples[i] for i in group]
+            for group in split_micro_batches(lengths, self.max_tokens, packed=self.packing)
         ]
 
+    def _batch(self, examples: Sequence[Example]) -> Batch:
+        return pack(examples) if self.packing else collate(examples, self.pad_id)
+
     def _loss_sum(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        batch = collate(examples, self.pad_id).to(self.device)
+        batch = self._batch(examples).to(self.device)
         with self.autocast():
             logits = target_logits(self.model, batch, self.use_logits_mask)
         targets = batch.targets[batch.keep]

@@ -37,12 +37,18 @@ class TrainingSpec:
     ``lora_alpha / lora_rank`` and dropout ``lora_dropout``.
 
     One optimizer step sees ``batch_size`` examples; they are fed to the model in micro-batches
-    of at most ``max_tokens_per_micro_batch`` padded tokens (at least one example each) and the
+    of at most ``max_tokens_per_micro_batch`` tokens (at least one example each) and the
     gradients are accumulated, so a large batch does not need a large memory.
 
     Memory (``ftserve.training.memory``): ``None`` in ``gradient_checkpointing`` or
     ``max_tokens_per_micro_batch`` means "auto", planned from the device's free memory;
     ``quantization="nf4"`` loads the frozen base in 4 bits (LoRA only).
+
+    ``packing`` (where the model allows it exactly, see ``ftserve.training.packing``) feeds each
+    micro-batch as one row of concatenated examples with attention kept inside each example, so
+    no padding is computed and the budget counts real tokens; otherwise rows are padded to the
+    longest and the budget counts padded tokens. Either way a step holds the same examples and
+    its loss is the same (up to floating-point rounding).
     """
 
     model: str
@@ -67,6 +73,7 @@ class TrainingSpec:
     max_tokens_per_micro_batch: int | None = None
     gradient_checkpointing: bool | None = None
     quantization: Quantization | None = None
+    packing: bool = True
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""

@@ -63,6 +63,7 @@ from ftserve.training.dpo import DpoObjective
 from ftserve.training.forward import supports_logits_mask
 from ftserve.training.lora import attach_lora
 from ftserve.training.objective import Objective, Outcome
+from ftserve.training.packing import supports_packing
 from ftserve.training.sft import SupervisedObjective
 from ftserve.training.spec import (
     CheckpointInfo,
@@ -274,6 +275,7 @@ class _Job:
             "autocast": self._autocast,
             "max_tokens": self.plan.max_tokens_per_micro_batch,
             "use_logits_mask": supports_logits_mask(self.model),
+            "packing": self.spec.packing and supports_packing(self.model),
         }
         if self.spec.method == "dpo":
             assert self.hp.beta is not None

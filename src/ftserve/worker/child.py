@@ -192,6 +192,7 @@ def _train(
             lora=job.extensions.get("adapter", "lora") != "full",
             lora_rank=int(job.extensions.get("lora_rank", 8)),
             **_memory_options(job.extensions),
+            packing=bool(job.extensions.get("packing", True)),
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
             resume_from=resume_from,
