@@ -70,7 +70,8 @@ events and checkpoints (that upper bound is the server setting `FTSERVE_EVENTS_M
 **Differences from OpenAI.** Job status adds `paused`; `error` is null unless the job failed;
 `method.type` `reinforcement` is refused; job creation also accepts Azure's `trainingType`
 (recorded in `ftserve.training_type`) and ftserve's own extension object
-`"ftserve": {{"adapter": "lora" | "full", "lora_rank": int}}`, echoed on every job object.
+`"ftserve": {{"adapter": "lora" | "full", "lora_rank": int, "packing": bool, …}}` (the memory and
+packing options; see `CreateFineTuningJobRequest`), echoed, resolved, on every job object.
 Base models are the built-ins `ftserve-tiny` and `smollm2-135m-instruct` (when installed), GGUF
 files, local Hugging Face model directories, models in the local Hugging Face cache and configured
 aliases; `GET /models` lists them and the organization's fine-tuned models. A job created with an

@@ -345,7 +345,8 @@ CREATE_JOB_FIELDS = (
     Field(
         "ftserve",
         "object",
-        "ftserve's extension (default: adapter `lora`, lora_rank 8).",
+        "ftserve's own options (each property says what it does and its default); echoed, "
+        "resolved, in the job object's `ftserve`.",
         fields=EXTENSION_FIELDS,
     ),
     TRAINING_TYPE,
