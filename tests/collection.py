@@ -15,6 +15,8 @@ freely.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # Fixtures that start PostgreSQL, directly or through those they use (a fixture's dependencies
@@ -23,6 +25,16 @@ import pytest
 PG_FIXTURES = frozenset({"pg_cluster", "private_pg", "own_cluster"})
 
 _SHARED_SCOPES = frozenset({"class", "module", "package"})
+_MAX_WORKERS = 8  # each may hold servers, a model and a training process: memory, not cores
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject): one worker more than the cores this process may use, since the
+    tests mostly wait on the servers they start (3 on 2 cores). PYTEST_XDIST_AUTO_NUM_WORKERS
+    still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return min(len(os.sched_getaffinity(0)) + 1, _MAX_WORKERS)
 
 
 def _backend(item: pytest.Item) -> str | None:

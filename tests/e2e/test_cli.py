@@ -29,7 +29,9 @@ def cli_env(server: Server, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "FTSERVE_"))  # nothing but what the test says
+        # Nothing but what the test says; nor the terminal size of whoever runs the tests
+        # (pytest-xdist's workers say 80 columns): the CLI's output here is piped.
+        if not k.startswith(("OPENAI_", "FTSERVE_")) and k not in ("COLUMNS", "LINES")
     }
     env.update(FTSERVE_BASE_URL=server.base_url, FTSERVE_API_KEY=API_KEY)
     env.update(extra)
