@@ -59,6 +59,9 @@ class TrainingSpec:
     eval_interval: int | None = None
     max_seq_len: int = 2048
     max_tokens_per_micro_batch: int = 16384
+    devices: int = 1
+    """Processes the job runs as (``ftserve.training.distributed``): each takes its share of
+    every step's examples, so the losses are those of one process with the same batch."""
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""
