@@ -72,6 +72,18 @@ def files_unreachable() -> NewEvent:
     )
 
 
+NO_WORKER_FITS = "no-worker-fits"
+
+
+def no_worker_fits(devices: int | str) -> NewEvent:
+    return make_event(
+        f"No running worker has the {devices} device(s) this job asks for "
+        "(ftserve.devices); it stays queued until one does, and can be cancelled",
+        level="warn",
+        key=NO_WORKER_FITS,
+    )
+
+
 def cancelled() -> NewEvent:
     return make_event("Fine-tuning job cancelled")
 

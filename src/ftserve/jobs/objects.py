@@ -40,11 +40,9 @@ TRAINING_FORMATS = ("chat", "prompt_completion", "preference")
 
 
 def _extension_schema() -> Json:
-    adapter, lora_rank = (field_schema(f, response=True) for f in EXTENSION_FIELDS)
     return closed(
         {
-            "adapter": adapter,
-            "lora_rank": lora_rank,
+            **{f.name: field_schema(f, response=True) for f in EXTENSION_FIELDS},
             "training_type": {"type": "string", "maxLength": TRAINING_TYPE_MAX_LENGTH},
             "base_model": {
                 "type": "string",
