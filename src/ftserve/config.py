@@ -213,7 +213,8 @@ class Settings:
     concurrency: int = setting(
         1,
         Int(1, 64),
-        "jobs trained at once by one worker on CPU (on GPUs: one per GPU)",
+        "training processes one worker runs at once on CPU (a job of `ftserve.devices` N takes N); "
+        "on a GPU worker, one per GPU it may use",
         who="W",
         flag="--concurrency",
         commands=("worker",),

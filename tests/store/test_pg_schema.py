@@ -6,9 +6,9 @@ migrate``, and start once it has run.
 PostgreSQL support began at schema version 3, so there is no version-1 or -2 PostgreSQL
 database to migrate (SQLite's are tested in test_sqlite_only.py). ``KEPT`` holds every
 PostgreSQL schema version ftserve has shipped, verbatim: each is built, migrated with the
-command an operator runs, and compared with a fresh database. Today that is version 3 alone,
-which makes the test catch an edit of migrations/postgres/schema.sql that comes without a new version and
-a migration; a version 4 adds its script here and is then migrated from 3.
+command an operator runs, and compared with a fresh database: versions 3 and 4 (4 added the
+jobs' devices and the workers' capacity). An edit of migrations/postgres/schema.sql that
+comes without a new version and a migration fails here; a version 5 adds its script here.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _apply(url: str, script: str, version: int) -> None:
         conn.execute("INSERT INTO ftserve_schema (version) VALUES (%s)", (version,))
 
 
-@pytest.mark.parametrize("version", [3])
+@pytest.mark.parametrize("version", [3, 4])
 def test_a_migrated_database_equals_a_fresh_one(
     pg_empty_url: str, pg_url: str, tmp_path: Path, version: int
 ) -> None:
@@ -165,7 +165,7 @@ def test_the_catalog_dump_sees_a_difference(
 def test_migration_steps_run_in_one_transaction(
     pg_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A (made-up) version 4 is applied on top of 3 and recorded; a step that fails leaves the
+    """A (made-up) version 5 is applied on top of the shipped 4 and recorded; a step that fails leaves the
     database exactly at its old version, the steps before it undone."""
     import psycopg
 
@@ -176,30 +176,32 @@ def test_migration_steps_run_in_one_transaction(
     shipped = postgres.MIGRATIONS
 
     def with_step(script: str) -> None:
-        monkeypatch.setattr(postgres, "MIGRATIONS", replace(shipped, steps={4: script}))
+        monkeypatch.setattr(
+            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, 5: script})
+        )
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT; ALTER TABLE jobs ADD COLUMN broken NOPE;")
     with pytest.raises(StoreError, match="could not migrate"):
         postgres.migrate(pg_store_url)
     assert catalog(pg_store_url) == before
     with pytest.raises(
-        postgres.SchemaNotReady, match=r"schema version 3.*needs 4.*ftserve migrate"
+        postgres.SchemaNotReady, match=r"schema version 4.*needs 5.*ftserve migrate"
     ):
         postgres.PostgresStore(pg_store_url)
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT;")
-    assert postgres.migrate(pg_store_url) == (3, 4)
-    assert postgres.migrate(pg_store_url) == (4, 4)
+    assert postgres.migrate(pg_store_url) == (4, 5)
+    assert postgres.migrate(pg_store_url) == (5, 5)
     after = catalog(pg_store_url)
-    assert after["version"] == [(4,)]
+    assert after["version"] == [(5,)]
     assert [c for c in after["columns"] if c not in before["columns"]] == [
         ("jobs", "note", "text", "text", None, None, "YES", None, "NO", None, "NEVER", None, None)
     ]
     store = postgres.PostgresStore(pg_store_url)
     store.close()
     with psycopg.connect(pg_store_url) as conn:
-        conn.execute("UPDATE ftserve_schema SET version = 5")
-    with pytest.raises(StoreError, match=r"schema version 5; this ftserve knows 4\. Upgrade"):
+        conn.execute("UPDATE ftserve_schema SET version = 6")
+    with pytest.raises(StoreError, match=r"schema version 6; this ftserve knows 5\. Upgrade"):
         postgres.migrate(pg_store_url)
 
 
@@ -221,7 +223,7 @@ def test_concurrent_migrations_apply_the_schema_once(pg_empty_url: str, pg_store
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert sorted(results, key=str) == [(3, 3), (3, 3), (3, 3), (None, 3)]
+    assert sorted(results, key=str) == [(4, 4), (4, 4), (4, 4), (None, 4)]
     assert catalog(pg_empty_url) == catalog(pg_store_url)
 
 
@@ -299,18 +301,22 @@ def test_serve_and_worker_refuse_an_unmigrated_database_until_migrate(
 def test_an_older_schema_stops_the_server_with_the_migrate_message(
     pg_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server of a newer ftserve (one knowing a made-up version 4) on a database at 3."""
+    """The server of a newer ftserve (one knowing a made-up version 5) on a database at 4."""
     from ftserve.cli.main import main
     from ftserve.store import postgres
 
     step = "ALTER TABLE jobs ADD COLUMN note TEXT;"
-    monkeypatch.setattr(postgres, "MIGRATIONS", replace(postgres.MIGRATIONS, steps={4: step}))
+    monkeypatch.setattr(
+        postgres,
+        "MIGRATIONS",
+        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, 5: step}),
+    )
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_store_url)
     monkeypatch.setenv("FTSERVE_API_KEYS", "sk-test-0123456789")
     for command in (["serve", "--port", str(free_port())], ["worker"]):
         with pytest.raises(SystemExit) as stopped:
             main([*command, "--data-dir", str(tmp_path / "data")])
-        assert "schema version 3; this ftserve needs 4: run `ftserve migrate`" in str(
+        assert "schema version 4; this ftserve needs 5: run `ftserve migrate`" in str(
             stopped.value.code
         )
 
@@ -416,3 +422,17 @@ CREATE TABLE ftserve_schema (
 );
 """,
 }
+# Version 4 as shipped: version 3 and its step (the jobs' devices, the workers' capacity).
+KEPT[4] = (
+    KEPT[3]
+    + """
+ALTER TABLE jobs ADD COLUMN devices BIGINT NOT NULL DEFAULT 1;
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    devices      BIGINT NOT NULL,
+    devices_free BIGINT NOT NULL,
+    auto_devices BIGINT NOT NULL,
+    seen_at      DOUBLE PRECISION NOT NULL
+);
+"""
+)

@@ -251,8 +251,8 @@ def test_the_graph_sees_what_it_checks() -> None:
     """The walker finds lazy, relative and TYPE_CHECKING imports as meant (else every rule above
     would pass on an empty graph)."""
     child = imports_of("ftserve.worker.child")
-    assert "ftserve.training.trainer" in child.every
-    assert "ftserve.training.trainer" not in child.eager
+    assert "ftserve.training.distributed" in child.every
+    assert "ftserve.training.distributed" not in child.eager
     assert "ftserve.training.spec" not in imports_of("ftserve.worker.hooks").every
     assert "ftserve.modeling.sources" in imports_of("ftserve.models.registry").eager
     assert "sqlite3" in imports_of("ftserve.store.sqlite").every

@@ -77,6 +77,18 @@ def memory_warning(message: str) -> NewEvent:
     return make_event(message, level="warn", key="out-of-memory-back-off")
 
 
+NO_WORKER_FITS = "no-worker-fits"
+
+
+def no_worker_fits(devices: int | str) -> NewEvent:
+    return make_event(
+        f"No running worker has the {devices} device(s) this job asks for "
+        "(ftserve.devices); it stays queued until one does, and can be cancelled",
+        level="warn",
+        key=NO_WORKER_FITS,
+    )
+
+
 def cancelled() -> NewEvent:
     return make_event("Fine-tuning job cancelled")
 

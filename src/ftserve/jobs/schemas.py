@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import InvalidValue
 from ..params import expect_object, expect_str, require
 from ..wire import metadata
-from ..wire.fields import Field, body_schema, parse_body, unknown_parameter
+from ..wire.fields import Field, body_schema, check_integer, parse_body, unknown_parameter
 from ..wire.queries import Paging
 from ..wire.shapes import closed, const, or_null, ref
 from .method import METHODS, Hyperparameters, Method, MethodType
@@ -44,6 +44,7 @@ BETA_MAX = 2
 MAX_INTEGRATIONS = 5
 WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
+DEVICES_MAX = 64
 DEFAULT_LORA_RANK = 8
 ADAPTERS = ("lora", "full")
 QUANTIZATIONS = ("nf4",)
@@ -217,6 +218,18 @@ def _bad_quantization(param: str, value: str) -> InvalidValue:
     )
 
 
+def _check_devices(value: Any, param: str) -> int | str:
+    """An integer 1..64, or "auto" (every GPU of the worker that takes it; 1 on CPU)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise InvalidValue(
+            f"Invalid value for '{param}': expected 'auto' or an integer, but got '{value[:64]}'.",
+            param=param,
+        )
+    return check_integer(value, param, 1, DEVICES_MAX)
+
+
 EXTENSION_FIELDS = (
     Field("adapter", "string", default="lora", enum=ADAPTERS, enum_error=_bad_adapter),
     Field("lora_rank", "integer", minimum=1, maximum=LORA_RANK_MAX, default=DEFAULT_LORA_RANK),
@@ -263,6 +276,22 @@ EXTENSION_FIELDS = (
         "Feed each micro-batch as one padding-free sequence, attention kept inside each example "
         "(same examples per step, same loss); models that cannot be packed exactly are padded.",
         default=True,
+    ),
+    Field(
+        "devices",
+        "custom",
+        "Processes the job trains on, one per device: GPUs on a GPU worker, CPU processes of "
+        "`FTSERVE_TORCH_THREADS` threads each on a CPU worker (each counts against "
+        "`FTSERVE_CONCURRENCY`). `auto`: every GPU of the worker that takes it (1 on CPU). The "
+        "losses are those of one device with the same batch.",
+        default=1,
+        check=_check_devices,
+        schema={
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": DEVICES_MAX},
+                {"type": "string", "const": "auto"},
+            ]
+        },
     ),
 )
 TRAINING_TYPE = Field(

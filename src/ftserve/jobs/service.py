@@ -65,6 +65,10 @@ class JobService:
             # `model` is what was asked for (an alias stays an alias, as OpenAI echoes it);
             # the model actually trained is shown here.
             extensions={**req.extensions, "base_model": model.trained},
+            # What the queue is claimed against (0: "auto", resolved by the worker that takes it).
+            devices=0
+            if req.extensions.get("devices") == "auto"
+            else int(req.extensions["devices"]),
         )
         self._store.create_job(
             job,

@@ -114,10 +114,32 @@ class Store(Protocol):
 
     # -- queue (the jobs table is the queue) -------------------------------------------------
     def claim_job(
-        self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
+        self,
+        worker_id: str,
+        now: float,
+        lease_seconds: float,
+        events: Sequence[NewEvent],
+        *,
+        free: int = 1,
+        auto: int = 1,
     ) -> JobRecord | None:
-        """Atomically take the oldest unclaimed ``queued`` job: status ``running``, lease to
-        worker_id, a new ``claim_token``, attempts + 1, ``events`` appended."""
+        """Atomically take the oldest unclaimed ``queued`` job that fits in ``free`` devices
+        (a job asking for ``"auto"`` needs ``auto``): status ``running``, lease to worker_id,
+        a new ``claim_token``, attempts + 1, ``events`` appended."""
+        ...
+
+    def record_worker(self, worker_id: str, devices: int, free: int, auto: int, now: float) -> None:
+        """Say what a worker has: its devices, how many are free, what ``"auto"`` takes there
+        (a worker says it again within every lease; older rows are stale)."""
+        ...
+
+    def forget_workers(self, worker_id: str | None, seen_before: float) -> None:
+        """Drop a worker's row (it stopped), and every row not renewed since ``seen_before``."""
+        ...
+
+    def unfit_jobs(self, live_since: float, told: str, limit: int) -> list[JobRecord]:
+        """Queued jobs that no worker seen since ``live_since`` could take even when idle and
+        that have no event keyed ``told`` yet (the event that says so)."""
         ...
 
     def renew_lease(self, claim: Claim, until: float) -> bool:

@@ -54,6 +54,7 @@ class JobRecord:
     lease_owner: str | None = None  # the worker holding the claim (for people and recovery)
     lease_expires_at: float | None = None
     claim_token: str | None = None  # new on every claim; every write of the claim carries it
+    devices: int = 1  # the devices it trains on; 0: "auto", every device of the worker
 
 
 class JobChanges(TypedDict, total=False):
@@ -84,6 +85,7 @@ class JobChanges(TypedDict, total=False):
     lease_owner: str | None
     lease_expires_at: float | None
     claim_token: str | None
+    devices: int
 
 
 @dataclass(frozen=True, slots=True)

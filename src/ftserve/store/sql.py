@@ -78,15 +78,37 @@ JOBS_OF_ORG = "organization = :org"
 NEWEST_FIRST = " ORDER BY seq DESC LIMIT :limit"
 
 # -- queue ------------------------------------------------------------------------------------
-ANY_QUEUED = "SELECT 1 FROM jobs WHERE status = 'queued' AND claim_token IS NULL LIMIT 1"
-# Finds, takes and returns the oldest claimable job in one statement. On PostgreSQL a job another
-# worker is claiming right now is skipped, not waited for, and its row is re-checked against the
-# condition once locked, so no two claims take one job.
+# A job fits a worker whose free devices cover what it asks for ("auto", 0, asks for what
+# `auto` takes on that worker: all of its GPUs, or 1 on CPU).
+FITS = "(CASE WHEN devices = 0 THEN :auto ELSE devices END) <= :free"
+CLAIMABLE = f"status = 'queued' AND claim_token IS NULL AND {FITS}"
+ANY_QUEUED = f"SELECT 1 FROM jobs WHERE {CLAIMABLE} LIMIT 1"
+# Finds, takes and returns the oldest claimable job that fits in one statement. On PostgreSQL a
+# job another worker is claiming right now is skipped, not waited for, and its row is
+# re-checked against the condition once locked, so no two claims take one job.
 CLAIM = (
     "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :until, "
     "claim_token = :token, attempts = attempts + 1 WHERE id = ("
-    "SELECT id FROM jobs WHERE status = 'queued' AND claim_token IS NULL ORDER BY seq LIMIT 1"
+    f"SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY seq LIMIT 1"
     f"{{skip_locked}}) RETURNING {', '.join(JOB_COLUMNS)}"
+)
+# -- workers' capacity --------------------------------------------------------------------------
+WORKER_UPSERT = (
+    "INSERT INTO workers (id, devices, devices_free, auto_devices, seen_at) "
+    "VALUES (:id, :devices, :free, :auto, :now) ON CONFLICT (id) DO UPDATE SET "
+    "devices = excluded.devices, devices_free = excluded.devices_free, "
+    "auto_devices = excluded.auto_devices, seen_at = excluded.seen_at"
+)
+WORKER_DELETE = "DELETE FROM workers WHERE id = :id"
+WORKERS_STALE_DELETE = "DELETE FROM workers WHERE seen_at < :before"
+# Queued jobs that no live worker could take even when idle, not yet told so (the key of the
+# event that tells them is :key).
+UNFIT_JOBS = (
+    f"{JOB_SELECT} WHERE status = 'queued' AND claim_token IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.seen_at >= :live AND "
+    "(CASE WHEN jobs.devices = 0 THEN w.auto_devices ELSE jobs.devices END) <= w.devices) "
+    "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = jobs.id AND e.key = :key) "
+    "ORDER BY seq LIMIT :limit"
 )
 RENEW = "UPDATE jobs SET lease_expires_at = :until WHERE id = :id AND claim_token = :token"
 CLAIM_HOLDER_LOCK = (

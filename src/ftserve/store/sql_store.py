@@ -189,14 +189,27 @@ class SqlStore:
 
     # -- queue -------------------------------------------------------------------------------
     def claim_job(
-        self, worker_id: str, now: float, lease_seconds: float, events: Sequence[NewEvent]
+        self,
+        worker_id: str,
+        now: float,
+        lease_seconds: float,
+        events: Sequence[NewEvent],
+        *,
+        free: int = 1,
+        auto: int = 1,
     ) -> JobRecord | None:
+        fit = {"free": free, "auto": auto}
         # Idle workers ask often: once a claim found nothing, a read answers "still nothing"
         # without a write transaction; after one that found a job, the next claim goes straight
         # to the transaction (a busy queue saves the read).
-        if self._queue_empty and self._db.read(lambda s: s.one(sql.ANY_QUEUED)) is None:
+        if self._queue_empty and self._db.read(lambda s: s.one(sql.ANY_QUEUED, fit)) is None:
             return None
-        args = {"worker": worker_id, "until": now + lease_seconds, "token": secrets.token_hex(8)}
+        args = {
+            "worker": worker_id,
+            "until": now + lease_seconds,
+            "token": secrets.token_hex(8),
+            **fit,
+        }
         try:
             with self._db.tx() as s:
                 new = s.one(sql.CLAIM, args)
@@ -209,6 +222,23 @@ class SqlStore:
             return None
         self._queue_empty = False
         return claimed
+
+    # -- workers' capacity ------------------------------------------------------------------
+    def record_worker(self, worker_id: str, devices: int, free: int, auto: int, now: float) -> None:
+        args = {"id": worker_id, "devices": devices, "free": free, "auto": auto, "now": now}
+        with self._db.tx() as s:
+            s.run(sql.WORKER_UPSERT, args)
+
+    def forget_workers(self, worker_id: str | None, seen_before: float) -> None:
+        with self._db.tx() as s:
+            if worker_id is not None:
+                s.run(sql.WORKER_DELETE, {"id": worker_id})
+            s.run(sql.WORKERS_STALE_DELETE, {"before": seen_before})
+
+    def unfit_jobs(self, live_since: float, told: str, limit: int) -> list[JobRecord]:
+        args = {"live": live_since, "key": told, "limit": limit}
+        found = self._db.read(lambda s: s.all(sql.UNFIT_JOBS, args))
+        return [rows.job_record(r) for r in found]
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._db.tx() as s:

@@ -74,6 +74,9 @@ class TrainingSpec:
     gradient_checkpointing: bool | None = None
     quantization: Quantization | None = None
     packing: bool = True
+    devices: int = 1
+    """Processes the job runs as (``ftserve.training.distributed``): each takes its share of
+    every step's examples, so the losses are those of one process with the same batch."""
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""

@@ -56,7 +56,7 @@ from ftserve.modeling.device import resolve_device
 from ftserve.modeling.errors import ModelFailed
 from ftserve.modeling.loading import freeze, frozen_copy, load_model, load_tokenizer
 from ftserve.modeling.sources import materialize
-from ftserve.training import checkpointing, hyperparameters, memory
+from ftserve.training import checkpointing, distributed, hyperparameters, memory
 from ftserve.training.checkpointing import StoredCheckpoint
 from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
 from ftserve.training.dpo import DpoObjective
@@ -150,7 +150,13 @@ class _Job:
         if self.plan.gradient_checkpointing:
             memory.enable_gradient_checkpointing(self.model)
         self.optimizer, self.scheduler = self._build_optimizer()
-        self.objective = self._build_objective(reference)
+        # On several devices each rank takes its share of every step (distributed.py).
+        self.objective = distributed.sharded(
+            self._build_objective(reference),
+            self.model,
+            self.tokenizer.pad_token_id,
+            self._autocast,
+        )
         self.backed_off = False
         self.trained_tokens = 0
         self.current_step = 0
@@ -298,7 +304,12 @@ class _Job:
             try:
                 return run()
             except Exception as exc:
-                if not memory.is_out_of_memory(exc):
+                # A rank that retried alone would leave the others waiting in their collective:
+                # on several devices an out-of-memory error ends the run (the job fails, naming
+                # the options that fit it).
+                if not memory.is_out_of_memory(exc) or isinstance(
+                    self.objective, distributed.ShardedObjective
+                ):
                     raise
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             # Outside the except block: the failed attempt's tensors, which its traceback
@@ -359,7 +370,9 @@ class _Job:
     def _metrics(self, step: int, outcome: Outcome) -> StepMetrics:
         last = step == self.hp.total_steps
         valid = full = None
-        if self.valid_items and (step % self.eval_interval == 0 or last):
+        # Only the rank that reports evaluates.
+        due = step % self.eval_interval == 0 or last
+        if self.valid_items and due and distributed.is_main():
             fixed = self.valid_items[: max(self.hp.batch_size, MIN_VALIDATION_BATCH)]
             valid = self._evaluate(fixed)
             if last:
@@ -379,6 +392,9 @@ class _Job:
     def _checkpoint(self, kind: CheckpointKind, step: int) -> CheckpointInfo:
         assert self.last_metrics is not None
         epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
+        if not distributed.is_main():  # rank 0 writes the job's files; the others only ask
+            path = checkpointing.checkpoints_root(self.spec.work_dir) / f"step-{step:06d}"
+            return CheckpointInfo(step, path, self.last_metrics, epoch + 1, kind)
         stored = checkpointing.save_checkpoint(
             self.spec.work_dir,
             kind=kind,
@@ -462,7 +478,8 @@ class _Job:
                 json.dumps(description, indent=2), encoding="utf-8"
             )
 
-        checkpointing.write_atomically(final, fill)
+        if distributed.is_main():
+            checkpointing.write_atomically(final, fill)
         return TrainingResult(
             final_path=final,
             trained_tokens=self.trained_tokens,

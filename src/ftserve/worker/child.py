@@ -41,15 +41,18 @@ def main(
     token: str,
     settings: Settings,
     lifeline: Connection,
-    gpu: int | None,
+    gpus: list[str] | None,
+    devices: int = 1,
 ) -> None:
     """``lifeline``: the read end of a pipe whose write end only the worker holds; it reads as
     ready (EOF) once the worker is gone, however it died. (The parent process is no such sign:
-    a forked child's parent is the fork server, which outlives the worker while children run.)"""
+    a forked child's parent is the fork server, which outlives the worker while children run.)
+    ``gpus``: the GPUs the worker gave this job (a subset of the ones it may use); ``devices``:
+    how many processes it trains on."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -62,7 +65,7 @@ def main(
         open_store(settings, per_step_writes=True, wakes=Wakes.nothing()), worker_alive
     )
     try:
-        _run(Claim(job_id, token), settings, store, worker_alive)
+        _run(Claim(job_id, token), settings, store, worker_alive, devices)
     finally:
         store.close()
 
@@ -91,7 +94,13 @@ def _resume_point(store: Store, job_id: str) -> str | None:
     return page.items[0].path
 
 
-def _run(claim: Claim, settings: Settings, store: Store, worker_alive: Callable[[], bool]) -> None:
+def _run(
+    claim: Claim,
+    settings: Settings,
+    store: Store,
+    worker_alive: Callable[[], bool],
+    devices: int,
+) -> None:
     job = store.get_job(claim.job_id)
     if job is None or job.claim_token != claim.token:
         return
@@ -125,7 +134,7 @@ def _run(claim: Claim, settings: Settings, store: Store, worker_alive: Callable[
         retry_seconds=settings.blob_retry_seconds,
     )
     try:
-        outcome = _train(job, claim, settings, files, training, validation, hooks, store)
+        outcome = _train(job, claim, settings, files, training, validation, hooks, store, devices)
         if outcome is not None:
             _finish(store, files, hooks, job, claim, *outcome)
     finally:
@@ -152,12 +161,13 @@ def _train(
     validation: FileRecord | None,
     hooks: StoreHooks,
     store: Store,
+    devices: int,
 ) -> tuple[int, Path] | None:
     """Train; the trained tokens and final model directory, or None when the job stopped or
     failed (recorded already)."""
     try:
+        from ..training.distributed import train_on_devices
         from ..training.spec import TrainingFailed, TrainingSpec, TrainingStopped
-        from ..training.trainer import train
 
         hp = job.method.hyperparameters
         # From a remote store these are downloaded into this machine's cache (once per file).
@@ -196,8 +206,9 @@ def _train(
             device=settings.device,  # type: ignore[arg-type]
             torch_threads=settings.torch_threads,
             resume_from=resume_from,
+            devices=devices,
         )
-        result = train(spec, hooks)
+        result = train_on_devices(spec, hooks)
     except BlobUnavailable as exc:
         _blob_failure(store, claim, hooks, exc)
         return None

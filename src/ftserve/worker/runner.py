@@ -49,6 +49,18 @@ EXIT_GRACE_SECONDS = 30.0  # a child that released its job but does not exit is 
 StartMethod = Literal["auto", "fork", "warm", "cold"]
 
 
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs this worker may use: the operator's ``CUDA_VISIBLE_DEVICES`` when set (a child
+    is only ever given a subset of it), else every GPU ``nvidia-smi`` lists."""
+    gpus = count_gpus(device)
+    if not gpus:
+        return []
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is None:
+        return [str(i) for i in range(gpus)]
+    return [d.strip() for d in chosen.split(",") if d.strip()][:gpus]
+
+
 def count_gpus(device: str) -> int:
     if device == "cpu" or shutil.which("nvidia-smi") is None:
         return 0
@@ -63,7 +75,7 @@ def count_gpus(device: str) -> int:
 class _Running:
     claim: Claim
     process: BaseProcess
-    slot: int
+    slots: tuple[int, ...]  # the worker's devices it holds (indices into its GPUs, or CPU slots)
     renewed_at: float
     stop_sent_at: float | None = None
     released: bool = False  # the child let go of its job and is only exiting
@@ -84,8 +96,8 @@ class Worker:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._running: dict[str, _Running] = {}
-        gpus = count_gpus(self.settings.device)
-        self._gpus = gpus
+        self._gpu_ids = visible_gpus(self.settings.device)
+        gpus = self._gpus = len(self._gpu_ids)
         # Each job trains in a process of its own. On CPU it is forked from a fork server that
         # imported the training engine once (preload.py: ~7 s of imports a spawned child paid
         # per job). On GPUs it is spawned, as CUDA cannot be used in a process forked after it
@@ -106,8 +118,12 @@ class Worker:
             self.warm = WarmPool(self._ctx, self.settings, self._lifeline, self.store.changes.poke)
         # Set once a child can start at once: a job is claimed (its lease running) only then.
         self._ready = threading.Event()
-        # One job per GPU; on CPU, as many as the concurrency setting allows.
+        # A slot is a device: a GPU, or on CPU one training process (the concurrency setting
+        # says how many). A job takes as many as its `devices` asks for; "auto" takes every GPU
+        # (1 on CPU).
         self.slots = gpus if gpus else max(self.settings.concurrency, 1)
+        self.auto_devices = gpus if gpus else 1
+        self._published: tuple[int, float] = (-1, 0.0)  # free slots said, and when
         self.blobs = open_cache(self.settings)
 
     # -- control from outside ----------------------------------------------------------------
@@ -136,9 +152,12 @@ class Worker:
             cycle = time.monotonic()
             try:
                 if time.monotonic() - last_recover > self.settings.lease_seconds / 2:
+                    self._publish(force=True)
                     self.recover()
+                    self._tell_unfit()
                     last_recover = time.monotonic()
                 self._supervise()
+                self._publish()
                 while self._busy_slots() < self.slots and self._can_start():
                     if self._stop.is_set() or not self._claim():
                         break
@@ -204,23 +223,60 @@ class Worker:
 
     def _busy_slots(self) -> int:
         # A child that has released its job only has interpreter teardown left (a second or
-        # two with torch loaded); its slot is free for the next job already.
-        return sum(1 for r in self._running.values() if not r.released)
+        # two with torch loaded); its slots are free for the next job already.
+        return sum(len(r.slots) for r in self._running.values() if not r.released)
+
+    def _publish(self, *, force: bool = False) -> None:
+        """Record this worker's free devices in the store when they changed (and within every
+        lease, so the row stays live): the queue is claimed against them, and a job no
+        worker can fit is told so."""
+        free = self.slots - self._busy_slots()
+        said, at = self._published
+        now = time.time()
+        if force or free != said or now - at > self.settings.lease_seconds / 3:
+            self.store.record_worker(self.worker_id, self.slots, free, self.auto_devices, now)
+            self._published = (free, now)
+
+    def _tell_unfit(self) -> None:
+        """Say once, in its log, that a queued job fits no live worker (it stays queued)."""
+        live_since = time.time() - self.settings.lease_seconds
+        self.store.forget_workers(None, live_since)
+        for job in self.store.unfit_jobs(live_since, messages.NO_WORKER_FITS, 100):
+            asked = job.extensions.get("devices", job.devices)
+            self.store.update_job(
+                job.id,
+                expect=[Status.QUEUED],
+                changes={},
+                events=[messages.no_worker_fits(asked)],
+            )
 
     def _claim(self) -> bool:
+        free = self.slots - self._busy_slots()
         job = self.store.claim_job(
             self.worker_id,
             time.time(),
             self.settings.lease_seconds,
             [messages.training_started()],
+            free=free,
+            auto=self.auto_devices,
         )
         if job is None:
             return False
         assert job.claim_token is not None
         claim = Claim(job.id, job.claim_token)
-        used = {r.slot for r in self._running.values() if not r.released}
-        slot = next(i for i in range(self.slots) if i not in used)
-        args = (job.id, claim.token, self.settings, self._lifeline, slot if self._gpus else None)
+        need = job.devices or self.auto_devices
+        if job.extensions.get("devices") == "auto":
+            # The job's `ftserve` object says what "auto" came to on this worker.
+            self.store.update_job(
+                job.id,
+                expect=[Status.RUNNING],
+                expect_claim=claim.token,
+                changes={"extensions": {**job.extensions, "devices": need}},
+            )
+        used = {i for r in self._running.values() if not r.released for i in r.slots}
+        slots = tuple(i for i in range(self.slots) if i not in used)[:need]
+        gpus = [self._gpu_ids[i] for i in slots] if self._gpus else None
+        args = (job.id, claim.token, self.settings, self._lifeline, gpus, need)
         process = self.warm.hand(args) if self.warm is not None else None
         if process is None:
             process = self._ctx.Process(
@@ -229,7 +285,8 @@ class Worker:
             process.start()
         if job.id in self._running:  # an earlier run of this job is still exiting
             self._running[f"{job.id}#{process.pid}"] = self._running.pop(job.id)
-        self._running[job.id] = _Running(claim, process, slot, time.monotonic())
+        self._running[job.id] = _Running(claim, process, slots, time.monotonic())
+        self._publish()
         log.info("worker %s: training %s (attempt %d)", self.worker_id, job.id, job.attempts)
         return True
 
@@ -343,6 +400,10 @@ class Worker:
         the next worker resumes them from their checkpoints."""
         if self.warm is not None:
             self.warm.close()
+        try:
+            self.store.forget_workers(self.worker_id, time.time() - self.settings.lease_seconds)
+        except StoreError as exc:  # its row goes stale by itself
+            log.warning("worker %s: could not remove its capacity row: %s", self.worker_id, exc)
         for run in list(self._running.values()):
             run.process.kill()
             run.process.join()

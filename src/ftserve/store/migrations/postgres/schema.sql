@@ -1,5 +1,5 @@
--- ftserve PostgreSQL schema, version 3 (PostgreSQL support began there; a version 4 comes with
--- a numbered step 0004_*.sql beside this file): the same logical schema as ../sqlite/schema.sql.
+-- ftserve PostgreSQL schema, version 4 (PostgreSQL support began at 3; each later version comes
+-- with a numbered step NNNN_*.sql beside this file): the same logical schema as ../sqlite/schema.sql.
 -- Applied by `ftserve migrate` in one transaction on a database without it (postgres.py).
 -- JSON columns hold the exact text orjson wrote (as in SQLite), so records round-trip as
 -- written; event bodies are bytea, returned as the bytes appended.
@@ -45,7 +45,9 @@ CREATE TABLE jobs (
     lease_owner      TEXT,
     lease_expires_at DOUBLE PRECISION,
     -- New on every claim; every write of a worker or its training process carries it.
-    claim_token      TEXT
+    claim_token      TEXT,
+    -- The devices the job trains on (0: "auto", every device of the worker that takes it).
+    devices          BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX jobs_by_org ON jobs (organization, seq);
 -- Covers the "is this job visible to this organization" check of every events page.
@@ -103,6 +105,15 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION ftserve_events_append_only();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION ftserve_events_append_only();
+
+-- Each worker's devices, how many are free, what "auto" takes there, and when it said so.
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    devices      BIGINT NOT NULL,
+    devices_free BIGINT NOT NULL,
+    auto_devices BIGINT NOT NULL,
+    seen_at      DOUBLE PRECISION NOT NULL
+);
 
 -- The schema's version: one row, written by `ftserve migrate` only.
 CREATE TABLE ftserve_schema (

@@ -1,4 +1,4 @@
--- ftserve SQLite schema, at the version of the highest numbered step beside it (3). Applied in
+-- ftserve SQLite schema, at the version of the highest numbered step beside it (4). Applied in
 -- one transaction on a fresh database; older databases are brought to the same shape by the
 -- numbered steps (migrations.py).
 CREATE TABLE files (
@@ -43,7 +43,9 @@ CREATE TABLE jobs (
     lease_owner      TEXT,
     lease_expires_at REAL,
     -- New on every claim; every write of a worker or its training process carries it.
-    claim_token      TEXT
+    claim_token      TEXT,
+    -- The devices the job trains on (0: "auto", every device of the worker that takes it).
+    devices          INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX jobs_by_org ON jobs (organization, seq);
 -- Covers the "is this job visible to this organization" check of every events page.
@@ -94,3 +96,5 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+-- Each worker's devices, how many are free, what "auto" takes there, and when it said so.
+CREATE TABLE workers (id TEXT PRIMARY KEY, devices INTEGER NOT NULL, devices_free INTEGER NOT NULL, auto_devices INTEGER NOT NULL, seen_at REAL NOT NULL);

@@ -1,0 +1,389 @@
+"""One job on several devices: ``spec.devices`` processes joined by torch.distributed.
+
+The training process the worker started is rank 0. It forks the other ranks itself
+(``torch.multiprocessing.start_processes``; spawned instead where CUDA is already initialised)
+before any model is loaded, and every rank runs the same trainer over the same spec. Why not
+torchrun / ``elastic_launch``: they would turn this process into an agent and start every rank
+as a grandchild, so rank 0 would need a store connection, a claim and hooks of its own, and
+their restart and rendezvous machinery is exactly what ``max_restarts=0`` switches off (the
+worker owns retries). Here rank 0 keeps the claim-fenced hooks it already has.
+
+* **Gradients.** Each optimizer step's examples are dealt out: rank ``r`` takes every
+  ``world``-th example starting at ``r``, so the global batch (and the data order) is the one a
+  single process sees. A rank accumulates its share's gradients locally (the objective's own
+  micro-batches, scaled by its own token count), then one synchronising forward/backward pass
+  through ``DistributedDataParallel`` (a one-token probe whose loss is multiplied by zero, so it
+  adds nothing) lets DDP all-reduce the accumulated gradients, the pattern DDP documents for
+  ``no_sync`` accumulation. A comm hook weighs each rank's gradient by its share of the step's
+  trained tokens (pairs for DPO) before DDP's sum, so the result is the single-process
+  gradient: the mean over every trained token of the step. (The probe gives every rank exactly
+  one synchronised backward per step, however many micro-batches or examples it had: a rank
+  with no example in a short last batch still takes part.)
+* **Control.** Only rank 0 writes (metrics, checkpoints, the final model); after each of its
+  hooks it broadcasts the answer, so a cancel or a pause reaches every rank within the step.
+* **Failure.** A rank that dies (kill -9, out of memory) ends the whole run: rank 0 watches
+  the other ranks and exits with :data:`EXIT_RANK_LOST` (the worker requeues the job, which
+  resumes from its last checkpoint); the other ranks die with rank 0 (``PR_SET_PDEATHSIG``).
+
+FSDP: ``fully_shard`` runs on CPU with gloo in torch 2.13 (checked on a toy model), but
+sharded checkpoints are not wired into the trainer yet: every job, LoRA or full, uses DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime
+import inspect
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch._C._distributed_c10d import GradBucket, Store, TCPStore
+from torch.multiprocessing.spawn import start_processes
+
+from ftserve.training.data import Example
+from ftserve.training.objective import Objective, Outcome
+from ftserve.training.spec import (
+    CheckpointInfo,
+    Control,
+    MemoryPlan,
+    ResolvedHyperparameters,
+    StepMetrics,
+    TrainingFailed,
+    TrainingHooks,
+    TrainingResult,
+    TrainingSpec,
+    TrainingStopped,
+)
+
+log = logging.getLogger("ftserve.child")
+
+EXIT_RANK_LOST = 75  # rank 0's exit code when another rank died: the run is over, not the job
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)  # a rank stuck this long in a collective
+RENDEZVOUS_TIMEOUT = datetime.timedelta(seconds=60)  # the ranks find each other within this
+JOIN_SECONDS = 10.0  # how long rank 0 waits for the other ranks to end with it
+WATCH_SECONDS = 0.05
+_CONTROLS: tuple[Control, ...] = ("continue", "pause", "cancel")
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+_current: Rank | None = None
+
+
+def current() -> Rank | None:
+    """This process's place in a job on several devices; None in a one-device job."""
+    return _current
+
+
+def is_main() -> bool:
+    """Whether this process writes (rank 0, or the only process)."""
+    return _current is None or _current.main
+
+
+# -- the objective over the group ----------------------------------------------------------------
+
+
+def _weight(item: Any) -> int:
+    """What a step's loss is the mean over: trained tokens (supervised), pairs (DPO)."""
+    return item.n_targets if isinstance(item, Example) else 1
+
+
+class _Share:
+    """The comm hook's state: this rank's share of the current step's weight."""
+
+    def __init__(self) -> None:
+        self.fraction = 1.0
+
+
+def _weighted_sum(state: _Share, bucket: GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP's all-reduce with each rank's gradient weighed by its share of the step (DDP's
+    default divides by the number of ranks, which is only right for equal shares)."""
+    tensor = bucket.buffer()
+    tensor.mul_(state.fraction)
+    work = dist.all_reduce(tensor, async_op=True)
+    assert work is not None
+    reduced: torch.futures.Future[torch.Tensor] = work.get_future().then(lambda fut: fut.value()[0])
+    return reduced
+
+
+# DDP checks a hook's annotations as objects; this module's are strings (PEP 563).
+_weighted_sum.__annotations__ = {
+    "state": _Share,
+    "bucket": GradBucket,
+    "return": torch.futures.Future[torch.Tensor],
+}
+
+
+class ShardedObjective:
+    """An objective whose steps are shared by every rank of the group."""
+
+    def __init__(
+        self,
+        inner: Objective,
+        model: Any,
+        rank: Rank,
+        *,
+        probe_id: int,
+        autocast: Any,
+    ) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.inner = inner
+        self.rank = rank
+        self.autocast = autocast
+        self.share = _Share()
+        device_ids = [rank.device.index] if rank.device.type == "cuda" else None
+        # Buffers (rotary tables) are constants: nothing to broadcast at each forward. torch
+        # 2.13 renamed the flag (2.11, on the GPU machines, has only the old name).
+        names = inspect.signature(DistributedDataParallel.__init__).parameters
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in names
+            else {"broadcast_buffers": False}
+        )
+        self.ddp = DistributedDataParallel(model, device_ids=device_ids, **no_buffer_sync)  # type: ignore[arg-type]
+        self.ddp.register_comm_hook(self.share, _weighted_sum)
+        self.probe = torch.tensor([[probe_id]], dtype=torch.long, device=rank.device)
+
+    def train_step(self, items: Sequence[Any]) -> Outcome:
+        mine = list(items[self.rank.rank :: self.rank.world])
+        local = self.inner.train_step(mine) if mine else Outcome(0.0, 0.0, 0)
+        weight = sum(_weight(i) for i in mine)
+        # float64: the sums are exact for any realistic count, the loss as exact as one rank's.
+        totals = torch.tensor(
+            [local.loss * weight, local.accuracy * weight, float(local.n_tokens), float(weight)],
+            dtype=torch.float64,
+            device=self.rank.device,
+        )
+        dist.all_reduce(totals)
+        loss_sum, correct, n_tokens, total = (float(x) for x in totals.tolist())
+        self.share.fraction = weight / total
+        self._synchronise()
+        return Outcome(loss=loss_sum / total, accuracy=correct / total, n_tokens=round(n_tokens))
+
+    def _synchronise(self) -> None:
+        """One backward through DDP: it all-reduces what every rank accumulated."""
+        ctx: AbstractContextManager[Any] = self.autocast()
+        with ctx:
+            logits = self.ddp(input_ids=self.probe, use_cache=False).logits
+        (logits.float().sum() * 0.0).backward()
+
+    def evaluate(self, items: Sequence[Any]) -> Outcome:
+        # Rank 0 evaluates alone (only it reports); no collective here.
+        return self.inner.evaluate(items)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    @max_tokens.setter
+    def max_tokens(self, value: int) -> None:
+        self.inner.max_tokens = value
+
+    def micro_batches(self, items: Sequence[Any]) -> int:
+        return self.inner.micro_batches(list(items[self.rank.rank :: self.rank.world]))
+
+
+def sharded(objective: Objective, model: Any, probe_id: int, autocast: Any) -> Objective:
+    """The objective as this process runs it: itself in a one-device job."""
+    if _current is None:
+        return objective
+    return ShardedObjective(objective, model, _current, probe_id=probe_id, autocast=autocast)
+
+
+# -- rank 0's answers, on every rank ---------------------------------------------------------------
+
+
+class Agreed:
+    """Hooks every rank calls: rank 0's hooks answer (and record), the answer is broadcast."""
+
+    def __init__(self, rank: Rank, inner: TrainingHooks | None) -> None:
+        self.rank = rank
+        self.inner = inner
+
+    def _agree(self, answer: Control | None) -> Control:
+        code = torch.tensor(
+            [_CONTROLS.index(answer) if answer is not None else 0],
+            dtype=torch.long,
+            device=self.rank.device,
+        )
+        dist.broadcast(code, src=0)
+        return _CONTROLS[int(code.item())]
+
+    def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
+        return self._agree(self.inner.on_start(hp, resumed_from) if self.inner else None)
+
+    def on_step(self, m: StepMetrics) -> Control:
+        return self._agree(self.inner.on_step(m) if self.inner else None)
+
+    def on_checkpoint(self, c: CheckpointInfo) -> Control:
+        return self._agree(self.inner.on_checkpoint(c) if self.inner else None)
+
+    def on_memory(self, plan: MemoryPlan, warning: str | None) -> None:
+        # A record only (rank 0's, before the first step): no answer to agree on.
+        if self.inner is not None:
+            self.inner.on_memory(plan, warning)
+
+
+# -- the launch ----------------------------------------------------------------------------------
+
+
+def _backend(spec: TrainingSpec) -> str:
+    cuda = spec.device != "cpu" and torch.cuda.is_available()
+    return "nccl" if cuda else "gloo"
+
+
+def _device(spec: TrainingSpec, rank: int) -> torch.device:
+    if _backend(spec) == "nccl":
+        # The worker gave this job exactly its devices (CUDA_VISIBLE_DEVICES); rank r takes
+        # the r-th of them.
+        torch.cuda.set_device(rank)
+        return torch.device("cuda", rank)
+    return torch.device("cpu")
+
+
+def _join_group(spec: TrainingSpec, rank: int, store: Store) -> Rank:
+    global _current
+    device = _device(spec, rank)
+    dist.init_process_group(
+        _backend(spec), store=store, rank=rank, world_size=spec.devices, timeout=COLLECTIVE_TIMEOUT
+    )
+    _current = Rank(rank, spec.devices, device)
+    return _current
+
+
+def _die_with_parent() -> None:
+    """The kernel kills this process when rank 0 dies, however it died (Linux); elsewhere the
+    next collective fails once rank 0's sockets are gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _peer(index: int, spec: TrainingSpec, parent: int, ports: Any) -> None:
+    """Rank ``index + 1``: trains as rank 0 does and records nothing."""
+    from ftserve.training.trainer import train
+
+    _die_with_parent()
+    if os.getppid() != parent:  # rank 0 died before the line above took effect
+        os._exit(EXIT_RANK_LOST)
+    port = int(ports.get())
+    store = TCPStore("127.0.0.1", port, spec.devices, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
+    rank = _join_group(spec, index + 1, store)
+    try:
+        train(spec, Agreed(rank, None))
+    except (TrainingStopped, TrainingFailed):
+        pass  # every rank reached the same end; rank 0 records it
+    finally:
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+class _Gang:
+    """Rank 0's view of the other ranks: started, watched, ended."""
+
+    def __init__(self, spec: TrainingSpec, hooks: TrainingHooks) -> None:
+        from ftserve.modeling.sources import materialize
+
+        # Built once, before the ranks exist: they would race to build a built-in model into
+        # the same cache directory.
+        materialize(spec.model, spec.models_cache_dir)
+        self.spec = spec
+        self.hooks = hooks
+        # Forking is what makes a rank start in milliseconds (torch and transformers are
+        # imported already); a process whose CUDA is initialised must spawn instead.
+        method = "spawn" if torch.cuda.is_initialized() else "fork"  # type: ignore[no-untyped-call]
+        self.ports = multiprocessing.get_context(method).SimpleQueue()
+        self.context = start_processes(  # type: ignore[no-untyped-call]
+            _peer,
+            args=(spec, os.getpid(), self.ports),
+            nprocs=spec.devices - 1,
+            join=False,
+            start_method=method,
+        )
+        self._done = threading.Event()
+        self._watch = threading.Thread(target=self._watching, name="ftserve-ranks", daemon=True)
+        self._watch.start()
+
+    def _watching(self) -> None:
+        while not self._done.is_set():
+            try:
+                if self.context.join(timeout=WATCH_SECONDS):
+                    return  # every other rank ended cleanly
+            except Exception as exc:  # a rank died; join has terminated the others
+                if self._done.is_set():
+                    return  # rank 0 is ending the run itself
+                log.error("a rank of this job died (%s); ending the run", exc)
+                os._exit(EXIT_RANK_LOST)
+
+    def run(self) -> TrainingResult:
+        from ftserve.training.trainer import train
+
+        store = TCPStore(
+            "127.0.0.1",
+            0,
+            self.spec.devices,
+            is_master=True,
+            wait_for_workers=False,
+            timeout=RENDEZVOUS_TIMEOUT,
+        )
+        for _ in range(self.spec.devices - 1):
+            self.ports.put(store.port)
+        together = False  # whether the other ranks reach the same end by themselves
+        try:
+            rank = _join_group(self.spec, 0, store)
+            result = train(self.spec, Agreed(rank, self.hooks))
+            together = True
+            return result
+        except (TrainingStopped, TrainingFailed):
+            together = True
+            raise
+        except Exception:
+            # A collective fails when a rank's sockets close: give the watch a moment to see
+            # that a rank died (and end the run as a crash) before this counts as a failure.
+            self._watch.join(timeout=2.0)
+            raise
+        finally:
+            self._end(together)
+
+    def _end(self, together: bool) -> None:
+        global _current
+        if together:
+            self._watch.join(timeout=JOIN_SECONDS)
+        self._done.set()
+        for process in self.context.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+        _current = None
+
+
+def train_on_devices(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
+    """Run the job on ``spec.devices`` processes (this one is rank 0, which alone calls
+    ``hooks``); ``trainer.train`` itself when the job has one device."""
+    from ftserve.training.trainer import train
+
+    if spec.devices <= 1:
+        return train(spec, hooks)
+    return _Gang(spec, hooks).run()
