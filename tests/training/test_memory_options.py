@@ -34,6 +34,7 @@ DEFAULTS = {
     "max_seq_len": 2048,
     "max_tokens_per_micro_batch": "auto",
     "packing": True,
+    "devices": 1,
 }
 
 
