@@ -83,7 +83,8 @@ NO_WORKER_FITS = "no-worker-fits"
 def no_worker_fits(devices: int | str) -> NewEvent:
     return make_event(
         f"No running worker has the {devices} device(s) this job asks for "
-        "(ftserve.devices); it stays queued until one does, and can be cancelled",
+        "(ftserve.devices); it stays queued until one does (a worker with that many GPUs, or "
+        f"on CPU one started with FTSERVE_CONCURRENCY={devices} or more), and can be cancelled",
         level="warn",
         key=NO_WORKER_FITS,
     )

@@ -17,3 +17,11 @@ costs no torch: the API process uses them (the model registry). :mod:`.device`, 
 :mod:`.gguf` and :mod:`.tiny_model` reach for torch and transformers, the first two at import,
 the last two only when they build something.
 """
+
+import logging
+
+# bitsandbytes (the QLoRA extra, imported by peft whenever it is installed) warns at import that
+# the optional `kernels` package, which fetches CPU kernels from a model hub, is missing. ftserve
+# runs offline and bitsandbytes falls back to its own CPU code, so the warning asks a user for
+# nothing they can or should do. Set here, before any process that runs models imports peft.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -107,7 +107,8 @@ class Worker:
         self._ctx: SpawnContext | ForkServerContext
         if method == "fork":
             self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload(["ftserve.worker.preload"])
+            # ftserve.modeling first: it quiets a library's import-time warning (see there).
+            self._ctx.set_forkserver_preload(["ftserve.modeling", "ftserve.worker.preload"])
         else:
             self._ctx = multiprocessing.get_context("spawn")
         # Only this process holds the write end: children see EOF on theirs once it is gone.
