@@ -15,7 +15,9 @@ import OpenAI, { toFile } from "openai";
 assert.ok(process.env.OPENAI_BASE_URL, "OPENAI_BASE_URL must be set");
 assert.ok(process.env.OPENAI_API_KEY, "OPENAI_API_KEY must be set");
 // No retries: a retried request would hide a server error the test should see.
-const client = new OpenAI({ maxRetries: 0, timeout: 60_000 });
+// Generous: the first chat request starts the inference process and loads the model, which on a
+// loaded CI machine can take a minute by itself.
+const client = new OpenAI({ maxRetries: 0, timeout: 180_000 });
 const JOB_TIMEOUT_MS = Number(process.env.FTSERVE_NODE_JOB_TIMEOUT_MS ?? 240_000);
 const ROWS = 10; // the fewest a training file may have
 const EPOCHS = 2;

@@ -111,9 +111,17 @@ def _kill_a_rank_at_step_2(spec: TrainingSpec) -> None:
 
 
 def test_kill_9_of_another_rank_ends_the_run(base: TrainingSpec) -> None:
-    process = multiprocessing.get_context("fork").Process(
+    # Spawned, not forked: a fork of this pytest worker would inherit whatever lock one of its
+    # other threads (xdist's, a previous test's) held at that instant, and could hang on it. The
+    # product's training child is itself a spawned, fresh process, which this one mirrors.
+    process = multiprocessing.get_context("spawn").Process(
         target=_kill_a_rank_at_step_2, args=(respec(base, devices=2),)
     )
     process.start()
-    process.join(timeout=60)
-    assert process.exitcode == EXIT_RANK_LOST
+    try:
+        process.join(timeout=75)
+        assert process.exitcode == EXIT_RANK_LOST
+    finally:
+        if process.is_alive():  # never leave a stuck gang burning the suite's CPUs
+            process.kill()
+            process.join()
