@@ -32,6 +32,8 @@ from ..jobs import openapi as jobs
 from ..jobs.objects import schemas as job_schemas
 from ..models import openapi as models
 from ..models.schemas import schemas as model_schemas
+from ..responses import openapi as responses
+from ..responses.schemas import schemas as response_schemas
 from ..wire.operations import error_response
 from ..wire.shapes import ERROR, ERROR_RESPONSE, STR, components
 from .context import MAX_JSON_BODY
@@ -144,6 +146,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "Files", "description": "Training and validation data."},
             {"name": "Fine-tuning", "description": "Jobs, their events and checkpoints."},
+            {"name": "Responses", "description": "Model responses, stored per organization."},
             {
                 "name": "Models",
                 "description": "Base models available here, and fine-tuned models.",
@@ -151,6 +154,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         ],
         "paths": {
             **completions.paths(settings),
+            **responses.paths(settings),
             **files.paths(settings),
             **jobs.paths(settings),
             **events.paths(settings),
@@ -171,6 +175,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **files.parameters(settings),
                 **events.parameters(settings),
                 **checkpoints.parameters(settings),
+                **responses.parameters(settings),
             },
             "responses": _responses(),
             "schemas": {
@@ -181,6 +186,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **event_schemas(),
                 **checkpoint_schemas(),
                 **model_schemas(),
+                **response_schemas(),
             },
         },
     }
