@@ -335,6 +335,7 @@ def response_fields() -> list[Field]:
         _ignored("max_tool_calls", "integer", "Only limits built-in tools.", minimum=1),
         _ignored("prompt_cache_key", "string", "Prompt caching hint."),
         _ignored("prompt_cache_retention", "string", "Prompt caching hint."),
+        _ignored("prompt_cache_options", "custom", "Prompt caching hint.", check=_any, schema={}),
         _ignored("context_management", "custom", "Compaction.", check=_any, schema={}),
         _ignored("safety_identifier", "string", "An end-user id.", maximum=64),
         _ignored("user", "string", "An end-user id."),
@@ -408,6 +409,7 @@ def parse_response_request(body: Json) -> ResponseRequest:
     )
 
 
+_FUNCTION_KEYS = ("name", "description", "parameters", "strict")
 # The chat request's names for what it checks again, and the names this request gives them.
 _CHAT_PARAMS = {
     "response_format": "text.format",
@@ -439,8 +441,10 @@ def chat_request(
     if req.max_output_tokens is not None:
         body["max_completion_tokens"] = req.max_output_tokens
     if req.tools:
+        # One key order whatever the client sent: the chat template renders each tool as JSON,
+        # so a fine-tune taught on these tools sees them exactly as in its training rows.
         body["tools"] = [
-            {"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
+            {"type": "function", "function": {k: t[k] for k in _FUNCTION_KEYS if k in t}}
             for t in req.tools
         ]
         choice = req.tool_choice

@@ -1,0 +1,141 @@
+"""The OpenAI Agents SDK, unmodified, running an agent with one function tool on a fine-tuned
+model through its default model, the Responses API.
+
+A random tiny model calls no tool by itself, so ftserve-tiny is first taught the whole exchange
+the agent will have: the agent's instructions and the user's question, the call of
+``get_weather``, the tool's answer, the final sentence. The tools and instructions in the rows
+are the ones the agent sends, so at ``temperature: 0`` the fine-tune replays the exchange: the
+SDK runs the tool on the ``function_call`` item, replays the items back (it does not chain
+responses), and ends on the model's text. Tracing is turned off (its default posts to OpenAI's
+servers). A streamed run goes through the same events the SDK's stream reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import API_KEY, Server, upload
+from tests.e2e.conftest import wait_final
+
+INSTRUCTIONS = "You answer questions about the weather."
+QUESTION = "Weather in Oslo?"
+ANSWER = "It is sunny in Oslo."
+PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": PARAMETERS,
+        "strict": True,
+    },
+}
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+}
+ROW = {
+    "tools": [TOOL],
+    "messages": [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        {"role": "assistant", "content": ANSWER},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("agents") / "data", env={"FTSERVE_WORKERS": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(srv: Server) -> str:
+    client = srv.client()
+    job = client.fine_tuning.jobs.create(
+        model="ftserve-tiny",
+        training_file=upload(client, [ROW] * 10),
+        seed=5,
+        hyperparameters={"n_epochs": 25, "batch_size": 1, "learning_rate_multiplier": 50.0},
+        extra_body={"ftserve": {"adapter": "full"}},
+    )
+    assert wait_final(client, job.id, timeout=300) == "succeeded"
+    name = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+    assert name is not None
+    return name
+
+
+async def _run(srv: Server, model: str, *, streamed: bool) -> tuple[Any, list[str]]:
+    from agents import (
+        Agent,
+        FunctionTool,
+        ModelSettings,
+        OpenAIProvider,
+        RunConfig,
+        Runner,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+    asked: list[str] = []
+
+    async def get_weather(ctx: Any, arguments: str) -> str:
+        asked.append(json.loads(arguments)["city"])
+        return "Sunny"
+
+    tool = FunctionTool(
+        name="get_weather",
+        description="Weather in a city",
+        params_json_schema=PARAMETERS,
+        on_invoke_tool=get_weather,
+        strict_json_schema=True,
+    )
+    agent = Agent(
+        name="weather",
+        instructions=INSTRUCTIONS,
+        tools=[tool],
+        model=model,
+        model_settings=ModelSettings(temperature=0, max_tokens=80),
+    )
+    async with openai.AsyncOpenAI(base_url=srv.base_url, api_key=API_KEY, max_retries=0) as api:
+        config = RunConfig(model_provider=OpenAIProvider(openai_client=api))
+        if not streamed:
+            return await Runner.run(agent, QUESTION, run_config=config), asked
+        run = Runner.run_streamed(agent, QUESTION, run_config=config)
+        async for _ in run.stream_events():
+            pass
+        return run, asked
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_agent_calls_its_tool_on_a_fine_tune_and_answers(
+    srv: Server, fine_tuned: str, streamed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    result, asked = asyncio.run(_run(srv, fine_tuned, streamed=streamed))
+    assert asked == ["Oslo"]
+    assert result.final_output == ANSWER
+    # Two model calls: the tool call, then the answer after the tool's output.
+    [first, second] = result.raw_responses
+    assert [item.type for item in first.output] == ["function_call"]
+    assert [item.type for item in second.output] == ["message"]
+    # Each was stored, and the second answered the whole replayed exchange.
+    items = srv.client().responses.input_items.list(second.response_id, order="asc")
+    assert [i.type for i in items.data] == ["message", "function_call", "function_call_output"]
