@@ -5,11 +5,14 @@ bookkeeping are asserted here; tests/e2e/test_responses_agents.py has a fine-tun
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx2 as httpx
 import openai
 import pytest
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.api.conftest import MODEL
 from tests.conftest import OTHER_ORG_KEY, Server
@@ -112,6 +115,22 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
     assert page.has_more and page.data[0].id == items.data[2].id
     rest = client.responses.input_items.list(second.id, limit=5, after=page.data[0].id)
     assert [i.id for i in rest.data] == [items.data[1].id, items.data[0].id]
+
+
+def test_every_streamed_event_passes_the_sdks_strict_types(http: httpx.Client) -> None:
+    body = {"model": MODEL, "input": "Hello there", "max_output_tokens": 16, "stream": True}
+    with http.stream("POST", "/responses", json=body) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        raw = answer.read().decode()
+    blocks = raw.split("\n\n")
+    assert blocks[-1] == ""
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    for block in blocks[:-1]:
+        kind, data = block.split("\n")
+        obj = json.loads(data.removeprefix("data: "))
+        assert kind == f"event: {obj['type']}"
+        adapter.validate_python(obj, strict=True)
 
 
 def test_streamed_events_come_in_openais_order(client: openai.OpenAI) -> None:

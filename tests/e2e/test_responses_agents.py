@@ -17,8 +17,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2 as httpx
 import openai
 import pytest
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.conftest import API_KEY, Server, upload
 from tests.e2e.conftest import wait_final
@@ -139,3 +142,40 @@ def test_an_agent_calls_its_tool_on_a_fine_tune_and_answers(
     # Each was stored, and the second answered the whole replayed exchange.
     items = srv.client().responses.input_items.list(second.response_id, order="asc")
     assert [i.type for i in items.data] == ["message", "function_call", "function_call_output"]
+
+
+def test_a_streamed_call_is_openais_function_call_events(srv: Server, fine_tuned: str) -> None:
+    """The events of a turn that calls the tool, each held to the SDK's strict types."""
+    tool = {"type": "function", **TOOL["function"]}
+    body = {
+        "model": fine_tuned,
+        "instructions": INSTRUCTIONS,
+        "input": QUESTION,
+        "tools": [tool],
+        "temperature": 0,
+        "max_output_tokens": 80,
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=srv.base_url, headers=headers, timeout=120) as http:
+        raw = http.post("/responses", json=body).text
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    events = [
+        adapter.validate_python(json.loads(block.split("\ndata: ", 1)[1]), strict=True)
+        for block in raw.split("\n\n")[:-1]
+    ]
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    call = events[-2].item
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Oslo"} and call.call_id.startswith("call_")
+    assert events[3].delta == events[4].arguments == call.arguments
+    assert events[-1].response.output == [call]
