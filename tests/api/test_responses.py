@@ -64,6 +64,7 @@ def test_create_retrieve_list_and_delete(client: openai.OpenAI, server: Server) 
 
     again = client.responses.retrieve(made.id)
     assert again == made
+    assert server.client(azure=True).responses.retrieve(made.id) == made  # /openai/v1 too
     items = client.responses.input_items.list(made.id)
     [item] = items.data
     assert item.type == "message" and item.role == "user"

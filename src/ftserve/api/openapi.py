@@ -79,6 +79,14 @@ files, local Hugging Face model directories, models in the local Hugging Face ca
 aliases; `GET /models` lists them and the organization's fine-tuned models. A job created with an
 alias echoes the alias as `model` (as OpenAI echoes the requested model); `ftserve.base_model` is
 the model trained. `DELETE /models/{{model}}` of a base model is a 403 `model_not_deletable`.
+
+**Responses** (`/responses`) are chat completions underneath: the same models (base,
+fine-tuned, checkpoint), tools parsed the same way, `text.format` served as the chat endpoint's
+`response_format`. Stored responses (`store`, default true) are kept per organization for the
+server's `FTSERVE_RESPONSES_TTL_DAYS` (default 30); another organization's id is a 404 like a
+missing one. Request fields ftserve cannot honour (built-in tools, reasoning, `background`,
+stored prompts and conversations, image and file inputs) are a 400 naming the param; fields that
+only label or route a request (`include`, `truncation`, `prompt_cache_key`, …) are accepted.
 """
 
 
