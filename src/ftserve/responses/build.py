@@ -64,7 +64,7 @@ class Draft:
     def output(self, text: str, finish: FinishReason) -> list[Json]:
         """The output items of a finished generation: the text as an assistant message, and
         any tool calls in it as ``function_call`` items."""
-        status = "incomplete" if finish == "length" else "completed"
+        status = status_of(finish)
         content: str | None = text
         calls: tuple[Json, ...] = ()
         if self.tools:
@@ -92,4 +92,5 @@ def _tool(tool: Json) -> Json:
 
 
 def status_of(finish: FinishReason) -> str:
+    """A generation cut at the token limit is OpenAI's ``incomplete`` (``max_output_tokens``)."""
     return "incomplete" if finish == "length" else "completed"
