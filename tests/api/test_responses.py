@@ -177,10 +177,17 @@ def test_streamed_events_come_in_openais_order(client: openai.OpenAI) -> None:
         ),
         ({"max_output_tokens": 5}, "max_output_tokens", "integer_below_min_value"),
         ({"frequency": 1}, "frequency", "unknown_parameter"),
+        ({"truncation": "middle"}, "truncation", "invalid_value"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format.type", "invalid_value"),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]},
+            "input",
+            None,
+        ),
     ],
 )
 def test_what_cannot_be_done_is_a_400_naming_it(
-    client: openai.OpenAI, extra: dict[str, Any], param: str, code: str
+    client: openai.OpenAI, extra: dict[str, Any], param: str, code: str | None
 ) -> None:
     body: dict[str, Any] = {"model": MODEL, "input": "Hi", **extra}
     with pytest.raises(openai.BadRequestError) as refused:

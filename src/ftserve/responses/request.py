@@ -260,6 +260,13 @@ def _ignored(name: str, kind: Any, doc: str, **kwargs: Any) -> Field:
     return Field(name, kind, doc, handling="ignored", **kwargs)
 
 
+def _bad_truncation(param: str, value: str) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid value: '{value[:64]}'. Supported values are: 'auto' and 'disabled'.",
+        param=param,
+    )
+
+
 def _any(value: Any, param: str) -> Any:
     return value
 
@@ -331,7 +338,13 @@ def response_fields() -> list[Field]:
         _ignored("stream_options", "custom", "Obfuscation is never added.", check=_any, schema={}),
         _ignored("include", "custom", "Extra output data.", check=_any, schema={"type": "array"}),
         _ignored("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
-        _ignored("truncation", "string", "Nothing is truncated.", enum=("auto", "disabled")),
+        _ignored(
+            "truncation",
+            "string",
+            "Nothing is truncated.",
+            enum=("auto", "disabled"),
+            enum_error=_bad_truncation,
+        ),
         _ignored("max_tool_calls", "integer", "Only limits built-in tools.", minimum=1),
         _ignored("prompt_cache_key", "string", "Prompt caching hint."),
         _ignored("prompt_cache_retention", "string", "Prompt caching hint."),
