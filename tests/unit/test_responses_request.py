@@ -94,3 +94,12 @@ def test_stored_responses_expire_after_the_ttl_and_page_their_items(tmp_path: Pa
         assert refused.value.param == "after"
     finally:
         store.close()
+
+
+def test_a_chat_tool_error_names_the_flat_tool() -> None:
+    tool = {"type": "function", "name": "bad name!"}
+    req = parse_response_request({"model": "m", "input": "hi", "tools": [tool]})
+    with pytest.raises(ApiError) as refused:
+        chat_request(req, chat_messages(None, req.items), max_generation_tokens=64)
+    assert refused.value.param == "tools[0].name"
+    assert refused.value.message.startswith("Invalid 'tools[0].name': string does not match")

@@ -17,6 +17,7 @@ outputs, a required tool) the Responses API honours with it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,6 +432,10 @@ _CHAT_PARAMS = {
 }
 
 
+# A chat tool nests its function (``tools[0].function.name``); a Responses tool is flat.
+_NESTED_TOOL = re.compile(r"tools\[(\d+)\]\.function\.")
+
+
 def _renamed(exc: ApiError) -> ApiError:
     param = exc.param or ""
     for chat, ours in _CHAT_PARAMS.items():
@@ -438,6 +443,9 @@ def _renamed(exc: ApiError) -> ApiError:
             exc.param = ours + param[len(chat) :]
             exc.message = exc.message.replace(f"'{chat}", f"'{ours}").replace(chat, ours)
             break
+    if _NESTED_TOOL.match(param):
+        exc.param = _NESTED_TOOL.sub(r"tools[\1].", param, count=1)
+        exc.message = _NESTED_TOOL.sub(r"tools[\1].", exc.message)
     return exc
 
 
