@@ -7,7 +7,8 @@ the agent will have: the agent's instructions and the user's question, the call 
 are the ones the agent sends, so at ``temperature: 0`` the fine-tune replays the exchange: the
 SDK runs the tool on the ``function_call`` item, replays the items back (it does not chain
 responses), and ends on the model's text. Tracing is turned off (its default posts to OpenAI's
-servers). A streamed run goes through the same events the SDK's stream reads.
+servers). A streamed run goes through the same events the SDK's stream reads, and a checkpoint
+model of the same job answers too.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ def fine_tuned(srv: Server) -> str:
     name = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
     assert name is not None
     return name
+
+
+def test_a_checkpoint_model_answers_too(srv: Server, fine_tuned: str) -> None:
+    client = srv.client()
+    [job] = [j for j in client.fine_tuning.jobs.list() if j.fine_tuned_model == fine_tuned]
+    ckpt = min(client.fine_tuning.jobs.checkpoints.list(job.id), key=lambda c: c.step_number)
+    early = client.responses.create(
+        model=ckpt.fine_tuned_model_checkpoint, input=QUESTION, max_output_tokens=16
+    )
+    assert early.model == ckpt.fine_tuned_model_checkpoint and early.output
 
 
 async def _run(srv: Server, model: str, *, streamed: bool) -> tuple[Any, list[str]]:
