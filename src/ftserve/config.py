@@ -178,6 +178,13 @@ class Settings:
         "seconds between `: ping` heartbeats on an idle live event stream",
         who="A",
     )
+    responses_ttl_days: int = setting(
+        30,
+        Int(1, 3650),
+        "days a stored response (`POST /responses` with `store`) is kept; then it is gone as if "
+        "deleted",
+        who="A",
+    )
     # Longer than a load balancer's idle timeout, so the balancer, not the server, closes an idle
     # connection: uvicorn's 5 s default equals httpx's keep-alive expiry, and a client reusing a
     # connection just as the server closes it sees a reset.

@@ -95,3 +95,8 @@ def chat_completion_id() -> str:
 
 def completion_id() -> str:
     return "cmpl-" + _random(29)
+
+
+def response_id() -> str:
+    """``resp_`` + 48 base62, the length of OpenAI's response ids."""
+    return "resp_" + _random(48)

@@ -22,6 +22,8 @@ class Seeded:
     file_id: str
     victim_file_ids: list[str]
     victim_model: str  # a fine-tuned model planted in the store, made to be deleted
+    response_id: str  # a stored response
+    victim_response_ids: list[str]  # stored responses made to be deleted
     job_id: str
     finished_job_id: str  # cancelled: its event stream replays and ends
     file_object: dict[str, Any]
@@ -96,6 +98,12 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
         timeout=300,
     )
     assert warm.status_code == 200, warm.text
+    responses = [
+        http.post(
+            "/responses", json={"model": "ftserve-tiny", "input": "hi", "max_output_tokens": 16}
+        ).json()["id"]
+        for _ in range(3)
+    ]
     wait_for(
         lambda: http.get(f"/fine_tuning/jobs/{job_id}").json()["status"] != "validating_files",
         "the seeded job's files to be validated",
@@ -119,6 +127,8 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
         file_id=file_id,
         victim_file_ids=victims,
         victim_model=victim_model.model,
+        response_id=responses[0],
+        victim_response_ids=responses[1:],
         job_id=job_id,
         finished_job_id=finished,
         file_object=http.get(f"/files/{file_id}").json(),
@@ -133,6 +143,7 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
                 "DELETE": [victim_model.model, *victim_model.checkpoints, "ftserve-tiny"],
                 "*": ["ftserve-tiny", victim_model.model, *victim_model.checkpoints],
             },
+            "response_id": {"DELETE": responses[1:], "*": [responses[0]]},
         },
         query_values={
             "after": {
@@ -149,11 +160,13 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
                 "POST /fine_tuning/jobs": ["ftserve-tiny"],
                 "POST /chat/completions": ["ftserve-tiny"],
                 "POST /completions": ["ftserve-tiny"],
+                "POST /responses": ["ftserve-tiny"],
             },
             # The server caps n * max_tokens (FTSERVE_MAX_GENERATION_TOKENS=64 here): random
             # n and max_tokens nearly always exceed it, a cross-field rule no schema can state.
             "n": {"POST /chat/completions": [1, 2], "POST /completions": [1, 2]},
             "max_tokens": {"POST /chat/completions": [4], "POST /completions": [4]},
+            "max_output_tokens": {"POST /responses": [16]},
         },
     )
 
@@ -217,4 +230,23 @@ def known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         "GET /models": {},
         "GET /models/{model}": {"path_parameters": {"model": "ftserve-tiny"}},
         "DELETE /models/{model}": {"path_parameters": {"model": seeded.victim_model}},
+        "POST /responses": {
+            "body": {
+                "model": "ftserve-tiny",
+                "input": [{"role": "user", "content": "Hello"}],
+                "previous_response_id": seeded.response_id,
+                "max_output_tokens": 16,
+                "metadata": {"k": "v"},
+                "include": [],
+            },
+            "media_type": "application/json",
+        },
+        "GET /responses/{response_id}": {"path_parameters": {"response_id": seeded.response_id}},
+        "GET /responses/{response_id}/input_items": {
+            "path_parameters": {"response_id": seeded.response_id},
+            "query": {"order": "asc", "limit": 1},
+        },
+        "DELETE /responses/{response_id}": {
+            "path_parameters": {"response_id": seeded.victim_response_ids[0]}
+        },
     }

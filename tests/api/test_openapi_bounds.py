@@ -110,6 +110,11 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
     job = http.post("/fine_tuning/jobs", json={"model": "ftserve-tiny", "training_file": file_id})
     assert job.status_code == 200, job.text
     job_id = job.json()["id"]
+    made = http.post(
+        "/responses", json={"model": "ftserve-tiny", "input": "Hi", "max_output_tokens": 16}
+    )
+    assert made.status_code == 200, made.text
+    response_id = made.json()["id"]
     return {
         "POST /files": (
             "/files",
@@ -145,6 +150,14 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
         "POST /completions": (
             "/completions",
             {"model": "ftserve-tiny", "prompt": "Hi", "max_tokens": 1},
+        ),
+        "POST /responses": (
+            "/responses",
+            {"model": "ftserve-tiny", "input": "Hi", "max_output_tokens": 16},
+        ),
+        "GET /responses/{response_id}/input_items": (
+            f"/responses/{response_id}/input_items",
+            {},
         ),
     }
 

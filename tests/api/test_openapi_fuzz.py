@@ -90,6 +90,7 @@ CONFORMANCE = [
     response_headers_conformance,
 ]
 CHECKS = [*CONFORMANCE, ignored_auth]
+GENERATING = ("completions", "/responses")  # operations that generate text
 # Per operation. 15 operations x (1 explicit + 30 generated) + 9 x 15 negative, plus the auth
 # probes, run in about 5 s on a 2-core machine; shrinking a failure adds a few seconds.
 MAX_EXAMPLES = 30
@@ -102,6 +103,7 @@ LAST = (
     "POST /fine_tuning/jobs/{fine_tuning_job_id}/cancel",
     "DELETE /files/{file_id}",
     "DELETE /models/{model}",
+    "DELETE /responses/{response_id}",
 )
 # No request may change these. (The `server` fixture runs no worker, so even the fields training
 # fills in - hyperparameters resolved, fine_tuned_model, trained_tokens, result_files - must stay.)
@@ -164,9 +166,9 @@ def _with_real_values(op: Any, seeded: Seeded, mode: schemathesis.GenerationMode
         tables = [
             (case.path_parameters, seeded.path_values, 2),
             (case.query, seeded.query_values, 2),
-            # Generation is costly and its 4xx paths have their own tests: completions bodies
-            # always name a real model and a bounded n and max_tokens.
-            (body, seeded.body_values, 1 if op.label.endswith("completions") else 4),
+            # Generation is costly and its 4xx paths have their own tests: completions and responses
+            # bodies always name a real model and a bounded n and max_tokens.
+            (body, seeded.body_values, 1 if op.label.endswith(GENERATING) else 4),
         ]
         # A negative case keeps its generated query and body: a real value put there could be
         # the very one that was negated. Real path ids let it reach the handlers behind the 404s.
@@ -320,7 +322,12 @@ def test_every_operation_refuses_a_missing_or_wrong_key(
 ) -> None:
     """The documented 401 (envelope, `WWW-Authenticate`, `x-request-id`) on every operation; the
     fuzz run above only ever sends a valid key."""
-    fake = {"file_id": "file-x", "fine_tuning_job_id": "ftjob-x", "model": "ftserve-tiny"}
+    fake = {
+        "file_id": "file-x",
+        "fine_tuning_job_id": "ftjob-x",
+        "model": "ftserve-tiny",
+        "response_id": "resp_x",
+    }
     bodies: dict[str, dict[str, Any]] = {
         "POST /files": {
             "body": {"file": b"x", "purpose": "assistants"},

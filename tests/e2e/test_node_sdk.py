@@ -2,7 +2,8 @@
 training server: tests/node/sdk_flow.mjs uploads, fine-tunes ftserve-tiny, auto-pages the events
 two at a time with ``for await``, lists checkpoints and chats with the fine-tuned model, whole and
 streamed, asserting as it goes. Here the Python SDK reads the same job and must see the same
-events, checkpoints and answer.
+events, checkpoints and answer. tests/node/responses_stream.mjs streams the Responses API (raw
+events and the SDK's stream helper, continuing a stored response), on a server of its own.
 
 Needs node (≥ 20) and, the first time, npm: ``scripts/setup`` runs ``npm ci`` in tests/node, and
 so does this module when node_modules is missing or older than the lock file. Without them the
@@ -114,3 +115,36 @@ def test_the_node_sdk_runs_the_whole_loop(node: str, trainer_server: Server) -> 
         max_tokens=12,
     )
     assert answer.choices[0].message.content == seen["content"]
+
+
+def test_the_node_sdk_streams_responses(node: str, tmp_path: Path) -> None:
+    server = Server(
+        tmp_path / "data",
+        env={"FTSERVE_WORKERS": "0", "FTSERVE_MAX_GENERATION_TOKENS": "64"},
+    )
+    server.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        env |= {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": API_KEY}
+        out = subprocess.run(
+            [node, "responses_stream.mjs"],
+            cwd=NODE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        report = f"node responses_stream.mjs exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+        assert out.returncode == 0, report
+        [line] = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")] or [""]
+        assert line, report
+        seen = json.loads(line.removeprefix("RESULT "))
+        # What node streamed is what was stored, and the second continued the first.
+        client = server.client()
+        assert client.responses.retrieve(seen["first"]).output_text == seen["text"]
+        second = client.responses.retrieve(seen["second"])
+        assert second.output_text == seen["second_text"]
+        items = client.responses.input_items.list(second.id, order="asc")
+        assert [getattr(i, "role", None) for i in items.data] == ["user", "assistant", "user"]
+    finally:
+        server.stop()

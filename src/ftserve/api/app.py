@@ -30,6 +30,7 @@ from ..files import routes as file_routes
 from ..ids import request_id
 from ..jobs import routes as job_routes
 from ..models import routes as model_routes
+from ..responses import routes as response_routes
 from ..web import routes as web_routes
 from .context import Ctx, Handler
 from .envelope import error_envelope, stamp
@@ -96,6 +97,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
         *checkpoint_routes.ROUTES,
         *model_routes.ROUTES,
         *completion_routes.ROUTES,
+        *response_routes.ROUTES,
     ]
     # One Route per path with all its methods, so a 405 lists every allowed method.
     by_path: dict[str, dict[str, Handler]] = {}

@@ -32,6 +32,8 @@ from ..jobs import openapi as jobs
 from ..jobs.objects import schemas as job_schemas
 from ..models import openapi as models
 from ..models.schemas import schemas as model_schemas
+from ..responses import openapi as responses
+from ..responses.schemas import schemas as response_schemas
 from ..wire.operations import error_response
 from ..wire.shapes import ERROR, ERROR_RESPONSE, STR, components
 from .context import MAX_JSON_BODY
@@ -77,6 +79,14 @@ files, local Hugging Face model directories, models in the local Hugging Face ca
 aliases; `GET /models` lists them and the organization's fine-tuned models. A job created with an
 alias echoes the alias as `model` (as OpenAI echoes the requested model); `ftserve.base_model` is
 the model trained. `DELETE /models/{{model}}` of a base model is a 403 `model_not_deletable`.
+
+**Responses** (`/responses`) are chat completions underneath: the same models (base,
+fine-tuned, checkpoint), tools parsed the same way, `text.format` served as the chat endpoint's
+`response_format`. Stored responses (`store`, default true) are kept per organization for the
+server's `FTSERVE_RESPONSES_TTL_DAYS` (default 30); another organization's id is a 404 like a
+missing one. Request fields ftserve cannot honour (built-in tools, reasoning, `background`,
+stored prompts and conversations, image and file inputs) are a 400 naming the param; fields that
+only label or route a request (`include`, `truncation`, `prompt_cache_key`, …) are accepted.
 """
 
 
@@ -144,6 +154,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "Files", "description": "Training and validation data."},
             {"name": "Fine-tuning", "description": "Jobs, their events and checkpoints."},
+            {"name": "Responses", "description": "Model responses, stored per organization."},
             {
                 "name": "Models",
                 "description": "Base models available here, and fine-tuned models.",
@@ -151,6 +162,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         ],
         "paths": {
             **completions.paths(settings),
+            **responses.paths(settings),
             **files.paths(settings),
             **jobs.paths(settings),
             **events.paths(settings),
@@ -171,6 +183,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **files.parameters(settings),
                 **events.parameters(settings),
                 **checkpoints.parameters(settings),
+                **responses.parameters(settings),
             },
             "responses": _responses(),
             "schemas": {
@@ -181,6 +194,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **event_schemas(),
                 **checkpoint_schemas(),
                 **model_schemas(),
+                **response_schemas(),
             },
         },
     }

@@ -14,6 +14,7 @@ from ..jobs.service import JobService
 from ..jobs.validator import JobValidator
 from ..models.registry import ModelRegistry
 from ..models.service import ModelService
+from ..responses.service import ResponseService
 from ..store.open import open_store
 from ..store.protocol import Store
 from ..worker.runner import Worker
@@ -32,6 +33,7 @@ class Services:
     models: ModelService
     validator: JobValidator
     workers: list[Worker]
+    responses: ResponseService
     inference: InferenceClient | None = None  # None: inference is off
 
 
@@ -56,5 +58,6 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         models=models,
         validator=validator,
         workers=workers,
+        responses=ResponseService(store, settings.responses_ttl_days),
         inference=build_client(settings),
     )

@@ -27,6 +27,7 @@ from .records import (
     JoinedPage,
     NewEvent,
     Page,
+    ResponseRecord,
 )
 
 Fence = Literal["running", "held"]
@@ -222,6 +223,20 @@ class Store(Protocol):
         """Record ``names`` (the job's fine-tuned model and/or checkpoint models) as deleted, in
         one transaction, only while the job is the organization's and ``succeeded``. Returns the
         names newly recorded (a name deleted before is left as it was)."""
+        ...
+
+    # -- stored responses (the Responses API) ------------------------------------------------
+    def add_response(self, response: ResponseRecord, now: int) -> None:
+        """Store a response; responses expired at ``now`` (any organization's) are dropped in
+        the same transaction."""
+        ...
+
+    def get_response(self, organization: str, response_id: str, now: int) -> ResponseRecord | None:
+        """The organization's response, unless it expired before ``now``."""
+        ...
+
+    def delete_response(self, organization: str, response_id: str, now: int) -> bool:
+        """Delete the organization's response; False when there was none (or it expired)."""
         ...
 
     def close(self) -> None: ...

@@ -28,6 +28,18 @@ class FileRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """A stored response of the Responses API, kept until ``expires_at``."""
+
+    id: str
+    organization: str
+    created_at: int
+    expires_at: int
+    body: str  # the response object, JSON
+    items: str  # the input items it answered (a continued conversation's whole), JSON array
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     id: str
     organization: str

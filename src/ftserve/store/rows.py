@@ -13,7 +13,7 @@ import orjson
 from ..errors import StoreError
 from ..jobs.method import Hyperparameters, Method
 from ..jobs.states import Status
-from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent
+from .records import CheckpointRecord, FileRecord, JobRecord, NewEvent, ResponseRecord
 
 JSON_COLUMNS = frozenset(
     {"hyperparameters", "method", "metadata", "integrations", "extensions", "error", "result_files"}
@@ -23,6 +23,7 @@ JOB_COLUMNS = [f.name for f in fields(JobRecord)]
 CHANGEABLE = frozenset(JOB_COLUMNS[1:])
 FILE_COLUMNS = [f.name for f in fields(FileRecord)]
 CKPT_COLUMNS = [f.name for f in fields(CheckpointRecord)]
+RESPONSE_COLUMNS = [f.name for f in fields(ResponseRecord)]
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:
@@ -70,6 +71,10 @@ def event_values(job_id: str, e: NewEvent) -> dict[str, Any]:
 
 def file_values(file: FileRecord) -> dict[str, Any]:
     return {c: getattr(file, c) for c in FILE_COLUMNS}
+
+
+def response_values(r: ResponseRecord) -> dict[str, Any]:
+    return {c: getattr(r, c) for c in RESPONSE_COLUMNS}
 
 
 def ckpt_values(c: CheckpointRecord) -> dict[str, Any]:

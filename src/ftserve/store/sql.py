@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .rows import CKPT_COLUMNS, FILE_COLUMNS, JOB_COLUMNS
+from .rows import CKPT_COLUMNS, FILE_COLUMNS, JOB_COLUMNS, RESPONSE_COLUMNS
 
 JOB_SELECT = "SELECT " + ", ".join(JOB_COLUMNS) + " FROM jobs"
 FILE_SELECT = "SELECT " + ", ".join(FILE_COLUMNS) + " FROM files"
@@ -184,6 +184,17 @@ DELETED_MODELS = "SELECT name FROM deleted_models WHERE organization = :org"
 DELETED_MODEL_INSERT = (
     "INSERT INTO deleted_models (name, organization, job_id, deleted_at) "
     "VALUES (:name, :org, :job, :now) ON CONFLICT DO NOTHING"
+)
+
+# -- stored responses (the Responses API) ------------------------------------------------------
+RESPONSE_INSERT = insert("responses", RESPONSE_COLUMNS)
+RESPONSES_EXPIRED = "DELETE FROM responses WHERE expires_at <= :now"
+RESPONSE_GET = (
+    f"SELECT {', '.join(RESPONSE_COLUMNS)} FROM responses "
+    "WHERE id = :id AND organization = :org AND expires_at > :now"
+)
+RESPONSE_DELETE = (
+    "DELETE FROM responses WHERE id = :id AND organization = :org AND expires_at > :now"
 )
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")

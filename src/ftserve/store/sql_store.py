@@ -33,6 +33,7 @@ from .records import (
     LoggedEvent,
     NewEvent,
     Page,
+    ResponseRecord,
 )
 
 
@@ -416,6 +417,28 @@ class SqlStore:
                 return []
             args = {"org": organization, "job": job_id, "now": now}
             return [n for n in names if s.run(sql.DELETED_MODEL_INSERT, {**args, "name": n})]
+
+    # -- stored responses ---------------------------------------------------------------------
+    def add_response(self, response: ResponseRecord, now: int) -> None:
+        with self._db.tx() as s:
+            # Expired responses go with the next write: no sweeper to run, and the table holds
+            # no more than the responses of the last TTL.
+            s.run(sql.RESPONSES_EXPIRED, {"now": now})
+            s.run(sql.RESPONSE_INSERT, rows.response_values(response))
+
+    def get_response(self, organization: str, response_id: str, now: int) -> ResponseRecord | None:
+        if _nul(response_id):
+            return None
+        args = {"id": response_id, "org": organization, "now": now}
+        row = self._db.read(lambda s: s.one(sql.RESPONSE_GET, args))
+        return None if row is None else ResponseRecord(*row)
+
+    def delete_response(self, organization: str, response_id: str, now: int) -> bool:
+        if _nul(response_id):
+            return False
+        with self._db.tx() as s:
+            args = {"id": response_id, "org": organization, "now": now}
+            return s.run(sql.RESPONSE_DELETE, args) > 0
 
 
 def _releases(changes: Mapping[str, Any]) -> bool:

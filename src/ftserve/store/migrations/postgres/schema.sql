@@ -115,6 +115,17 @@ CREATE TABLE workers (
     seen_at      DOUBLE PRECISION NOT NULL
 );
 
+-- Stored responses of the Responses API, per organization, until they expire.
+CREATE TABLE responses (
+    id           TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    body         TEXT NOT NULL,
+    items        TEXT NOT NULL
+);
+CREATE INDEX responses_by_expiry ON responses (expires_at);
+
 -- The schema's version: one row, written by `ftserve migrate` only.
 CREATE TABLE ftserve_schema (
     version INTEGER NOT NULL

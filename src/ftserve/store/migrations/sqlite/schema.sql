@@ -98,3 +98,7 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 -- Each worker's devices, how many are free, what "auto" takes there, and when it said so.
 CREATE TABLE workers (id TEXT PRIMARY KEY, devices INTEGER NOT NULL, devices_free INTEGER NOT NULL, auto_devices INTEGER NOT NULL, seen_at REAL NOT NULL);
+
+-- Stored responses of the Responses API, per organization, until they expire.
+CREATE TABLE responses (id TEXT PRIMARY KEY, organization TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, body TEXT NOT NULL, items TEXT NOT NULL);
+CREATE INDEX responses_by_expiry ON responses (expires_at);

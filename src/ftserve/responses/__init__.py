@@ -1,0 +1,1 @@
+"""The Responses API: ``/responses`` over the chat pipeline, stored responses in the Store."""
