@@ -116,7 +116,7 @@ class _Walk:
                 if not isinstance(schema[defs], dict):
                     raise self.refuse(context, f"'{defs}' must be an object.")
                 for key, sub in schema[defs].items():
-                    self.node(sub, (*context, defs, key), depth)
+                    self.node(sub, (*context, defs, key), depth + 1)
         if not kinds and not any(k in schema for k in ("anyOf", "$ref", "enum", "const")):
             raise self.refuse(context, "schema must have a 'type' key.")
 
@@ -176,5 +176,8 @@ def json_grammar(schema: Json, *, strict: bool) -> str:
 
 def engine_refusal(grammar: str) -> str | None:
     """Why llguidance cannot compile ``grammar``; None if it can."""
-    error = llguidance.LLMatcher.validate_grammar(grammar, None)
+    try:
+        error = llguidance.LLMatcher.validate_grammar(grammar, None)
+    except Exception as exc:  # a schema it chokes on is as much a refusal as one it names
+        return str(exc) or type(exc).__name__
     return str(error) if error else None

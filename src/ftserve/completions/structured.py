@@ -118,7 +118,7 @@ RESPONSE_FORMAT_SCHEMA: Json = {
                     "required": ["name"],
                     "properties": {
                         "name": {"type": "string", "pattern": _NAME.pattern},
-                        "description": {"type": "string"},
+                        "description": {"type": ["string", "null"]},
                         "schema": {"type": "object"},
                         "strict": {"type": ["boolean", "null"]},
                     },
