@@ -98,3 +98,19 @@ def test_grammar_the_tokenizer_cannot_follow_is_rejected(harness: Harness) -> No
     (rejected,) = harness.of("bad")
     assert isinstance(rejected, Rejected)
     assert rejected.status == 400 and rejected.param == "response_format"
+
+
+def test_auto_with_a_strict_tool_gives_text_or_valid_calls(harness: Harness) -> None:
+    grammar = grammar_for(None, (WEATHER, OTHER), "auto")
+    assert grammar is not None
+    for i in range(4):
+        harness.submit(f"auto{i}", TINY, CHAT, max_tokens=120, temperature=1.0, grammar=grammar)
+    harness.drain()
+    for i in range(4):
+        text = harness.text(f"auto{i}")
+        parsed = parse_tool_calls(text)
+        if not parsed.calls:
+            assert "<tool_call>" not in text  # no call the grammar did not check
+        for call in parsed.calls:
+            if call["function"]["name"] == "get_weather":
+                jsonschema.validate(json.loads(call["function"]["arguments"]), UNIT)

@@ -81,7 +81,7 @@ class _Walk:
     def node(self, schema: Any, context: tuple[str, ...], depth: int) -> None:
         if not isinstance(schema, dict):
             raise self.refuse(context, "schema must be a JSON Schema object.")
-        if depth > MAX_DEPTH:
+        if depth > MAX_DEPTH + 1:  # a leaf below the deepest object allowed, or a runaway
             raise self.refuse(context, f"schema must have at most {MAX_DEPTH} levels of nesting.")
         for key in schema:
             if key not in PERMITTED:
@@ -121,6 +121,8 @@ class _Walk:
             raise self.refuse(context, "schema must have a 'type' key.")
 
     def object(self, schema: Json, context: tuple[str, ...], depth: int) -> None:
+        if depth > MAX_DEPTH:  # objects nested deeper than OpenAI's ten levels
+            raise self.refuse(context, f"schema must have at most {MAX_DEPTH} levels of nesting.")
         if schema.get("additionalProperties") is not False:
             raise self.refuse(
                 context, "'additionalProperties' is required to be supplied and to be false."
