@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import llguidance
-
 from ..errors import InvalidRequest
 
 Json = dict[str, Any]
@@ -178,6 +176,8 @@ def json_grammar(schema: Json, *, strict: bool) -> str:
 
 def engine_refusal(grammar: str) -> str | None:
     """Why llguidance cannot compile ``grammar``; None if it can."""
+    import llguidance  # on the first structured request, not at every server start (~70 ms)
+
     try:
         error = llguidance.LLMatcher.validate_grammar(grammar, None)
     except Exception as exc:  # a schema it chokes on is as much a refusal as one it names
