@@ -16,16 +16,15 @@ constrained completions.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import llguidance
 import llguidance.hf
+import numpy as np
 import torch
 
 GRAMMAR_CACHE = 64  # compiled grammars kept per tokenizer, least recently used out
-
-_BITS = torch.arange(32, dtype=torch.int32)
 
 
 class GrammarError(ValueError):
@@ -37,24 +36,12 @@ class TokenConstraint:
 
     def __init__(self, matcher: Any, words: int, stop_ids: list[int]):
         self._matcher = matcher
-        self._mask = torch.zeros(words, dtype=torch.int32)
-        self._stop_ids = stop_ids
+        self.words = words  # 32-bit words of its bitmask: one bit per token id
+        self.stop_ids = stop_ids
 
-    def allowed(self, width: int) -> torch.Tensor:
-        """Which of ``width`` token ids may come next (bool); ids past the tokenizer never."""
-        self._matcher.unsafe_compute_mask_ptr(self._mask.data_ptr(), self._mask.numel() * 4)
-        bits = ((self._mask.unsqueeze(-1) >> _BITS) & 1).flatten().bool()
-        if bits.numel() >= width:
-            return bits[:width]
-        return torch.cat([bits, bits.new_zeros(width - bits.numel())])
-
-    def restrict(self, logits: torch.Tensor) -> torch.Tensor:
-        """``logits`` (one row) with every token the grammar forbids at -inf."""
-        allowed = self.allowed(logits.shape[-1])
-        if not allowed.any():  # a dead end (cannot happen in a sound grammar): end the row
-            allowed[[i for i in self._stop_ids if i < allowed.numel()]] = True
-        allowed = allowed.to(logits.device)
-        return logits.masked_fill(~allowed, float("-inf"))
+    def fill(self, bitmask: np.ndarray) -> None:
+        """Write the allowed next tokens into ``bitmask`` (int32, at least ``words`` long)."""
+        self._matcher.unsafe_compute_mask_ptr(bitmask.ctypes.data, self.words * 4)
 
     def advance(self, token: int) -> None:
         if not self._matcher.consume_token(token):
@@ -63,6 +50,32 @@ class TokenConstraint:
     @property
     def accepting(self) -> bool:
         return bool(self._matcher.is_accepting())
+
+
+def allowed_tokens(constraints: Sequence[TokenConstraint], width: int) -> np.ndarray:
+    """Which of ``width`` token ids each constraint allows next (bool, rows x width): computed
+    for all of a step's constrained rows at once, in numpy, since per-row tensor operations
+    would cost more than the grammar itself on a small model."""
+    words = max(c.words for c in constraints)
+    bitmask = np.zeros((len(constraints), words), dtype=np.int32)
+    for words_of_row, constraint in zip(bitmask, constraints, strict=True):
+        constraint.fill(words_of_row)
+    # Little-endian words, least significant bit first: bit t of the row is token t.
+    bits = np.unpackbits(bitmask.view(np.uint8), axis=1, count=width, bitorder="little")
+    allowed = bits.astype(np.bool_)
+    for row, constraint in enumerate(constraints):
+        if not allowed[row].any():  # a dead end (not in a sound grammar): end the row
+            allowed[row, [i for i in constraint.stop_ids if i < width]] = True
+    return allowed
+
+
+def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, TokenConstraint]]) -> torch.Tensor:
+    """A copy of ``logits`` (rows x vocabulary) with each listed row's forbidden tokens at -inf;
+    the other rows untouched."""
+    allowed = allowed_tokens([c for _, c in rows], logits.shape[1])
+    forbidden = np.zeros(logits.shape, dtype=np.bool_)
+    forbidden[[i for i, _ in rows]] = ~allowed
+    return logits.masked_fill(torch.from_numpy(forbidden).to(logits.device), float("-inf"))
 
 
 class Grammars:

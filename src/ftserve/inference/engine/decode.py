@@ -39,7 +39,7 @@ from ftserve.inference.protocol import (
     TokenLogprob,
     TopLogprob,
 )
-from ftserve.modeling.constraint import TokenConstraint
+from ftserve.modeling.constraint import TokenConstraint, constrain
 
 Emit = Callable[[FromInference], None]
 VERY_UNLIKELY = -9999.0
@@ -113,13 +113,8 @@ def _constrained(logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
     """The logits to sample from: a constrained row's forbidden tokens at -inf. The others are
     untouched (and nothing is copied when no row is constrained); reported logprobs stay those
     of the raw logits, as OpenAI's."""
-    if all(row.constraint is None for row in rows):
-        return logits
-    logits = logits.clone()
-    for i, row in enumerate(rows):
-        if row.constraint is not None:
-            logits[i] = row.constraint.restrict(logits[i])
-    return logits
+    constrained = [(i, row.constraint) for i, row in enumerate(rows) if row.constraint]
+    return constrain(logits, constrained) if constrained else logits
 
 
 def _plain_dynamic(cache: Any) -> bool:
