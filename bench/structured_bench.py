@@ -213,7 +213,7 @@ def compile_times(model: str, models_dir: Path) -> dict[str, float]:
     from ftserve.modeling.loading import load_tokenizer
 
     tokenizer = load_tokenizer(_model_dir(model, models_dir))
-    grammars = Grammars(tokenizer, len(tokenizer), [tokenizer.eos_token_id])
+    grammars = Grammars(tokenizer, [tokenizer.eos_token_id])
     width = len(tokenizer)
     t0 = time.perf_counter()
     allowed_tokens([grammars.constraint(json_grammar({"type": "object"}, strict=True))], width)

@@ -47,10 +47,6 @@ class TokenConstraint:
         if not self._matcher.consume_token(token):
             raise GrammarError(f"token {token} broke the grammar: {self._matcher.get_error()}")
 
-    @property
-    def accepting(self) -> bool:
-        return bool(self._matcher.is_accepting())
-
 
 def allowed_tokens(constraints: Sequence[TokenConstraint], width: int) -> np.ndarray:
     """Which of ``width`` token ids each constraint allows next (bool, rows x width): computed
@@ -81,9 +77,8 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, TokenConstraint]])
 class Grammars:
     """Compiled grammars for one tokenizer (a transformers fast tokenizer)."""
 
-    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: Iterable[int]):
+    def __init__(self, tokenizer: Any, stop_ids: Iterable[int]):
         self._hf = tokenizer
-        self._vocab_size = vocab_size
         self._stop_ids = sorted(stop_ids)
         self._tokenizer: Any = None
         self._compiled: OrderedDict[str, Any] = OrderedDict()

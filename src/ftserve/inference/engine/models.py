@@ -217,7 +217,7 @@ class ModelStore:
             stop_ids=frozenset(i for i in stop_ids if 0 <= i < vocab_size),
             pad_id=int(tokenizer.pad_token_id),
             chat_stop_text=chat_stop_text,
-            grammars=Grammars(tokenizer, vocab_size, (i for i in stop_ids if 0 <= i < vocab_size)),
+            grammars=Grammars(tokenizer, (i for i in stop_ids if 0 <= i < vocab_size)),
         )
 
     def _weights_dir(self, name: str, weights: str) -> Path:
