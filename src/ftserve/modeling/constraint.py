@@ -15,6 +15,7 @@ constrained completions.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,6 +26,11 @@ import numpy as np
 import torch
 
 GRAMMAR_CACHE = 64  # compiled grammars kept per tokenizer, least recently used out
+TOKENIZER_CACHE = 8  # llguidance's views of tokenizers, shared by models with the same one
+
+# Preparing a tokenizer for llguidance takes ~0.5 s on a 50k vocabulary; the LoRA adapters of one
+# base each load their own copy of the same tokenizer, so the prepared one is shared by content.
+_prepared: OrderedDict[str, Any] = OrderedDict()
 
 
 class GrammarError(ValueError):
@@ -74,6 +80,23 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, TokenConstraint]])
     return logits.masked_fill(torch.from_numpy(forbidden).to(logits.device), float("-inf"))
 
 
+def _prepare(tokenizer: Any, stop_ids: list[int]) -> Any:
+    content = tokenizer.backend_tokenizer.to_str() + repr(stop_ids)  # fast tokenizers only
+    key = hashlib.sha256(content.encode()).hexdigest()
+    prepared = _prepared.get(key)
+    if prepared is None:
+        # The tokenizer's own length, not the model's (often padded) embedding count: llguidance
+        # must know every id's bytes.
+        prepared = llguidance.hf.from_tokenizer(
+            tokenizer, n_vocab=len(tokenizer), eos_token=stop_ids or None
+        )
+        _prepared[key] = prepared
+        if len(_prepared) > TOKENIZER_CACHE:
+            _prepared.popitem(last=False)
+    _prepared.move_to_end(key)
+    return prepared
+
+
 class Grammars:
     """Compiled grammars for one tokenizer (a transformers fast tokenizer)."""
 
@@ -85,11 +108,12 @@ class Grammars:
 
     def _lltokenizer(self) -> Any:
         if self._tokenizer is None:
-            # The tokenizer's own length, not the model's (often padded) embedding count:
-            # llguidance must know every id's bytes.
-            self._tokenizer = llguidance.hf.from_tokenizer(
-                self._hf, n_vocab=len(self._hf), eos_token=self._stop_ids or None
-            )
+            try:
+                self._tokenizer = _prepare(self._hf, self._stop_ids)
+            except Exception as exc:  # a slow (pure Python) tokenizer, say
+                raise GrammarError(
+                    f"this model's tokenizer cannot be used for constrained decoding ({exc})"
+                ) from exc
         return self._tokenizer
 
     def compile(self, grammar: str) -> Any:
