@@ -114,3 +114,21 @@ def test_auto_with_a_strict_tool_gives_text_or_valid_calls(harness: Harness) -> 
         for call in parsed.calls:
             if call["function"]["name"] == "get_weather":
                 jsonschema.validate(json.loads(call["function"]["arguments"]), UNIT)
+
+
+def test_auto_with_a_json_schema_gives_calls_or_the_json(harness: Harness) -> None:
+    grammar = grammar_for(ResponseFormat("json_schema", SCHEMA, True), (OTHER,), "auto")
+    for i in range(4):
+        harness.submit(f"mix{i}", TINY, CHAT, max_tokens=200, temperature=1.0, grammar=grammar)
+    harness.drain()
+    for i in range(4):
+        if harness.finished(f"mix{i}")[0].finish_reason == "length":
+            continue
+        text = harness.text(f"mix{i}")
+        parsed = parse_tool_calls(text)
+        if parsed.calls:
+            assert parsed.content is None and all(
+                c["function"]["name"] == "other" for c in parsed.calls
+            )
+        else:
+            jsonschema.validate(json.loads(text), SCHEMA)

@@ -167,11 +167,15 @@ def check_strict(schema: Any, *, what: str, name: str, param: str) -> None:
     walk.node(schema, (), 1)
 
 
-def json_grammar(schema: Json, *, strict: bool) -> str:
-    """The llguidance grammar for one JSON value matching ``schema`` (guided when not strict:
-    keywords the engine cannot enforce are skipped rather than refused)."""
+def json_rule(schema: Json, *, strict: bool) -> str:
+    """The body of an llguidance rule for one JSON value matching ``schema`` (guided when not
+    strict: keywords the engine cannot enforce are skipped rather than refused)."""
     guided = {**schema, "x-guidance": {**_GUIDANCE, "lenient": not strict}}
-    return "start: %json " + json.dumps(guided, separators=(",", ":"))
+    return "%json " + json.dumps(guided, separators=(",", ":"))
+
+
+def json_grammar(schema: Json, *, strict: bool) -> str:
+    return "start: " + json_rule(schema, strict=strict)
 
 
 def engine_refusal(grammar: str) -> str | None:

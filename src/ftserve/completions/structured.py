@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue, MissingParameter
 from ..wire.fields import unrecognized
-from .strict_schema import check_strict, engine_refusal, json_grammar
+from .strict_schema import check_strict, engine_refusal, json_grammar, json_rule
 from .toolcalls import CLOSE, OPEN
 
 Json = dict[str, Any]
@@ -222,27 +222,24 @@ def _call_schema(fn: Json) -> Json:
     }
 
 
-def _tool_grammar(tools: tuple[Json, ...], *, only: str | None, text: bool) -> str:
+def _tool_grammar(tools: tuple[Json, ...], *, only: str | None, answer: str | None) -> str:
+    """Tool calls (``only``: one call of that function); ``answer``: the rule body of what the
+    model may write instead of calls (None: calls only)."""
     chosen = [t["function"] for t in tools if only is None or t["function"]["name"] == only]
     rules = [
-        f"call_{k}: %json "
-        + json.dumps(
-            {**_call_schema(fn), "x-guidance": {"whitespace_flexible": False, "lenient": True}}
-            if not fn.get("strict")
-            else {**_call_schema(fn), "x-guidance": {"whitespace_flexible": False}},
-            separators=(",", ":"),
-        )
+        f"call_{k}: " + json_rule(_call_schema(fn), strict=bool(fn.get("strict")))
         for k, fn in enumerate(chosen)
     ]
     call = f"call: {json.dumps(OPEN)} (" + " | ".join(f"call_{k}" for k in range(len(chosen)))
     call += f") {json.dumps(CLOSE)}"
     # A named function: one call, as OpenAI's; "required": one or more, a line each.
     calls = "calls: call" if only is not None else 'calls: call ("\\n" call)*'
-    start = "start: calls"
-    if text:
-        # Text that is no call at all: a call the model writes must be one the grammar checks.
-        start += "\n    | TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/"
+    start = "start: calls" if answer is None else f"start: calls | answer\nanswer: {answer}"
     return "\n".join([start, calls, call, *rules])
+
+
+# Text that is no call at all: a call the model writes must be one the grammar checks.
+_NOT_A_CALL = "TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/"
 
 
 def grammar_for(
@@ -251,18 +248,20 @@ def grammar_for(
     tool_choice: str | Json | None,
 ) -> str | None:
     """The grammar a request's answer must follow; None when it is free."""
+    answer: str | None = None  # what a JSON answer must be, when one is asked for
+    if response_format is not None and response_format.kind == "json_object":
+        answer = json_rule(_ANY_OBJECT, strict=False)
+    elif response_format is not None and response_format.kind == "json_schema":
+        assert response_format.schema is not None
+        answer = json_rule(response_format.schema, strict=response_format.strict)
     if tools and isinstance(tool_choice, dict):
-        return _tool_grammar(tools, only=tool_choice["function"]["name"], text=False)
+        return _tool_grammar(tools, only=tool_choice["function"]["name"], answer=None)
     if tools and tool_choice == "required":
-        return _tool_grammar(tools, only=None, text=False)
-    if tools and any(t["function"].get("strict") for t in tools):
-        return _tool_grammar(tools, only=None, text=True)
-    if response_format is None or response_format.kind == "text":
-        return None
-    if response_format.kind == "json_object":
-        return json_grammar(_ANY_OBJECT, strict=False)
-    assert response_format.schema is not None
-    return json_grammar(response_format.schema, strict=response_format.strict)
+        return _tool_grammar(tools, only=None, answer=None)
+    if tools and (answer is not None or any(t["function"].get("strict") for t in tools)):
+        # "auto": calls, or the answer (JSON as asked, else text without a call in it).
+        return _tool_grammar(tools, only=None, answer=answer or _NOT_A_CALL)
+    return None if answer is None else "start: " + answer
 
 
 def mentions_json(messages: tuple[Json, ...]) -> bool:
