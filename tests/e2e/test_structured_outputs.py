@@ -116,9 +116,24 @@ def test_strict_tools_named_and_required(srv: Server, model: str) -> None:
         temperature=1.0,
         max_tokens=200,  # a byte per token: the call's framing alone is about 70
     )
+    assert named.choices[0].finish_reason == "stop"  # as OpenAI's for a named function
     [call] = named.choices[0].message.tool_calls or []
     assert call.function.name == "get_weather"
     assert isinstance(call.function.parsed_arguments, Weather)
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            tools=tools,
+            tool_choice={"type": "function", "function": {"name": "judge"}},
+            max_tokens=200,
+            stream=True,
+        )
+    )
+    deltas = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
+    arguments = "".join(t.function.arguments or "" for t in deltas if t.function)
+    Verdict.model_validate_json(arguments)
+    assert chunks[-1].choices[0].finish_reason == "stop"
     required = client.chat.completions.parse(
         model=model, messages=QUESTION, tools=tools, tool_choice="required", max_tokens=400
     )

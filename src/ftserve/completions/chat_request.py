@@ -519,6 +519,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     tools: bool  # parse <tool_call> lines out of the answer
+    # tool_choice named a function: its call ends with finish_reason "stop", as OpenAI's
+    named_tool: bool = False
 
 
 def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = False) -> ChatRequest:
@@ -586,4 +588,5 @@ def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = Fal
         stream=f["stream"],
         include_usage=include_usage,
         tools=tools is not None,
+        named_tool=tools is not None and isinstance(choice, dict),
     )
