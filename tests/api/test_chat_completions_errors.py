@@ -268,7 +268,8 @@ ERRORS: list[tuple[str, dict[str, Any], int, str | None, str | None, str | None]
             }
         },
         400,
-        None,
+        "Invalid schema for response_format 'x': failed to compile JSON schema: properties "
+        "must be an object",
         "response_format",
         None,
     ),
@@ -315,6 +316,20 @@ ERRORS: list[tuple[str, dict[str, Any], int, str | None, str | None, str | None]
         "Invalid value for 'tool_choice': function 'g' is not in 'tools'.",
         "tool_choice",
         None,
+    ),
+    (
+        "forced-tool-schema-the-engine-cannot-follow",
+        {
+            "tools": [
+                {"type": "function", "function": {"name": "f", "parameters": {"properties": 5}}}
+            ],
+            "tool_choice": "required",
+        },
+        400,
+        "Invalid schema for function 'f': failed to compile JSON schema: properties must be an "
+        "object",
+        "tools",
+        "invalid_function_parameters",
     ),
     (
         "strict-tool-schema",

@@ -14,6 +14,7 @@ torch in it, so the API process can ask); a schema it cannot compile is refused 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -179,11 +180,18 @@ def json_grammar(schema: Json, *, strict: bool) -> str:
 
 
 def engine_refusal(grammar: str) -> str | None:
-    """Why llguidance cannot compile ``grammar``; None if it can."""
+    """Why llguidance cannot compile ``grammar`` (the first line of its message, without the
+    grammar text it quotes); None if it can."""
     import llguidance  # on the first structured request, not at every server start (~70 ms)
 
     try:
         error = llguidance.LLMatcher.validate_grammar(grammar, None)
     except Exception as exc:  # a schema it chokes on is as much a refusal as one it names
-        return str(exc) or type(exc).__name__
-    return str(error) if error else None
+        return _first_line(str(exc)) or type(exc).__name__
+    return _first_line(str(error)) if error else None
+
+
+def _first_line(message: str) -> str:
+    # "at 1(8): failed to compile JSON schema: …" — the position is in ftserve's grammar text,
+    # which the caller never wrote.
+    return re.sub(r"^at \d+\(\d+\): ", "", message.strip().split("\n")[0])

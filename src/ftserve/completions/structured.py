@@ -94,9 +94,7 @@ def check_response_format(value: Any, param: str) -> ResponseFormat:
         check_strict(schema, what="response_format", name=name, param=param)
     refusal = engine_refusal(json_grammar(schema, strict=bool(strict)))
     if refusal is not None:
-        raise InvalidRequest(
-            f"Invalid schema for response_format '{name}': {refusal.strip()}", param=param
-        )
+        raise InvalidRequest(f"Invalid schema for response_format '{name}': {refusal}", param=param)
     return ResponseFormat(kind, schema, bool(strict))
 
 
@@ -226,10 +224,16 @@ def _tool_grammar(tools: tuple[Json, ...], *, only: str | None, answer: str | No
     """Tool calls (``only``: one call of that function); ``answer``: the rule body of what the
     model may write instead of calls (None: calls only)."""
     chosen = [t["function"] for t in tools if only is None or t["function"]["name"] == only]
-    rules = [
-        f"call_{k}: " + json_rule(_call_schema(fn), strict=bool(fn.get("strict")))
-        for k, fn in enumerate(chosen)
-    ]
+    bodies = [json_rule(_call_schema(fn), strict=bool(fn.get("strict"))) for fn in chosen]
+    for fn, body in zip(chosen, bodies, strict=True):
+        refusal = engine_refusal("start: " + body)
+        if refusal is not None:  # parameters the engine cannot follow, even as guidance
+            raise InvalidRequest(
+                f"Invalid schema for function '{fn['name']}': {refusal}",
+                param="tools",
+                code="invalid_function_parameters",
+            )
+    rules = [f"call_{k}: {body}" for k, body in enumerate(bodies)]
     call = f"call: {json.dumps(OPEN)} (" + " | ".join(f"call_{k}" for k in range(len(chosen)))
     call += f") {json.dumps(CLOSE)}"
     # A named function: one call, as OpenAI's; "required": one or more, a line each.
