@@ -65,9 +65,8 @@ def allowed_tokens(constraints: Sequence[TokenConstraint], width: int) -> np.nda
     # Little-endian words, least significant bit first: bit t of the row is token t.
     bits = np.unpackbits(bitmask.view(np.uint8), axis=1, count=width, bitorder="little")
     allowed = bits.astype(np.bool_)
-    for row, constraint in enumerate(constraints):
-        if not allowed[row].any():  # a dead end (not in a sound grammar): end the row
-            allowed[row, [i for i in constraint.stop_ids if i < width]] = True
+    for row in np.flatnonzero(~allowed.any(axis=1)).tolist():  # a dead end (no sound grammar has)
+        allowed[row, [i for i in constraints[row].stop_ids if i < width]] = True  # ends the row
     return allowed
 
 
