@@ -77,13 +77,15 @@ def test_parse_returns_the_pydantic_object_streamed_or_not(srv: Server, model: s
     assert "".join(deltas) == final.choices[0].message.content
 
 
-def test_langchain_structured_output(srv: Server, model: str) -> None:
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_langchain_structured_output(srv: Server, model: str, method: Any) -> None:
     from langchain_openai import ChatOpenAI
 
     chat = ChatOpenAI(
         model=model, base_url=srv.base_url, api_key=srv.client().api_key, max_retries=0
     )
-    answer = chat.with_structured_output(Verdict).invoke("Is Oslo in Norway?")
+    # json_schema (the default) sends response_format; function_calling forces a tool call.
+    answer = chat.with_structured_output(Verdict, method=method).invoke("Is Oslo in Norway?")
     assert isinstance(answer, Verdict)
 
 
