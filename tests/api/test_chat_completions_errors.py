@@ -15,6 +15,36 @@ pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest
 
 
 LONG = "x" * 5000
+STRICT_OPEN = {
+    "name": "answer",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"inner": {"type": "object", "properties": {}}},
+        "required": ["inner"],
+        "additionalProperties": False,
+    },
+}
+STRICT_OPTIONAL = {
+    "name": "answer",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    },
+}
+STRICT_KEYWORD = {
+    "name": "answer",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"a": {"type": "string", "minLength": 2}},
+        "required": ["a"],
+        "additionalProperties": False,
+    },
+}
 ERRORS: list[tuple[str, dict[str, Any], int, str | None, str | None, str | None]] = [
     (
         "temperature-above",
@@ -185,20 +215,63 @@ ERRORS: list[tuple[str, dict[str, Any], int, str | None, str | None, str | None]
         "unsupported_value",
     ),
     (
-        "json-mode",
+        "json-mode-without-the-word",
         {"response_format": {"type": "json_object"}},
         400,
+        "'messages' must contain the word 'json' in some form, to use 'response_format' of "
+        "type 'json_object'.",
+        "messages",
         None,
-        "response_format",
-        "unsupported_value",
     ),
     (
-        "json-schema",
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        "json-schema-not-an-object",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 3}}},
         400,
-        None,
+        "Invalid type for 'response_format.json_schema.schema': expected an object, but got "
+        "an integer instead.",
+        "response_format.json_schema.schema",
+        "invalid_type",
+    ),
+    (
+        "json-schema-strict-additional-properties",
+        {"response_format": {"type": "json_schema", "json_schema": STRICT_OPEN}},
+        400,
+        "Invalid schema for response_format 'answer': In context=('properties', 'inner'), "
+        "'additionalProperties' is required to be supplied and to be false.",
         "response_format",
-        "unsupported_value",
+        None,
+    ),
+    (
+        "json-schema-strict-required",
+        {"response_format": {"type": "json_schema", "json_schema": STRICT_OPTIONAL}},
+        400,
+        "Invalid schema for response_format 'answer': In context=(), 'required' is required to "
+        "be supplied and to be an array including every key in properties. Missing 'b'.",
+        "response_format",
+        None,
+    ),
+    (
+        "json-schema-strict-keyword",
+        {"response_format": {"type": "json_schema", "json_schema": STRICT_KEYWORD}},
+        400,
+        "Invalid schema for response_format 'answer': In context=('properties', 'a'), "
+        "'minLength' is not permitted.",
+        "response_format",
+        None,
+    ),
+    (
+        "json-schema-engine-cannot",
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "object", "properties": 5}},
+            }
+        },
+        400,
+        "Invalid schema for response_format 'x': failed to compile JSON schema: properties "
+        "must be an object",
+        "response_format",
+        None,
     ),
     (
         "audio-modality",
@@ -234,23 +307,49 @@ ERRORS: list[tuple[str, dict[str, Any], int, str | None, str | None, str | None]
     ),
     ("functions", {"functions": [{"name": "f"}]}, 400, None, "functions", "unsupported_value"),
     (
-        "tool_choice-required",
-        {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-        400,
-        None,
-        "tool_choice",
-        "unsupported_value",
-    ),
-    (
-        "tool_choice-named",
+        "tool_choice-unknown-function",
         {
             "tools": [{"type": "function", "function": {"name": "f"}}],
-            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "tool_choice": {"type": "function", "function": {"name": "g"}},
         },
         400,
-        None,
+        "Invalid value for 'tool_choice': function 'g' is not in 'tools'.",
         "tool_choice",
-        "unsupported_value",
+        None,
+    ),
+    (
+        "forced-tool-schema-the-engine-cannot-follow",
+        {
+            "tools": [
+                {"type": "function", "function": {"name": "f", "parameters": {"properties": 5}}}
+            ],
+            "tool_choice": "required",
+        },
+        400,
+        "Invalid schema for function 'f': failed to compile JSON schema: properties must be an "
+        "object",
+        "tools",
+        "invalid_function_parameters",
+    ),
+    (
+        "strict-tool-schema",
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "strict": True,
+                        "parameters": {"type": "object", "properties": {}},
+                    },
+                }
+            ]
+        },
+        400,
+        "Invalid schema for function 'f': In context=(), 'additionalProperties' is required to "
+        "be supplied and to be false.",
+        "tools[0].function.parameters",
+        "invalid_function_parameters",
     ),
     (
         "stop-too-many",

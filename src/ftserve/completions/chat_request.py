@@ -24,6 +24,16 @@ from .sampling import (
     check_token_limit,
     common_fields,
 )
+from .structured import (
+    JSON_WORD,
+    RESPONSE_FORMAT_SCHEMA,
+    TOOL_CHOICE_SCHEMA,
+    check_response_format,
+    check_strict_tools,
+    check_tool_choice,
+    grammar_for,
+    mentions_json,
+)
 
 Json = dict[str, Any]
 
@@ -365,35 +375,7 @@ TOOLS_SCHEMA: Json = {
 }
 
 
-def check_tool_choice(value: Any, param: str) -> str:
-    """Only ``none`` and ``auto`` can be honoured: nothing here forces the model to call."""
-    if isinstance(value, str):
-        if value in ("none", "auto"):
-            return value
-        if value == "required":
-            raise unsupported_value(
-                param,
-                "Unsupported value: 'tool_choice' does not support 'required' with this "
-                "model. Supported values are: 'none' and 'auto'.",
-            )
-        raise InvalidValue(
-            f"Invalid value: '{value[:64]}'. Supported values are: 'none', 'auto' and 'required'.",
-            param=param,
-        )
-    if isinstance(value, dict):
-        raise unsupported_value(
-            param,
-            "Unsupported value: 'tool_choice' does not support naming a function with "
-            "this model. Supported values are: 'none' and 'auto'.",
-        )
-    raise InvalidType(param, "a string or an object", value)
-
-
 # -- the other refused fields ----------------------------------------------------------------
-
-
-def _response_format_ok(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") == "text" and set(value) == {"type"}
 
 
 def _modalities_ok(value: Any) -> bool:
@@ -463,9 +445,10 @@ def chat_fields() -> list[Field]:
         Field(
             "tool_choice",
             "custom",
-            "`none` or `auto` (`required` and a named function cannot be honoured: 400).",
+            "`none`, `auto`, `required` or a named function (the last two are enforced by "
+            "constrained decoding, as are the arguments of `strict` tools).",
             check=check_tool_choice,
-            schema={"type": "string", "enum": ["none", "auto"]},
+            schema=TOOL_CHOICE_SCHEMA,
         ),
         _ignored("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
         _ignored("safety_identifier", "string", "An end-user id.", maximum=64),
@@ -480,23 +463,12 @@ def chat_fields() -> list[Field]:
         _ignored("service_tier", "string", "Every response says `default`."),
         _ignored("prompt_cache_key", "string", "Prompt caching hint."),
         _ignored("prompt_cache_retention", "string", "Prompt caching hint."),
-        _refused(
+        Field(
             "response_format",
-            '`{"type": "text"}` only: nothing here constrains the output to JSON.',
-            "Unsupported value: 'response_format' does not support JSON output with this "
-            'model. Supported values are: {"type": "text"}.',
-            allowed=_response_format_ok,
-            allowed_schema={
-                "anyOf": [
-                    {
-                        "type": "object",
-                        "required": ["type"],
-                        "properties": {"type": {"const": "text"}},
-                        "additionalProperties": False,
-                    },
-                    {"type": "null"},
-                ]
-            },
+            "custom",
+            "The answer's format (see the schema).",
+            check=check_response_format,
+            schema=RESPONSE_FORMAT_SCHEMA,
         ),
         _refused(
             "modalities",
@@ -547,6 +519,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     tools: bool  # parse <tool_call> lines out of the answer
+    # tool_choice named a function: its call ends with finish_reason "stop", as OpenAI's
+    named_tool: bool = False
 
 
 def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = False) -> ChatRequest:
@@ -574,8 +548,25 @@ def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = Fal
             "specified.",
             param="tool_choice",
         )
-    if f["tool_choice"] == "none":
+    choice = f["tool_choice"]
+    if choice == "none":
         tools = None
+    if tools is not None:
+        check_strict_tools(tools, "tools")
+        names = [t["function"]["name"] for t in tools]
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            raise InvalidRequest(
+                f"Invalid value for 'tool_choice': function '{choice['function']['name']}' "
+                "is not in 'tools'.",
+                param="tool_choice",
+            )
+    response_format = f["response_format"]
+    if (
+        response_format is not None
+        and response_format.kind == "json_object"
+        and not mentions_json(f["messages"])
+    ):
+        raise InvalidRequest(JSON_WORD, param="messages")
     sampling = Sampling(
         max_tokens=max_tokens,
         temperature=f["temperature"],
@@ -588,6 +579,7 @@ def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = Fal
         logit_bias=f["logit_bias"],
         logprobs=f["logprobs"],
         top_logprobs=f["top_logprobs"] or 0,
+        grammar=grammar_for(response_format, tools, choice),
     )
     return ChatRequest(
         model=f["model"],
@@ -596,4 +588,5 @@ def parse_chat(body: Json, *, max_generation_tokens: int, deployment: bool = Fal
         stream=f["stream"],
         include_usage=include_usage,
         tools=tools is not None,
+        named_tool=tools is not None and isinstance(choice, dict),
     )

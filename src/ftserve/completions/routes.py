@@ -106,7 +106,7 @@ def _chat_choice(i: int, choice: Choice, req: ChatRequest) -> Json:
         parsed = parse_tool_calls(content or "")
         content, calls = parsed.content, parsed.calls
         if calls:
-            finish = "tool_calls"
+            finish = "stop" if req.named_tool else "tool_calls"
     return {
         "index": i,
         "message": chat_message(content, calls),
@@ -177,7 +177,7 @@ async def _chat_events(stream: Stream, req: ChatRequest, head: Head) -> AsyncIte
                     yield chunk(chunk_choice(i, {"content": parsed.content}, logprobs=lps))
                     lps = None
                 if parsed.calls:
-                    finish = "tool_calls"
+                    finish = "stop" if req.named_tool else "tool_calls"
                     deltas = [
                         {"index": k, "id": c["id"], "type": "function", "function": c["function"]}
                         for k, c in enumerate(parsed.calls)

@@ -56,6 +56,9 @@ class Sampling:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0  # 0..20, only with logprobs
+    # Every choice must match this llguidance grammar (Lark text; ``%json {…}`` embeds a JSON
+    # schema): built by the API from ``response_format`` or forced tools, compiled here.
+    grammar: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from ftserve.inference.protocol import (
     TokenLogprob,
     TopLogprob,
 )
+from ftserve.modeling.constraint import TokenConstraint, constrain
 
 Emit = Callable[[FromInference], None]
 VERY_UNLIKELY = -9999.0
@@ -60,6 +61,7 @@ class Row:
         stop_ids: frozenset[int],
         max_tokens: int,
         vocab: Vocab,
+        constraint: TokenConstraint | None = None,
     ):
         self.owner = owner
         self.request_id = request_id
@@ -71,6 +73,7 @@ class Row:
         self.stop_ids = stop_ids
         self.max_tokens = max_tokens
         self.vocab = vocab
+        self.constraint = constraint
         self.generated = 0
 
     def advance(self, token: int) -> tuple[str, FinishReason | None]:
@@ -79,6 +82,8 @@ class Row:
         self.sampler.observe(token)
         if token in self.stop_ids:
             return self._drain(), "stop"
+        if self.constraint is not None:
+            self.constraint.advance(token)
         released, stopped = self.stops.feed(self.decoder.push(token))
         if stopped:
             return released, "stop"
@@ -102,6 +107,14 @@ def token_logprob(vocab: Vocab, logprobs: torch.Tensor, token: int, top: int) ->
         )
     value = max(float(logprobs[token]), VERY_UNLIKELY)
     return TokenLogprob(vocab.text_of(token), value, vocab.bytes_of(token), alternatives)
+
+
+def _constrained(logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
+    """The logits to sample from: a constrained row's forbidden tokens at -inf. The others are
+    untouched (and nothing is copied when no row is constrained); reported logprobs stay those
+    of the raw logits, as OpenAI's."""
+    constrained = [(i, row.constraint) for i, row in enumerate(rows) if row.constraint]
+    return constrain(logits, constrained) if constrained else logits
 
 
 def _plain_dynamic(cache: Any) -> bool:
@@ -225,7 +238,7 @@ class Batch:
         assert self._logits is not None and self._mask is not None
         logits = self._logits
         samplers = [row.sampler for row in self.rows]
-        tokens = choose_tokens(logits, samplers)
+        tokens = choose_tokens(_constrained(logits, self.rows), samplers)
         logprobs = None
         if any(s.logprobs for s in samplers):
             logprobs = torch.log_softmax(logits, dim=-1)

@@ -43,6 +43,7 @@ from ftserve.blobs import BlobCache, BlobError, BlobUnavailable, open_blobs_url
 from ftserve.inference.engine.vocab import Vocab
 from ftserve.inference.protocol import EngineSettings, ServedModel
 from ftserve.modeling.chat_templates import CHATML_END_OF_TURN
+from ftserve.modeling.constraint import Grammars
 from ftserve.modeling.device import DeviceChoice
 from ftserve.modeling.errors import ModelFailed
 from ftserve.modeling.loading import freeze, load_model, load_tokenizer
@@ -73,6 +74,7 @@ class ModelInfo:
     # The chat template writes this end-of-turn text but the vocabulary has no token for it
     # (ftserve's ChatML fallback on a plain tokenizer): it ends a chat answer as a stop string.
     chat_stop_text: str | None
+    grammars: Grammars  # constrained decoding's compiled grammars, for this tokenizer
 
 
 class LoadedModel:
@@ -215,6 +217,7 @@ class ModelStore:
             stop_ids=frozenset(i for i in stop_ids if 0 <= i < vocab_size),
             pad_id=int(tokenizer.pad_token_id),
             chat_stop_text=chat_stop_text,
+            grammars=Grammars(tokenizer, (i for i in stop_ids if 0 <= i < vocab_size)),
         )
 
     def _weights_dir(self, name: str, weights: str) -> Path:

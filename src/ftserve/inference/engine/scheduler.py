@@ -36,6 +36,7 @@ from ftserve.inference.protocol import (
     Rejected,
     TextPrompt,
 )
+from ftserve.modeling.constraint import GrammarError
 from ftserve.modeling.device import resolve_device
 from ftserve.modeling.errors import ModelFailed
 
@@ -91,6 +92,12 @@ class Engine:
                 info, generate.prompt, generate.sampling, self.settings.max_generation_tokens
             )
             echo = self._echo(generate, info, rendered)
+            if generate.sampling.grammar is not None:
+                info.grammars.compile(generate.sampling.grammar)
+        except GrammarError as exc:
+            # The API checked the schema; what it could not foresee is this tokenizer.
+            self.emit(Rejected(rid, 400, f"Invalid 'response_format': {exc}", "response_format"))
+            return
         except RequestRejected as exc:
             self.emit(Rejected(rid, exc.status, exc.message, exc.param, exc.code))
             return
@@ -231,6 +238,7 @@ class Engine:
             stop_ids=info.stop_ids,
             max_tokens=request.rendered.max_tokens,
             vocab=info.vocab,
+            constraint=info.grammars.constraint(sampling.grammar) if sampling.grammar else None,
         )
 
     # -- endings --------------------------------------------------------------------------------
