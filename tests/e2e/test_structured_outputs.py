@@ -151,3 +151,23 @@ def test_length_finish(srv: Server, model: str) -> None:
         client.chat.completions.parse(
             model=model, messages=QUESTION, response_format=Verdict, max_tokens=4
         )
+
+
+def test_responses_parse_returns_the_pydantic_object_streamed_or_not(
+    srv: Server, model: str
+) -> None:
+    """``text.format`` on the Responses API goes through the same constrained decoding."""
+    client = srv.client()
+    response = client.responses.parse(
+        model=model, input=QUESTION, text_format=Verdict, temperature=1.0, max_output_tokens=60
+    )
+    assert response.status == "completed"
+    assert isinstance(response.output_parsed, Verdict), response.output_text
+    with client.responses.stream(
+        model=model, input=QUESTION, text_format=Verdict, temperature=1.0, max_output_tokens=60
+    ) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert len(deltas) > 1
+    assert isinstance(final.output_parsed, Verdict)
+    assert "".join(deltas) == final.output_text

@@ -74,7 +74,7 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def _unless_gone(request: Request, work: Awaitable[None]) -> bool:
+async def unless_gone(request: Request, work: Awaitable[None]) -> bool:
     """Run ``work`` (collecting a non-streamed answer); False, with the work cancelled (and so
     its generation, through ``_collect``'s ``finally``), if the client disconnects first."""
     task = asyncio.ensure_future(work)
@@ -130,7 +130,7 @@ async def _chat(request: Request, ctx: Ctx, deployment: str | None) -> Response:
     if req.stream:
         return EventStream(_chat_events(stream, req, head))
     choices = [Choice() for _ in range(req.sampling.n)]
-    if not await _unless_gone(request, _collect(stream, choices)):
+    if not await unless_gone(request, _collect(stream, choices)):
         return Response(status_code=GONE)
     completion = sum(c.completion_tokens for c in choices)
     return json_response(
@@ -267,7 +267,7 @@ async def _text(request: Request, ctx: Ctx, deployment: str | None) -> Response:
             await _collect(stream, choices, k * n)
 
     try:
-        if not await _unless_gone(request, collect_all()):
+        if not await unless_gone(request, collect_all()):
             return Response(status_code=GONE)
     finally:
         for stream in streams:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from ..api.context import Ctx, json_body
 from ..api.responses import json_response, list_body
 from ..completions.resolve import served_model
-from ..completions.routes import GONE, _unless_gone
+from ..completions.routes import GONE, unless_gone
 from ..errors import InferenceDisabled
 from ..ids import response_id
 from ..inference.client import InferenceClient, Stream
@@ -74,7 +74,7 @@ async def create_response(request: Request, ctx: Ctx) -> Response:
         return ResponseEventStream(response_events(stream, draft, save))
     collected: list[str] = []
     ended: list[tuple[FinishReason, int]] = []
-    if not await _unless_gone(request, _collect(stream, collected, ended)):
+    if not await unless_gone(request, _collect(stream, collected, ended)):
         return Response(status_code=GONE)
     finish, completion = ended[0] if ended else ("stop", 0)
     response = draft.object(
