@@ -4,6 +4,7 @@ in the one-device format, so a job moves between sharded and unsharded runs."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,8 @@ def close(a: list[float], b: list[float]) -> bool:
 
 
 def test_fsdp_on_two_processes_trains_the_losses_of_one(base: TrainingSpec, tmp_path: Path) -> None:
+    # The whole gradient's norm is 3.6-6.2 at every step of this job, so clipping it to 1.0 is
+    # at work: a norm over one rank's shard would change the losses.
     one, two = Recorder(), Recorder()
     single = train_on_devices(respec(base, work_dir=tmp_path / "one"), one)
     sharded = train_on_devices(respec(base, work_dir=tmp_path / "two", devices=2, fsdp=True), two)
@@ -89,3 +92,12 @@ def test_a_pause_moves_between_sharded_and_unsharded_runs(
         first.losses + second.losses,
         straight.losses,
     )
+
+
+def test_a_cancel_stops_every_sharded_rank_at_that_step(base: TrainingSpec) -> None:
+    hooks = Recorder(decide=lambda step: "cancel" if step == 2 else "continue")
+    with pytest.raises(TrainingStopped) as info:
+        train_on_devices(respec(base, devices=2, fsdp=True), hooks)
+    assert (info.value.kind, info.value.step) == ("cancel", 2)
+    assert len(hooks.steps) == 2 and hooks.checkpoints == []
+    assert multiprocessing.active_children() == []  # the other rank ended with it

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import gc
 import inspect
 import logging
 import multiprocessing
@@ -312,6 +313,10 @@ class _Gang:
         # Forking is what makes a rank start in milliseconds (torch and transformers are
         # imported already); a process whose CUDA is initialised must spawn instead.
         method = "spawn" if torch.cuda.is_initialized() else "fork"  # type: ignore[no-untyped-call]
+        # Garbage a fork inherits is freed in the child whenever its collector runs: an earlier
+        # run's process group (kept by an FSDP mesh in a reference cycle) would then wait
+        # forever for its threads, which the child does not have. Freed here, where they run.
+        gc.collect()
         self.ports = multiprocessing.get_context(method).SimpleQueue()
         self.context = start_processes(  # type: ignore[no-untyped-call]
             _peer,
