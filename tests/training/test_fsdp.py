@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ftserve.training.distributed import train_on_devices
+from ftserve.training.fsdp import too_big
 from ftserve.training.spec import TrainingSpec, TrainingStopped
 from tests.training.training_helpers import Recorder, chat_rows, make_spec, respec, write_jsonl
 
@@ -101,3 +102,13 @@ def test_a_cancel_stops_every_sharded_rank_at_that_step(base: TrainingSpec) -> N
     assert (info.value.kind, info.value.step) == ("cancel", 2)
     assert len(hooks.steps) == 2 and hooks.checkpoints == []
     assert multiprocessing.active_children() == []  # the other rank ended with it
+
+
+def test_auto_shards_only_what_would_not_fit(base: TrainingSpec) -> None:
+    assert too_big(free=1000, optimizer_bytes=1001)
+    assert not too_big(free=1000, optimizer_bytes=1000)
+    assert not too_big(free=None, optimizer_bytes=10**15)  # a CPU: never "auto"
+    hooks = Recorder(decide=lambda step: "cancel")
+    with pytest.raises(TrainingStopped):
+        train_on_devices(respec(base, devices=2), hooks)  # fsdp "auto" on CPU workers: DDP
+    assert [p.fsdp for p, _ in hooks.memory] == [False]

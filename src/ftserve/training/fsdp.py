@@ -53,11 +53,16 @@ def choose(spec: TrainingSpec, rank: Rank | None, model: Any, autocast: bool) ->
         return False
     wanted = spec.fsdp
     if wanted is None:
-        free = memory.free_bytes(rank.device)
-        wanted = free is not None and memory.optimizer_bytes(model, autocast) > free
+        wanted = too_big(memory.free_bytes(rank.device), memory.optimizer_bytes(model, autocast))
     vote = torch.tensor([int(wanted)], device=rank.device)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX)
     return bool(vote.item())
+
+
+def too_big(free: int | None, optimizer_bytes: int) -> bool:
+    """ "auto": whether the first optimizer step's gradients and Adam state would not fit the
+    free memory left once the model is loaded (``None``: memory is not planned, on a CPU)."""
+    return free is not None and optimizer_bytes > free
 
 
 def shard(model: Any) -> None:
