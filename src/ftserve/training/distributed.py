@@ -25,8 +25,8 @@ worker owns retries). Here rank 0 keeps the claim-fenced hooks it already has.
   the other ranks and exits with :data:`EXIT_RANK_LOST` (the worker requeues the job, which
   resumes from its last checkpoint); the other ranks die with rank 0 (``PR_SET_PDEATHSIG``).
 
-FSDP: ``fully_shard`` runs on CPU with gloo in torch 2.13 (checked on a toy model), but
-sharded checkpoints are not wired into the trainer yet: every job, LoRA or full, uses DDP.
+A full fine-tune may instead be sharded with FSDP2 (``ftserve.training.fsdp``): the same gang,
+launch and control, with its own objective wrapper in place of :class:`ShardedObjective`.
 """
 
 from __future__ import annotations
