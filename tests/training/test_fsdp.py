@@ -105,9 +105,9 @@ def test_a_cancel_stops_every_sharded_rank_at_that_step(base: TrainingSpec) -> N
 
 
 def test_auto_shards_only_what_would_not_fit(base: TrainingSpec) -> None:
-    assert too_big(free=1000, optimizer_bytes=1001)
-    assert not too_big(free=1000, optimizer_bytes=1000)
-    assert not too_big(free=None, optimizer_bytes=10**15)  # a CPU: never "auto"
+    assert too_big(free=1000, needed=1001)
+    assert not too_big(free=1000, needed=1000)
+    assert not too_big(free=None, needed=10**15)  # a CPU: never "auto"
     hooks = Recorder(decide=lambda step: "cancel")
     with pytest.raises(TrainingStopped):
         train_on_devices(respec(base, devices=2), hooks)  # fsdp "auto" on CPU workers: DDP

@@ -1,17 +1,17 @@
 """A full fine-tune sharded over the job's devices with FSDP2 (``fully_shard``).
 
 Chosen (``choose``) when a job on several devices trains every weight and either asks for it
-(``fsdp: true``) or, left "auto", would not fit one device: on CUDA when the gradients and
-AdamW's state the first step allocates exceed the free memory left once the model is loaded
-(the plan ``ftserve.training.memory`` makes); never "auto" on a CPU, whose RAM is not planned
-(see memory.py), so a CPU job shards only when asked. Every rank must take the same decision,
-so the ranks agree on the largest need.
+(``fsdp: true``) or, left "auto", would not fit one device: on CUDA when the fp32 weights, their
+gradients, AdamW's moments (and autocast's copies, as ``ftserve.training.memory`` counts them)
+and DDP's gradient buckets exceed a GPU's free memory; never "auto" on a CPU, whose RAM is not
+planned (see memory.py), so a CPU job shards only when asked. Every rank must take the same
+decision: the ranks agree on the largest need.
 
 * **Sharding.** Each decoder layer (the model's ``_no_split_modules`` classes, as accelerate
   wraps them) and then the root are ``fully_shard``-ed, so a rank keeps 1/N of every weight,
   gradient and Adam moment, and gathers one layer at a time for its forward and backward.
-  Each rank loads the whole model before sharding it: the weights (not their gradients and
-  Adam state) must fit one device while loading.
+  Such a model is loaded into CPU memory first (``loads_on_cpu``) and ``fully_shard`` moves
+  one layer at a time to the GPU, so the whole model never has to fit one GPU.
 * **Exactness.** FSDP's reduce-scatter sums the ranks' gradients (divide factor 1, and plain
   sums on the wire: gloo has no pre-multiplied sum); each rank divides its loss by the whole
   step's weight (trained tokens, or pairs for DPO), not its own share's, so the sum is the
@@ -46,23 +46,40 @@ from ftserve.training.distributed import Rank
 from ftserve.training.objective import Objective, Outcome
 from ftserve.training.spec import TrainingFailed, TrainingSpec
 
+_FP32 = 4
+
+
+def loads_on_cpu(spec: TrainingSpec, device: torch.device) -> bool:
+    """Whether the model is loaded into CPU memory before it is placed: a full fine-tune on
+    several GPUs, which may be sharded (``fully_shard`` then moves one layer at a time to the
+    GPU and keeps its shard), so the whole model never needs to fit one GPU."""
+    return not spec.lora and spec.devices > 1 and device.type == "cuda"
+
 
 def choose(spec: TrainingSpec, rank: Rank | None, model: Any, autocast: bool) -> bool:
-    """Whether this job shards its model (the same answer on every rank)."""
+    """Whether this job shards its model (the same answer on every rank). ``model`` is not on
+    the device yet where it may be sharded (``loads_on_cpu``)."""
     if rank is None or spec.lora:
         return False
     wanted = spec.fsdp
     if wanted is None:
-        wanted = too_big(memory.free_bytes(rank.device), memory.optimizer_bytes(model, autocast))
+        wanted = too_big(memory.free_bytes(rank.device), _unsharded_bytes(model, autocast))
     vote = torch.tensor([int(wanted)], device=rank.device)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX)
     return bool(vote.item())
 
 
-def too_big(free: int | None, optimizer_bytes: int) -> bool:
-    """ "auto": whether the first optimizer step's gradients and Adam state would not fit the
-    free memory left once the model is loaded (``None``: memory is not planned, on a CPU)."""
-    return free is not None and optimizer_bytes > free
+def _unsharded_bytes(model: Any, autocast: bool) -> int:
+    """What one device would hold for DDP before the first activation: the fp32 weights, their
+    gradients and AdamW's moments (``memory.optimizer_bytes``) and DDP's gradient buckets."""
+    weights = int(sum(p.numel() for p in model.parameters()))
+    return 2 * weights * _FP32 + memory.optimizer_bytes(model, autocast)
+
+
+def too_big(free: int | None, needed: int) -> bool:
+    """Under "auto": whether ``needed`` bytes would not fit the ``free`` memory of a device
+    (``None``: memory is not planned, as on a CPU)."""
+    return free is not None and needed > free
 
 
 def shard(model: Any) -> None:

@@ -150,11 +150,15 @@ class _Job:
         rank = distributed.current()
         autocast = self.choice.autocast_dtype is not None
         self.fsdp = fsdp.choose(spec, rank, self.model, autocast)
+        if self.fsdp:
+            fsdp.shard(self.model)  # each layer's shards are moved to this rank's device
+        elif fsdp.loads_on_cpu(spec, self.choice.device):
+            self.model.to(self.choice.device)
+        if reference is not None and fsdp.loads_on_cpu(spec, self.choice.device):
+            reference.to(self.choice.device)
         self.plan = self._plan_memory()
         if self.plan.gradient_checkpointing:
             memory.enable_gradient_checkpointing(self.model)
-        if self.fsdp:
-            fsdp.shard(self.model)
         self.optimizer, self.scheduler = self._build_optimizer()
         # On several devices each rank takes its share of every step (distributed.py, fsdp.py).
         inner = self._build_objective(reference)
@@ -215,14 +219,16 @@ class _Job:
         checkpoint = self.resume_from
         resume_full = checkpoint is not None and not spec.lora
         source = checkpoint.info.path if checkpoint is not None and resume_full else self.model_dir
-        model = load_model(
-            source, self.choice, frozen_base=spec.lora, quantization=spec.quantization
-        )
+        # A model that may be sharded is loaded into CPU memory: it need not fit one device.
+        choice = self.choice
+        if fsdp.loads_on_cpu(spec, choice.device):
+            choice = dataclasses.replace(choice, device=torch.device("cpu"))
+        model = load_model(source, choice, frozen_base=spec.lora, quantization=spec.quantization)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
             # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
             reference = (
-                freeze(load_model(self.model_dir, self.choice, frozen_base=False))
+                freeze(load_model(self.model_dir, choice, frozen_base=False))
                 if resume_full
                 else frozen_copy(model)
             )
