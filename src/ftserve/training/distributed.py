@@ -313,18 +313,21 @@ class _Gang:
         # Forking is what makes a rank start in milliseconds (torch and transformers are
         # imported already); a process whose CUDA is initialised must spawn instead.
         method = "spawn" if torch.cuda.is_initialized() else "fork"  # type: ignore[no-untyped-call]
-        # Garbage a fork inherits is freed in the child whenever its collector runs: an earlier
-        # run's process group (kept by an FSDP mesh in a reference cycle) would then wait
-        # forever for its threads, which the child does not have. Freed here, where they run.
-        gc.collect()
         self.ports = multiprocessing.get_context(method).SimpleQueue()
-        self.context = start_processes(  # type: ignore[no-untyped-call]
-            _peer,
-            args=(spec, os.getpid(), self.ports),
-            nprocs=spec.devices - 1,
-            join=False,
-            start_method=method,
-        )
+        # Frozen, what a forked rank inherits is never collected there: garbage of an earlier
+        # run in this process (a process group an FSDP mesh keeps in a reference cycle) would
+        # otherwise wait forever, in the rank's collector, for threads the rank does not have.
+        gc.freeze()
+        try:
+            self.context = start_processes(  # type: ignore[no-untyped-call]
+                _peer,
+                args=(spec, os.getpid(), self.ports),
+                nprocs=spec.devices - 1,
+                join=False,
+                start_method=method,
+            )
+        finally:
+            gc.unfreeze()
         self._done = threading.Event()
         self._watch = threading.Thread(target=self._watching, name="ftserve-ranks", daemon=True)
         self._watch.start()
