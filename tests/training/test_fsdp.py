@@ -8,6 +8,8 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from ftserve.training.distributed import train_on_devices
 from ftserve.training.fsdp import too_big
@@ -59,9 +61,6 @@ def test_fsdp_on_two_processes_trains_the_losses_of_one(base: TrainingSpec, tmp_
     assert [p.fsdp for p, _ in two.memory] == [True]
     assert [p.fsdp for p, _ in one.memory] == [False]
     # The final model is a whole Hugging Face model, the same as the unsharded run's.
-    import torch
-    from safetensors.torch import load_file
-
     mine = load_file(sharded.final_path / "model.safetensors")
     theirs = load_file(single.final_path / "model.safetensors")
     assert mine.keys() == theirs.keys()
@@ -112,3 +111,45 @@ def test_auto_shards_only_what_would_not_fit(base: TrainingSpec) -> None:
     with pytest.raises(TrainingStopped):
         train_on_devices(respec(base, devices=2), hooks)  # fsdp "auto" on CPU workers: DDP
     assert [p.fsdp for p, _ in hooks.memory] == [False]
+
+
+def _tied_model(target: Path) -> Path:
+    """A two-layer Llama whose output head is its embeddings (as SmolLM2's and Qwen's small
+    models are)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftserve.modeling.tiny_model import build_byte_tokenizer
+
+    tokenizer = build_byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def test_a_tied_model_is_written_as_one_device_writes_it(
+    base: TrainingSpec, tmp_path: Path
+) -> None:
+    spec = respec(base, model=str(_tied_model(tmp_path / "tied")), validation_file=None)
+    one, two = Recorder(), Recorder()
+    single = train_on_devices(respec(spec, work_dir=tmp_path / "one"), one)
+    sharded = train_on_devices(respec(spec, work_dir=tmp_path / "two", devices=2, fsdp=True), two)
+    assert close(two.losses, one.losses), (two.losses, one.losses)
+    mine = load_file(sharded.final_path / "model.safetensors")
+    theirs = load_file(single.final_path / "model.safetensors")
+    assert "lm_head.weight" not in theirs and mine.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        torch.testing.assert_close(mine[name], tensor, rtol=1e-4, atol=1e-5)

@@ -221,6 +221,12 @@ def gather(model: Any, optimizer: torch.optim.Optimizer | None) -> Gathered:
     )
 
     weights: dict[str, Any] = get_model_state_dict(model, options=_options(cpu_offload=True))
+    # A tied weight (an output head sharing the embeddings) is gathered as one copy per name,
+    # which save_pretrained cannot tell are one (it finds ties by shared storage): kept once,
+    # under the name a one-device checkpoint uses.
+    kept = {name for name, _ in model.named_parameters()}
+    for alias in {name for name, _ in model.named_parameters(remove_duplicate=False)} - kept:
+        weights.pop(alias, None)
     if optimizer is None or dist.get_rank() != 0:
         if optimizer is not None:  # the other ranks take part in the gather
             get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
