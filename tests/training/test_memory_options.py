@@ -35,6 +35,7 @@ DEFAULTS = {
     "max_tokens_per_micro_batch": "auto",
     "packing": True,
     "devices": 1,
+    "fsdp": "auto",
 }
 
 
@@ -58,6 +59,9 @@ def refusal(ftserve: dict[str, Any]) -> tuple[str | None, str]:
         ({"max_tokens_per_micro_batch": 0}, "ftserve.max_tokens_per_micro_batch"),
         ({"max_tokens_per_micro_batch": 2**21}, "ftserve.max_tokens_per_micro_batch"),
         ({"max_tokens_per_micro_batch": 1.5}, "ftserve.max_tokens_per_micro_batch"),
+        ({"fsdp": "yes"}, "ftserve.fsdp"),
+        ({"fsdp": True, "devices": 2}, "ftserve.fsdp"),  # adapter lora, the default
+        ({"fsdp": True, "adapter": "full"}, "ftserve.fsdp"),  # devices 1, the default
     ],
 )
 def test_bad_memory_options_are_a_400_naming_them(ftserve: dict[str, Any], param: str) -> None:
@@ -69,6 +73,16 @@ def test_bad_memory_options_are_a_400_naming_them(ftserve: dict[str, Any], param
 def test_full_with_nf4_says_what_to_do() -> None:
     _, message = refusal({"quantization": "nf4", "adapter": "full"})
     assert "adapter 'lora'" in message
+
+
+def test_fsdp_says_what_to_do() -> None:
+    _, lora = refusal({"fsdp": True, "devices": 2})
+    assert "adapter to 'full'" in lora
+    _, one = refusal({"fsdp": True, "adapter": "full", "devices": 1})
+    assert "ftserve.devices above 1" in one
+    full: dict[str, Any] = {"fsdp": True, "adapter": "full"}
+    for asked in ({**full, "devices": 2}, {**full, "devices": "auto"}, {"fsdp": False}):
+        assert parse_create({**BODY, "ftserve": asked}).extensions == {**DEFAULTS, **asked}
 
 
 def test_defaults_and_values_are_echoed() -> None:
@@ -86,13 +100,20 @@ def test_defaults_and_values_are_echoed() -> None:
 def test_the_worker_carries_them_into_the_spec() -> None:
     assert _memory_options(DEFAULTS) == {
         "gradient_checkpointing": None,
+        "fsdp": None,
         "quantization": None,
         "max_seq_len": 2048,
         "max_tokens_per_micro_batch": None,
     }
-    resolved = {**DEFAULTS, "gradient_checkpointing": False, "max_tokens_per_micro_batch": 512}
+    resolved = {
+        **DEFAULTS,
+        "gradient_checkpointing": False,
+        "max_tokens_per_micro_batch": 512,
+        "fsdp": True,
+    }
     assert _memory_options({**resolved, "quantization": "nf4", "max_seq_len": 64}) == {
         "gradient_checkpointing": False,
+        "fsdp": True,
         "quantization": "nf4",
         "max_seq_len": 64,
         "max_tokens_per_micro_batch": 512,
@@ -117,7 +138,7 @@ def test_the_plan_is_echoed_and_a_back_off_said_once(tmp_path: Path) -> None:
         hooks = StoreHooks(store, job, Claim(job.id, job.claim_token), lambda: True, tmp_path)
         hooks.on_memory(MemoryPlan(True, 16384), None)
         hooks.on_memory(MemoryPlan(True, 8192), "Out of memory at step 3 ...")
-        hooks.on_memory(MemoryPlan(True, 4096), "Out of memory at step 5 ...")
+        hooks.on_memory(MemoryPlan(True, 4096, fsdp=True), "Out of memory at step 5 ...")
         stored = store.get_job(job.id)
         assert stored is not None
         ftserve = job_object(stored)["ftserve"]
@@ -130,6 +151,7 @@ def test_the_plan_is_echoed_and_a_back_off_said_once(tmp_path: Path) -> None:
         store.close()
     assert ftserve["gradient_checkpointing"] is True
     assert ftserve["max_tokens_per_micro_batch"] == 4096
+    assert ftserve["fsdp"] is True
     _valid_job_object(job_object(stored))
     assert [m for level, m in levels if level == "warn"] == ["Out of memory at step 3 ..."]
     assert after is not None and after.extensions["max_tokens_per_micro_batch"] == 4096

@@ -293,6 +293,16 @@ EXTENSION_FIELDS = (
             ]
         },
     ),
+    Field(
+        "fsdp",
+        "boolean",
+        "Shard a full fine-tune over its devices with FSDP (each device holds a share of the "
+        "weights, gradients and Adam state) instead of copying the model to each. `auto` shards "
+        "on GPUs when the model with its gradients and Adam state would not fit one GPU's free "
+        "memory (never on CPU workers). `true` needs adapter `full` and `devices` above 1. The "
+        "losses are the same either way; the job echoes what was chosen once training starts.",
+        auto=True,
+    ),
 )
 TRAINING_TYPE = Field(
     "trainingType",
@@ -413,6 +423,19 @@ def _check_extension(ext: Mapping[str, Any]) -> None:
             "full; use adapter 'lora' or leave quantization null.",
             param="ftserve.quantization",
         )
+    if ext["fsdp"] is True:
+        if ext["adapter"] != "full":
+            raise InvalidValue(
+                "Invalid 'ftserve.fsdp': FSDP shards a full fine-tune; a LoRA adapter trains "
+                "too few weights to need it. Set adapter to 'full' or leave fsdp 'auto'.",
+                param="ftserve.fsdp",
+            )
+        if ext["devices"] == 1:
+            raise InvalidValue(
+                "Invalid 'ftserve.fsdp': sharding needs several devices; set ftserve.devices "
+                "above 1 (or 'auto') or leave fsdp 'auto'.",
+                param="ftserve.fsdp",
+            )
 
 
 def parse_create(body: dict[str, Any]) -> CreateJobRequest:

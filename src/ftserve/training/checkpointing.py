@@ -132,7 +132,11 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     device: torch.device,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> StoredCheckpoint:
+    """``model_state`` and ``optimizer_state``: the full states gathered from a sharded model
+    (``fsdp.gather``), written as ``model`` and ``optimizer`` would write their own."""
     target = checkpoints_root(work_dir) / f"{_PREFIX}{metrics.step:06d}"
     meta = {
         "step": metrics.step,
@@ -145,11 +149,11 @@ def save_checkpoint(
     }
 
     def fill(directory: Path) -> None:
-        model.save_pretrained(directory)
+        model.save_pretrained(directory, state_dict=model_state)
         tokenizer.save_pretrained(directory)
         torch.save(
             {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_state(device),
             },

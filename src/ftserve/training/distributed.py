@@ -25,8 +25,8 @@ worker owns retries). Here rank 0 keeps the claim-fenced hooks it already has.
   the other ranks and exits with :data:`EXIT_RANK_LOST` (the worker requeues the job, which
   resumes from its last checkpoint); the other ranks die with rank 0 (``PR_SET_PDEATHSIG``).
 
-FSDP: ``fully_shard`` runs on CPU with gloo in torch 2.13 (checked on a toy model), but
-sharded checkpoints are not wired into the trainer yet: every job, LoRA or full, uses DDP.
+A full fine-tune may instead be sharded with FSDP2 (``ftserve.training.fsdp``): the same gang,
+launch and control, with its own objective wrapper in place of :class:`ShardedObjective`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import gc
 import inspect
 import logging
 import multiprocessing
@@ -313,13 +314,20 @@ class _Gang:
         # imported already); a process whose CUDA is initialised must spawn instead.
         method = "spawn" if torch.cuda.is_initialized() else "fork"  # type: ignore[no-untyped-call]
         self.ports = multiprocessing.get_context(method).SimpleQueue()
-        self.context = start_processes(  # type: ignore[no-untyped-call]
-            _peer,
-            args=(spec, os.getpid(), self.ports),
-            nprocs=spec.devices - 1,
-            join=False,
-            start_method=method,
-        )
+        # Frozen, what a forked rank inherits is never collected there: garbage of an earlier
+        # run in this process (a process group an FSDP mesh keeps in a reference cycle) would
+        # otherwise wait forever, in the rank's collector, for threads the rank does not have.
+        gc.freeze()
+        try:
+            self.context = start_processes(  # type: ignore[no-untyped-call]
+                _peer,
+                args=(spec, os.getpid(), self.ports),
+                nprocs=spec.devices - 1,
+                join=False,
+                start_method=method,
+            )
+        finally:
+            gc.unfreeze()
         self._done = threading.Event()
         self._watch = threading.Thread(target=self._watching, name="ftserve-ranks", daemon=True)
         self._watch.start()

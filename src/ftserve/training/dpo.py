@@ -86,6 +86,8 @@ class DpoObjective:
         self.max_tokens = max_tokens
         self.use_logits_mask = use_logits_mask
         self.packing = packing
+        # Set by a sharded model's rank to the whole step's weight (training/fsdp.py).
+        self.loss_denominator: float | None = None
         if packing:
             use_packed_attention(model)
             if reference is not None:
@@ -128,7 +130,7 @@ class DpoObjective:
         for group in self._groups(pairs):
             batch = collate_pairs(group, self.pad_id, packing=self.packing).to(self.device)
             losses, wins = self._scores(batch)
-            (losses.sum() / len(pairs)).backward()  # type: ignore[no-untyped-call]
+            (losses.sum() / (self.loss_denominator or len(pairs))).backward()  # type: ignore[no-untyped-call]
             loss_total += losses.detach().sum()
             wins_total += wins.sum()
             n_tokens += batch.n_tokens

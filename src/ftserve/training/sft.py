@@ -41,6 +41,8 @@ class SupervisedObjective:
         self.max_tokens = max_tokens
         self.use_logits_mask = use_logits_mask
         self.packing = packing
+        # Set by a sharded model's rank to the whole step's weight (training/fsdp.py).
+        self.loss_denominator: float | None = None
         if packing:
             use_packed_attention(model)
 
@@ -70,7 +72,7 @@ class SupervisedObjective:
         n_tokens = 0
         for group in self._groups(examples):
             loss_sum, correct, tokens = self._loss_sum(group)
-            (loss_sum / n_targets).backward()  # type: ignore[no-untyped-call]
+            (loss_sum / (self.loss_denominator or n_targets)).backward()  # type: ignore[no-untyped-call]
             loss_total += loss_sum.detach()
             correct_total += correct
             n_tokens += tokens

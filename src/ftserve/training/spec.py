@@ -77,6 +77,8 @@ class TrainingSpec:
     devices: int = 1
     """Processes the job runs as (``ftserve.training.distributed``): each takes its share of
     every step's examples, so the losses are those of one process with the same batch."""
+    fsdp: bool | None = None
+    """Shard a full fine-tune over its devices (``ftserve.training.fsdp``); ``None``: "auto"."""
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""
@@ -94,11 +96,13 @@ class ResolvedHyperparameters:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """How a job's steps use memory: the resolved ``gradient_checkpointing`` and
-    ``max_tokens_per_micro_batch`` (which an out-of-memory back-off lowers)."""
+    """How a job's steps use memory: the resolved ``gradient_checkpointing``,
+    ``max_tokens_per_micro_batch`` (which an out-of-memory back-off lowers) and ``fsdp``."""
 
     gradient_checkpointing: bool
     max_tokens_per_micro_batch: int
+    fsdp: bool = False
+    """Whether the job's full fine-tune is sharded over its devices (``training/fsdp.py``)."""
 
 
 @dataclass(frozen=True)

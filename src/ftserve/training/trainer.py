@@ -40,6 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -56,7 +57,7 @@ from ftserve.modeling.device import resolve_device
 from ftserve.modeling.errors import ModelFailed
 from ftserve.modeling.loading import freeze, frozen_copy, load_model, load_tokenizer
 from ftserve.modeling.sources import materialize
-from ftserve.training import checkpointing, distributed, hyperparameters, memory
+from ftserve.training import checkpointing, distributed, fsdp, hyperparameters, memory
 from ftserve.training.checkpointing import StoredCheckpoint
 from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
 from ftserve.training.dpo import DpoObjective
@@ -146,17 +147,29 @@ class _Job:
                 "settings or data; remove it to start over.",
             )
         self.model, reference = self._build_model()
+        rank = distributed.current()
+        autocast = self.choice.autocast_dtype is not None
+        self.fsdp = fsdp.choose(spec, rank, self.model, autocast)
+        if self.fsdp:
+            fsdp.shard(self.model)  # each layer's shards are moved to this rank's device
+        elif fsdp.loads_on_cpu(spec, self.choice.device):
+            self.model.to(self.choice.device)
+        if reference is not None and fsdp.loads_on_cpu(spec, self.choice.device):
+            reference.to(self.choice.device)
         self.plan = self._plan_memory()
         if self.plan.gradient_checkpointing:
             memory.enable_gradient_checkpointing(self.model)
         self.optimizer, self.scheduler = self._build_optimizer()
-        # On several devices each rank takes its share of every step (distributed.py).
-        self.objective = distributed.sharded(
-            self._build_objective(reference),
-            self.model,
-            self.tokenizer.pad_token_id,
-            self._autocast,
-        )
+        # On several devices each rank takes its share of every step (distributed.py, fsdp.py).
+        inner = self._build_objective(reference)
+        pad_id = self.tokenizer.pad_token_id
+        self.objective: Objective
+        if self.fsdp and rank is not None:
+            self.objective = fsdp.ShardedModelObjective(
+                inner, self.model, rank, probe_id=pad_id, autocast=self._autocast
+            )
+        else:
+            self.objective = distributed.sharded(inner, self.model, pad_id, self._autocast)
         self.backed_off = False
         self.trained_tokens = 0
         self.current_step = 0
@@ -206,14 +219,16 @@ class _Job:
         checkpoint = self.resume_from
         resume_full = checkpoint is not None and not spec.lora
         source = checkpoint.info.path if checkpoint is not None and resume_full else self.model_dir
-        model = load_model(
-            source, self.choice, frozen_base=spec.lora, quantization=spec.quantization
-        )
+        # A model that may be sharded is loaded into CPU memory: it need not fit one device.
+        choice = self.choice
+        if fsdp.loads_on_cpu(spec, choice.device):
+            choice = dataclasses.replace(choice, device=torch.device("cpu"))
+        model = load_model(source, choice, frozen_base=spec.lora, quantization=spec.quantization)
         reference: Any | None = None
         if spec.method == "dpo" and not spec.lora:
             # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
             reference = (
-                freeze(load_model(self.model_dir, self.choice, frozen_base=False))
+                freeze(load_model(self.model_dir, choice, frozen_base=False))
                 if resume_full
                 else frozen_copy(model)
             )
@@ -244,15 +259,18 @@ class _Job:
         free = memory.free_bytes(self.choice.device)
         autocast = self.choice.autocast_dtype is not None
         if free is not None:
-            free -= memory.optimizer_bytes(self.model, autocast)
+            rank = distributed.current()
+            shards = rank.world if self.fsdp and rank is not None else 1
+            free -= memory.optimizer_bytes(self.model, autocast) // shards
         compute_bytes = 2 if autocast else 4
-        return memory.plan(
+        plan = memory.plan(
             gradient_checkpointing=self.spec.gradient_checkpointing,
             max_tokens=self.spec.max_tokens_per_micro_batch,
             free_bytes=None if free is None else max(0, free),
             cost=memory.activation_cost(self.model.config, compute_bytes),
             largest_step_tokens=longest * self.hp.batch_size,
         )
+        return dataclasses.replace(plan, fsdp=self.fsdp)
 
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -274,7 +292,7 @@ class _Job:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.choice.autocast_dtype)
 
-    def _build_objective(self, reference: Any | None) -> Objective:
+    def _build_objective(self, reference: Any | None) -> SupervisedObjective | DpoObjective:
         common: dict[str, Any] = {
             "pad_id": self.tokenizer.pad_token_id,
             "device": self.choice.device,
@@ -290,7 +308,10 @@ class _Job:
 
     def _restore(self, checkpoint: StoredCheckpoint) -> None:
         state = checkpointing.load_training_state(checkpoint)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            fsdp.load_optimizer(self.model, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         checkpointing.restore_rng_state(state["rng"])
         self.trained_tokens = checkpoint.trained_tokens
@@ -307,9 +328,7 @@ class _Job:
                 # A rank that retried alone would leave the others waiting in their collective:
                 # on several devices an out-of-memory error ends the run (the job fails, naming
                 # the options that fit it).
-                if not memory.is_out_of_memory(exc) or isinstance(
-                    self.objective, distributed.ShardedObjective
-                ):
+                if not memory.is_out_of_memory(exc) or distributed.current() is not None:
                     raise
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             # Outside the except block: the failed attempt's tensors, which its traceback
@@ -325,7 +344,7 @@ class _Job:
                     f"Out of memory at step {step} even with one example per micro-batch (the "
                     f"longest has {longest} tokens): {error}. To fit, {_FIT_ADVICE}.",
                 )
-            self.plan = MemoryPlan(self.plan.gradient_checkpointing, new)
+            self.plan = dataclasses.replace(self.plan, max_tokens_per_micro_batch=new)
             warning = None
             if not self.backed_off:
                 self.backed_off = True
@@ -346,8 +365,9 @@ class _Job:
                 "(learning_rate_multiplier) is probably too high for this model and data.",
             )
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        norm = torch.nn.utils.clip_grad_norm_(params, hyperparameters.MAX_GRAD_NORM)
-        if not math.isfinite(float(norm)):
+        # A sharded model's gradients are DTensors: the norm is the whole gradient's.
+        norm = fsdp.whole(torch.nn.utils.clip_grad_norm_(params, hyperparameters.MAX_GRAD_NORM))
+        if not math.isfinite(norm):
             raise TrainingFailed(
                 "nan_loss",
                 f"Training loss became NaN at step {step}: the gradient norm is {float(norm)}; "
@@ -370,9 +390,9 @@ class _Job:
     def _metrics(self, step: int, outcome: Outcome) -> StepMetrics:
         last = step == self.hp.total_steps
         valid = full = None
-        # Only the rank that reports evaluates.
+        # Only the rank that reports evaluates (every rank of a sharded model takes part).
         due = step % self.eval_interval == 0 or last
-        if self.valid_items and due and distributed.is_main():
+        if self.valid_items and due and (distributed.is_main() or self.fsdp):
             fixed = self.valid_items[: max(self.hp.batch_size, MIN_VALIDATION_BATCH)]
             valid = self._evaluate(fixed)
             if last:
@@ -392,6 +412,8 @@ class _Job:
     def _checkpoint(self, kind: CheckpointKind, step: int) -> CheckpointInfo:
         assert self.last_metrics is not None
         epoch, batch_index = divmod(step - 1, self.steps_per_epoch)
+        # A sharded model's state is gathered by every rank, to rank 0.
+        full = fsdp.gather(self.model, self.optimizer) if self.fsdp else None
         if not distributed.is_main():  # rank 0 writes the job's files; the others only ask
             path = checkpointing.checkpoints_root(self.spec.work_dir) / f"step-{step:06d}"
             return CheckpointInfo(step, path, self.last_metrics, epoch + 1, kind)
@@ -408,6 +430,8 @@ class _Job:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             device=self.choice.device,
+            model_state=full.model if full else None,
+            optimizer_state=full.optimizer if full else None,
         )
         return stored.info
 
@@ -471,8 +495,10 @@ class _Job:
             "steps": self.hp.total_steps,
         }
 
+        full = fsdp.gather(self.model, None) if self.fsdp else None
+
         def fill(directory: Path) -> None:
-            self.model.save_pretrained(directory)
+            self.model.save_pretrained(directory, state_dict=full.model if full else None)
             self.tokenizer.save_pretrained(directory)
             (directory / checkpointing.FINAL_META_FILE).write_text(
                 json.dumps(description, indent=2), encoding="utf-8"

@@ -330,9 +330,11 @@ def _memory_options(ext: dict[str, Any]) -> dict[str, Any]:
     """The TrainingSpec fields of the job's memory options ("auto" and absent are None; the
     values a previous run resolved, echoed in ``ext``, are kept)."""
     gc = ext.get("gradient_checkpointing")
+    fsdp = ext.get("fsdp")
     quantization = ext.get("quantization")
     return {
         "gradient_checkpointing": gc if isinstance(gc, bool) else None,
+        "fsdp": fsdp if isinstance(fsdp, bool) else None,
         "quantization": "nf4" if quantization == "nf4" else None,
         "max_seq_len": int(ext.get("max_seq_len") or DEFAULT_MAX_SEQ_LEN),
         "max_tokens_per_micro_batch": _int_or_none(ext.get("max_tokens_per_micro_batch")),

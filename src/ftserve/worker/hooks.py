@@ -179,6 +179,7 @@ class StoreHooks:
             **self.job.extensions,
             "gradient_checkpointing": plan.gradient_checkpointing,
             "max_tokens_per_micro_batch": plan.max_tokens_per_micro_batch,
+            "fsdp": plan.fsdp,
         }
         events = [] if warning is None else [messages.memory_warning(warning)]
         _, written = self._write(changes={"extensions": extensions}, events=events)
