@@ -70,7 +70,14 @@ def test_the_chat_requests_errors_name_the_responses_params() -> None:
 
 
 def test_tools_reach_the_chat_request_in_one_key_order() -> None:
-    tool = {"strict": True, "parameters": {}, "type": "function", "name": "f", "description": "d"}
+    params = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+    tool = {
+        "strict": True,
+        "parameters": params,
+        "type": "function",
+        "name": "f",
+        "description": "d",
+    }
     req = parse_response_request({"model": "m", "input": "hi", "tools": [tool]})
     chat = chat_request(req, chat_messages(None, req.items), max_generation_tokens=64)
     assert chat.prompt.tools is not None
