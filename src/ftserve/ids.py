@@ -95,3 +95,12 @@ def chat_completion_id() -> str:
 
 def completion_id() -> str:
     return "cmpl-" + _random(29)
+
+
+def batch_id() -> str:
+    return "batch_" + _random(24)
+
+
+def batch_request_id() -> str:
+    """The ``id`` of one line of a batch's output or error file."""
+    return "batch_req_" + _random(24)

@@ -6,9 +6,10 @@ migrate``, and start once it has run.
 PostgreSQL support began at schema version 3, so there is no version-1 or -2 PostgreSQL
 database to migrate (SQLite's are tested in test_sqlite_only.py). ``KEPT`` holds every
 PostgreSQL schema version ftserve has shipped, verbatim: each is built, migrated with the
-command an operator runs, and compared with a fresh database: versions 3 and 4 (4 added the
-jobs' devices and the workers' capacity). An edit of migrations/postgres/schema.sql that
-comes without a new version and a migration fails here; a version 5 adds its script here.
+command an operator runs, and compared with a fresh database: versions 3, 4 (4 added the
+jobs' devices and the workers' capacity) and 5 (the batches). An edit of
+migrations/postgres/schema.sql that comes without a new version and a migration fails here; a
+version 6 adds its script here.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _apply(url: str, script: str, version: int) -> None:
         conn.execute("INSERT INTO ftserve_schema (version) VALUES (%s)", (version,))
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_a_migrated_database_equals_a_fresh_one(
     pg_empty_url: str, pg_url: str, tmp_path: Path, version: int
 ) -> None:
@@ -165,8 +166,8 @@ def test_the_catalog_dump_sees_a_difference(
 def test_migration_steps_run_in_one_transaction(
     pg_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A (made-up) version 5 is applied on top of the shipped 4 and recorded; a step that fails leaves the
-    database exactly at its old version, the steps before it undone."""
+    """A (made-up) version 6 is applied on top of the shipped 5 and recorded; a step that fails
+    leaves the database exactly at its old version, the steps before it undone."""
     import psycopg
 
     from ftserve.errors import StoreError
@@ -177,7 +178,7 @@ def test_migration_steps_run_in_one_transaction(
 
     def with_step(script: str) -> None:
         monkeypatch.setattr(
-            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, 5: script})
+            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, 6: script})
         )
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT; ALTER TABLE jobs ADD COLUMN broken NOPE;")
@@ -185,23 +186,23 @@ def test_migration_steps_run_in_one_transaction(
         postgres.migrate(pg_store_url)
     assert catalog(pg_store_url) == before
     with pytest.raises(
-        postgres.SchemaNotReady, match=r"schema version 4.*needs 5.*ftserve migrate"
+        postgres.SchemaNotReady, match=r"schema version 5.*needs 6.*ftserve migrate"
     ):
         postgres.PostgresStore(pg_store_url)
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT;")
-    assert postgres.migrate(pg_store_url) == (4, 5)
-    assert postgres.migrate(pg_store_url) == (5, 5)
+    assert postgres.migrate(pg_store_url) == (5, 6)
+    assert postgres.migrate(pg_store_url) == (6, 6)
     after = catalog(pg_store_url)
-    assert after["version"] == [(5,)]
+    assert after["version"] == [(6,)]
     assert [c for c in after["columns"] if c not in before["columns"]] == [
         ("jobs", "note", "text", "text", None, None, "YES", None, "NO", None, "NEVER", None, None)
     ]
     store = postgres.PostgresStore(pg_store_url)
     store.close()
     with psycopg.connect(pg_store_url) as conn:
-        conn.execute("UPDATE ftserve_schema SET version = 6")
-    with pytest.raises(StoreError, match=r"schema version 6; this ftserve knows 5\. Upgrade"):
+        conn.execute("UPDATE ftserve_schema SET version = 7")
+    with pytest.raises(StoreError, match=r"schema version 7; this ftserve knows 6\. Upgrade"):
         postgres.migrate(pg_store_url)
 
 
@@ -223,7 +224,7 @@ def test_concurrent_migrations_apply_the_schema_once(pg_empty_url: str, pg_store
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert sorted(results, key=str) == [(4, 4), (4, 4), (4, 4), (None, 4)]
+    assert sorted(results, key=str) == [(5, 5), (5, 5), (5, 5), (None, 5)]
     assert catalog(pg_empty_url) == catalog(pg_store_url)
 
 
@@ -301,7 +302,7 @@ def test_serve_and_worker_refuse_an_unmigrated_database_until_migrate(
 def test_an_older_schema_stops_the_server_with_the_migrate_message(
     pg_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server of a newer ftserve (one knowing a made-up version 5) on a database at 4."""
+    """The server of a newer ftserve (one knowing a made-up version 6) on a database at 5."""
     from ftserve.cli.main import main
     from ftserve.store import postgres
 
@@ -309,14 +310,14 @@ def test_an_older_schema_stops_the_server_with_the_migrate_message(
     monkeypatch.setattr(
         postgres,
         "MIGRATIONS",
-        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, 5: step}),
+        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, 6: step}),
     )
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_store_url)
     monkeypatch.setenv("FTSERVE_API_KEYS", "sk-test-0123456789")
     for command in (["serve", "--port", str(free_port())], ["worker"]):
         with pytest.raises(SystemExit) as stopped:
             main([*command, "--data-dir", str(tmp_path / "data")])
-        assert "schema version 4; this ftserve needs 5: run `ftserve migrate`" in str(
+        assert "schema version 5; this ftserve needs 6: run `ftserve migrate`" in str(
             stopped.value.code
         )
 
@@ -434,5 +435,55 @@ CREATE TABLE workers (
     auto_devices BIGINT NOT NULL,
     seen_at      DOUBLE PRECISION NOT NULL
 );
+"""
+)
+# Version 5 as shipped: version 4 and its step (the batches and their lines).
+KEPT[5] = (
+    KEPT[4]
+    + """
+CREATE TABLE batches (
+    seq                  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                   TEXT NOT NULL UNIQUE,
+    organization         TEXT NOT NULL,
+    endpoint             TEXT NOT NULL,
+    input_file_id        TEXT NOT NULL,
+    completion_window    TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    created_at           BIGINT NOT NULL,
+    expires_at           BIGINT NOT NULL,
+    in_progress_at       BIGINT,
+    finalizing_at        BIGINT,
+    completed_at         BIGINT,
+    failed_at            BIGINT,
+    expired_at           BIGINT,
+    cancelling_at        BIGINT,
+    cancelled_at         BIGINT,
+    output_file_id       TEXT,
+    error_file_id        TEXT,
+    errors               TEXT,
+    metadata             TEXT,
+    output_expires_after BIGINT,
+    model                TEXT,
+    total                BIGINT NOT NULL DEFAULT 0,
+    completed            BIGINT NOT NULL DEFAULT 0,
+    failed               BIGINT NOT NULL DEFAULT 0,
+    lease_owner          TEXT,
+    lease_expires_at     DOUBLE PRECISION,
+    claim_token          TEXT
+);
+CREATE INDEX batches_by_org ON batches (organization, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+CREATE TABLE batch_lines (
+    batch_id    TEXT NOT NULL,
+    line        BIGINT NOT NULL,
+    custom_id   TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    result      TEXT,
+    failed      BIGINT NOT NULL DEFAULT 0,
+    finished_at BIGINT,
+    PRIMARY KEY (batch_id, line),
+    UNIQUE (batch_id, custom_id)
+);
+CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
 """
 )

@@ -22,16 +22,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from ..batches import routes as batch_routes
+from ..batches.dispatch import serves
+from ..batches.runner import BatchRunner
 from ..checkpoints import routes as checkpoint_routes
 from ..completions import routes as completion_routes
 from ..config import Settings
 from ..events import routes as event_routes
 from ..files import routes as file_routes
 from ..ids import request_id
+from ..inference.client import engine_settings
 from ..jobs import routes as job_routes
 from ..models import routes as model_routes
 from ..web import routes as web_routes
-from .context import Ctx, Handler
+from .context import IN_PROCESS_ORGANIZATION, Ctx, Handler
 from .envelope import error_envelope, stamp
 from .fastpath import EventsFastPath
 from .openapi import openapi_document
@@ -47,7 +51,8 @@ def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Reques
     async def endpoint(request: Request) -> Response:
         rid = request_id()
         try:
-            ctx = Ctx(keys.organization(request.headers), services)
+            org = request.scope.get(IN_PROCESS_ORGANIZATION)
+            ctx = Ctx(org if org is not None else keys.organization(request.headers), services)
             response = await handler(request, ctx)
         except Exception as exc:
             return error_envelope(
@@ -96,6 +101,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
         *checkpoint_routes.ROUTES,
         *model_routes.ROUTES,
         *completion_routes.ROUTES,
+        *batch_routes.ROUTES,
     ]
     # One Route per path with all its methods, so a 405 lists every allowed method.
     by_path: dict[str, dict[str, Handler]] = {}
@@ -126,6 +132,19 @@ def build_routes(services: Services) -> list[BaseRoute]:
     return routes
 
 
+def _batch_runner(services: Services, app: ASGIApp) -> BatchRunner | None:
+    """Batches run where inference is served: through this app's own routes (dispatch.py)."""
+    if services.inference is None:
+        return None
+    return BatchRunner(
+        services.store,
+        services.files,
+        app,
+        lease_seconds=services.settings.lease_seconds,
+        concurrency=engine_settings(services.settings).max_batch,
+    )
+
+
 def create_app(
     settings: Settings, services: Services | None = None, *, background: bool = True
 ) -> ASGIApp:
@@ -134,6 +153,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threads: list[threading.Thread] = []
+        runner = _batch_runner(services, app) if background else None
+        if runner is not None:
+            runner.start()
         if background:
             services.validator.start()
             for i, worker in enumerate(services.workers):
@@ -145,6 +167,8 @@ def create_app(
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
             if background:
                 for worker in services.workers:
                     worker.stop()
@@ -160,6 +184,7 @@ def create_app(
         exception_handlers={HTTPException: _escaped, Exception: _escaped},
         lifespan=lifespan,
     )
+    services.batches.serves = lambda path: serves(app.routes, path)
     # "/v1/files/" is an unknown URL (404 in the envelope), not a redirect without one.
     app.router.redirect_slashes = False
     app.state.services = services

@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..batches import openapi as batches
+from ..batches.schemas import schemas as batch_schemas
 from ..checkpoints import openapi as checkpoints
 from ..checkpoints.schemas import schemas as checkpoint_schemas
 from ..completions import openapi as completions
@@ -156,6 +158,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             **events.paths(settings),
             **checkpoints.paths(settings),
             **models.paths(settings),
+            **batches.paths(settings),
         },
         "components": {
             "securitySchemes": _security_schemes(),
@@ -169,6 +172,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "parameters": {
                 **jobs.parameters(settings),
                 **files.parameters(settings),
+                **batches.parameters(settings),
                 **events.parameters(settings),
                 **checkpoints.parameters(settings),
             },
@@ -181,6 +185,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **event_schemas(),
                 **checkpoint_schemas(),
                 **model_schemas(),
+                **batch_schemas(),
             },
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..batches.service import BatchService
 from ..blobs import open_cache
 from ..checkpoints.service import CheckpointService
 from ..config import Settings
@@ -32,6 +33,7 @@ class Services:
     models: ModelService
     validator: JobValidator
     workers: list[Worker]
+    batches: BatchService
     inference: InferenceClient | None = None  # None: inference is off
 
 
@@ -56,5 +58,6 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         models=models,
         validator=validator,
         workers=workers,
+        batches=BatchService(store, inference=settings.inference),
         inference=build_client(settings),
     )

@@ -11,7 +11,8 @@ decode steps:
   composition changes the floating-point results a little, which could change a sampled token;
   alone, the same seed gives the same text whatever else the server is doing;
 * a request with more choices than ``max_batch`` runs in a batch of its own;
-* up to ``MAX_BATCHES`` batches are in flight at once, stepped in turn.
+* up to ``MAX_BATCHES`` batches are in flight at once, stepped in turn;
+* waiting live requests are placed before waiting batch lines (``Generate.priority``).
 
 An exception while a batch steps fails the requests in that batch (``Failed``) and nothing else.
 """
@@ -143,6 +144,9 @@ class Engine:
     def _admit(self) -> None:
         waiting: deque[Request] = deque()
         joining: dict[int, tuple[Batch, list[Request]]] = {}
+        # Live requests are placed before batch lines (stable: arrival order within each).
+        order = sorted(self.pending, key=lambda r: r.generate.priority)
+        self.pending = deque(order)
         while self.pending:
             request = self.pending.popleft()
             batch = self._place(request, joining)
