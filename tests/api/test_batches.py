@@ -6,6 +6,7 @@ input file's checks; cancel; another organization's batch."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
@@ -189,3 +190,39 @@ def test_cancel_ends_cancelled_with_what_finished(server: Server) -> None:
     assert all(x["error"]["code"] == "batch_cancelled" for x in not_run)
     with pytest.raises(openai.BadRequestError):
         client.batches.cancel(_wait(client, _submit(client, [_line(0)]), {"completed"}).id)
+
+
+def test_kill_9_mid_batch_loses_and_repeats_nothing(fresh_server: Server) -> None:
+    fresh_server.env = {"FTSERVE_WORKERS": "0", "FTSERVE_LEASE_SECONDS": "2"}
+    fresh_server.start()
+    client = fresh_server.client()
+    batch_id = _submit(client, [_line(i, max_tokens=16) for i in range(30)])
+    deadline = time.monotonic() + 120
+    while (client.batches.retrieve(batch_id).request_counts or _NONE).completed < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    fresh_server.stop(signal.SIGKILL)
+    store = fresh_server.open_store()
+    try:
+        before = {x.custom_id: x.result for x in store.batch_lines(batch_id, pending=False)}
+        held = store.get_batch(None, batch_id)
+    finally:
+        store.close()
+    finished = {c: r for c, r in before.items() if r is not None}
+    assert held is not None and held.status == "in_progress" and held.claim_token
+    assert 5 <= len(finished) < 30, len(finished)
+
+    fresh_server.start()  # the dead server's lease runs out; the new one takes the batch
+    done = _wait(client, batch_id, {"completed", "failed"})
+    assert done.status == "completed" and done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (30, 0)
+    output = _lines(client, done.output_file_id)
+    ids = [x["custom_id"] for x in output]
+    assert sorted(ids) == sorted(f"request-{i}" for i in range(30))  # each exactly once
+    by_id = {x["custom_id"]: x for x in output}
+    # A line finished before the kill is in the output as it was stored then, not run again:
+    # its line id and its completion's id are the first run's.
+    for custom_id, result in finished.items():
+        assert by_id[custom_id] == json.loads(result or "")
+    chat_ids = [x["response"]["body"]["id"] for x in output]
+    assert len(set(chat_ids)) == 30

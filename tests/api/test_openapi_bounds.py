@@ -110,6 +110,16 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
     job = http.post("/fine_tuning/jobs", json={"model": "ftserve-tiny", "training_file": file_id})
     assert job.status_code == 200, job.text
     job_id = job.json()["id"]
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "ftserve-tiny", "messages": [{"role": "user", "content": "Hi"}]},
+    }
+    batch_up = http.post(
+        "/files", files={"file": ("b.jsonl", jsonl([line]))}, data={"purpose": "batch"}
+    )
+    assert batch_up.status_code == 200, batch_up.text
     return {
         "POST /files": (
             "/files",
@@ -146,6 +156,15 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
             "/completions",
             {"model": "ftserve-tiny", "prompt": "Hi", "max_tokens": 1},
         ),
+        "POST /batches": (
+            "/batches",
+            {
+                "input_file_id": batch_up.json()["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        ),
+        "GET /batches": ("/batches", {}),
     }
 
 

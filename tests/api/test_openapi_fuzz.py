@@ -102,6 +102,7 @@ LAST = (
     "POST /fine_tuning/jobs/{fine_tuning_job_id}/cancel",
     "DELETE /files/{file_id}",
     "DELETE /models/{model}",
+    "POST /batches/{batch_id}/cancel",
 )
 # No request may change these. (The `server` fixture runs no worker, so even the fields training
 # fills in - hyperparameters resolved, fine_tuned_model, trained_tokens, result_files - must stay.)
@@ -320,7 +321,12 @@ def test_every_operation_refuses_a_missing_or_wrong_key(
 ) -> None:
     """The documented 401 (envelope, `WWW-Authenticate`, `x-request-id`) on every operation; the
     fuzz run above only ever sends a valid key."""
-    fake = {"file_id": "file-x", "fine_tuning_job_id": "ftjob-x", "model": "ftserve-tiny"}
+    fake = {
+        "file_id": "file-x",
+        "fine_tuning_job_id": "ftjob-x",
+        "model": "ftserve-tiny",
+        "batch_id": "batch_x",
+    }
     bodies: dict[str, dict[str, Any]] = {
         "POST /files": {
             "body": {"file": b"x", "purpose": "assistants"},
