@@ -226,3 +226,28 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(fresh_server: Server) -> Non
         assert by_id[custom_id] == json.loads(result or "")
     chat_ids = [x["response"]["body"]["id"] for x in output]
     assert len(set(chat_ids)) == 30
+
+
+def test_past_its_window_a_batch_expires_with_what_finished(server: Server) -> None:
+    client = server.client()
+    batch_id = _submit(client, [_line(i, max_tokens=64) for i in range(40)])
+    deadline = time.monotonic() + 60
+    while (client.batches.retrieve(batch_id).request_counts or _NONE).completed == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    store = server.open_store()  # the window ends now (24 hours are not waited for)
+    try:
+        ended = store.update_batch(
+            batch_id, expect={"in_progress"}, changes={"expires_at": int(time.time())}
+        )
+    finally:
+        store.close()
+    assert ended is not None
+    done = _wait(client, batch_id, {"expired"}, timeout=60)
+    assert done.expired_at and done.request_counts is not None
+    finished = _lines(client, done.output_file_id)
+    not_run = _lines(client, done.error_file_id)
+    assert finished and not_run and len(finished) + len(not_run) == 40
+    assert len(finished) == done.request_counts.completed
+    assert all(x["response"]["status_code"] == 200 for x in finished)
+    assert all(x["error"]["code"] == "batch_expired" for x in not_run)

@@ -44,6 +44,7 @@ class BatchChanges(TypedDict, total=False):
     """What ``update_batch`` may change (a misspelt column is a type error first)."""
 
     status: str
+    expires_at: int
     in_progress_at: int | None
     finalizing_at: int | None
     completed_at: int | None
