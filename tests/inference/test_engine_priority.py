@@ -1,4 +1,6 @@
-"""A waiting live request is placed before waiting batch lines (``Generate.priority``)."""
+"""Batch lines yield to live requests (``Generate.priority``): a waiting live request is placed
+before waiting batch lines, gets a slot they leave free, and while it runs their batches step
+only one round in ``BATCH_EVERY``."""
 
 from __future__ import annotations
 
@@ -18,25 +20,30 @@ from ftserve.inference.protocol import (
 from tests.inference.engine_harness import CHAT, TINY, Harness
 
 
-def test_a_live_request_overtakes_waiting_batch_lines(models_dir: Path) -> None:
-    h = Harness(models_dir, max_batch=1)  # one row a batch: MAX_BATCHES requests run at once
+def test_a_live_request_overtakes_batch_lines(models_dir: Path) -> None:
+    h = Harness(models_dir, max_batch=1)  # one row a batch: each request is a batch of its own
     sampling = Sampling(max_tokens=6, temperature=0)
 
     def submit(rid: str, priority: int) -> None:
         with torch.inference_mode():
             h.engine.submit(Generate(rid, TINY, CHAT, sampling, priority=priority))
 
-    for i in range(MAX_BATCHES):
-        submit(f"line-{i}", BATCH_PRIORITY)
-    h.step()  # every slot taken
-    for i in range(MAX_BATCHES, MAX_BATCHES + 2):  # two lines waiting, then a live request
-        submit(f"line-{i}", BATCH_PRIORITY)
+    running = [f"line-{i}" for i in range(MAX_BATCHES + 1)]
+    for rid in running:
+        submit(rid, BATCH_PRIORITY)
+    h.step()
+    started = {m.request_id for m in h.out if isinstance(m, Piece)}
+    assert started == set(running[: MAX_BATCHES - 1])  # one slot left to live requests
+    waiting = running[MAX_BATCHES - 1 :]
     submit("live", LIVE_PRIORITY)
     h.drain()
-    firsts = {}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
     for k, msg in enumerate(h.out):
-        if isinstance(msg, Piece | Finished):
-            firsts.setdefault(msg.request_id, k)
-    waiting = [f"line-{MAX_BATCHES}", f"line-{MAX_BATCHES + 1}"]
-    assert all(firsts["live"] < firsts[rid] for rid in waiting), firsts
-    assert all(firsts[f"line-{i}"] < firsts["live"] for i in range(MAX_BATCHES))
+        if isinstance(msg, Piece):
+            first.setdefault(msg.request_id, k)
+        if isinstance(msg, Finished):
+            last[msg.request_id] = k
+    assert all(first["live"] < first[rid] for rid in waiting), first
+    # Started a step after them and as long, the live request still finishes first.
+    assert all(last["live"] < last[rid] for rid in started), last

@@ -169,7 +169,9 @@ class BatchRunner:
 
     async def _validate(self, batch: BatchRecord, token: str) -> BatchRecord | None:
         now = int(time.time())
-        record = self._store.get_file(batch.organization, batch.input_file_id, now)
+        record = await asyncio.to_thread(
+            self._store.get_file, batch.organization, batch.input_file_id, now
+        )
         if record is None:
             errors = [
                 batch_error(
