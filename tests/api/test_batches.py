@@ -179,19 +179,19 @@ def test_refused_requests(server: Server) -> None:
 
 def test_cancel_ends_cancelled_with_what_finished(server: Server) -> None:
     client = server.client()
-    batch_id = _submit(client, [_line(i, max_tokens=64) for i in range(40)])
+    batch_id = _submit(client, [_line(i, max_tokens=64) for i in range(100)])
     deadline = time.monotonic() + 60
     while (client.batches.retrieve(batch_id).request_counts or _NONE).completed == 0:
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(0.02)
     cancelling = client.batches.cancel(batch_id)
     assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at
     done = _wait(client, batch_id, {"cancelled"}, timeout=60)
     assert done.cancelled_at
     finished = _lines(client, done.output_file_id)
     not_run = _lines(client, done.error_file_id)
-    assert finished and not_run and len(finished) + len(not_run) == 40
-    assert {x["custom_id"] for x in finished + not_run} == {f"request-{i}" for i in range(40)}
+    assert finished and not_run and len(finished) + len(not_run) == 100
+    assert {x["custom_id"] for x in finished + not_run} == {f"request-{i}" for i in range(100)}
     assert all(x["error"]["code"] == "batch_cancelled" for x in not_run)
     with pytest.raises(openai.BadRequestError):
         client.batches.cancel(_wait(client, _submit(client, [_line(0)]), {"completed"}).id)
@@ -235,11 +235,11 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(fresh_server: Server) -> Non
 
 def test_past_its_window_a_batch_expires_with_what_finished(server: Server) -> None:
     client = server.client()
-    batch_id = _submit(client, [_line(i, max_tokens=64) for i in range(40)])
+    batch_id = _submit(client, [_line(i, max_tokens=64) for i in range(100)])
     deadline = time.monotonic() + 60
     while (client.batches.retrieve(batch_id).request_counts or _NONE).completed == 0:
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(0.02)
     store = server.open_store()  # the window ends now (24 hours are not waited for)
     try:
         ended = store.update_batch(
@@ -252,7 +252,7 @@ def test_past_its_window_a_batch_expires_with_what_finished(server: Server) -> N
     assert done.expired_at and done.request_counts is not None
     finished = _lines(client, done.output_file_id)
     not_run = _lines(client, done.error_file_id)
-    assert finished and not_run and len(finished) + len(not_run) == 40
+    assert finished and not_run and len(finished) + len(not_run) == 100
     assert len(finished) == done.request_counts.completed
     assert all(x["response"]["status_code"] == 200 for x in finished)
     assert all(x["error"]["code"] == "batch_expired" for x in not_run)

@@ -156,6 +156,7 @@ def create_app(
         runner = _batch_runner(services, app) if background else None
         if runner is not None:
             runner.start()
+            services.batches.changed = runner.wake
         if background:
             services.validator.start()
             for i, worker in enumerate(services.workers):

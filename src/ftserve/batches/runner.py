@@ -29,7 +29,7 @@ from starlette.types import ASGIApp
 from ..files.service import FileService
 from ..store.batch_records import BatchLine, BatchRecord
 from ..store.protocol import Store
-from .dispatch import call
+from .dispatch import Answer, call
 from .input import check_file
 from .output import result_line, write_files
 from .schemas import MAX_FILE_BYTES, batch_error
@@ -71,9 +71,18 @@ class BatchRunner:
         self._concurrency = max(1, concurrency)
         self._id = f"{socket.gethostname()}/{os.getpid()}/batches"
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="ftserve-batches")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="ftserve-batches")
+
+    def wake(self) -> None:
+        """A batch was created or cancelled in this process: look now rather than at the next
+        poll (any thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -88,7 +97,9 @@ class BatchRunner:
                     self._store.claim_batch, self._id, time.time(), self._lease
                 )
                 if batch is None:
-                    await asyncio.sleep(POLL_SECONDS)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                    self._wake.clear()
                     continue
                 await self._drive(batch)
             except asyncio.CancelledError:
@@ -227,13 +238,8 @@ class BatchRunner:
         gone = asyncio.Event()  # set: the lines in flight are abandoned (their clients "left")
         lost = False
 
-        async def run_one(line: BatchLine) -> None:
+        async def record(line: BatchLine, answer: Answer) -> None:
             nonlocal lost
-            answer = await call(
-                self._app, batch.organization, batch.endpoint, line.body.encode(), gone
-            )
-            if gone.is_set():
-                return
             recorded = await asyncio.to_thread(
                 self._store.finish_batch_line,
                 batch.id,
@@ -248,17 +254,37 @@ class BatchRunner:
                 gone.set()
 
         async def lane() -> None:
-            while not gone.is_set():
-                try:
-                    line = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                await run_one(line)
+            # A line's result is written while the lane's next line already generates: the
+            # write is off the path that keeps the decode batch full.
+            writing: asyncio.Task[None] | None = None
+            try:
+                while not gone.is_set():
+                    try:
+                        line = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    body = line.body.encode()
+                    answer = await call(self._app, batch.organization, batch.endpoint, body, gone)
+                    if gone.is_set():
+                        return
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(record(line, answer))
+            finally:
+                if writing is not None:
+                    await writing
 
         lanes = [asyncio.create_task(lane()) for _ in range(self._concurrency)]
         try:
             while not all(t.done() for t in lanes):
-                await asyncio.wait(lanes, timeout=POLL_SECONDS)
+                # A cancel made in this process wakes the runner at once; others are seen
+                # within a poll.
+                woken = asyncio.create_task(self._wake.wait())
+                await asyncio.wait(
+                    [*lanes, woken], timeout=POLL_SECONDS, return_when="FIRST_COMPLETED"
+                )
+                woken.cancel()
+                self._wake.clear()
                 now = await asyncio.to_thread(self._store.get_batch, None, batch.id)
                 if not _keeps_running(now, token):
                     gone.set()

@@ -27,6 +27,7 @@ class BatchService:
         # Whether the server takes a POST to this path (set by the app once its routes exist;
         # /v1/responses is a batch endpoint only where the server has that route).
         self.serves: Callable[[str], bool] = lambda path: True
+        self.changed: Callable[[], None] = lambda: None  # the app's runner looks at once
 
     def create(self, organization: str, body: Mapping[str, Any]) -> BatchRecord:
         req = parse_body(body, CREATE_FIELDS, unknown=unknown_parameter)
@@ -77,6 +78,7 @@ class BatchService:
             output_expires_after=None if expiry is None else expiry["seconds"],
         )
         self._store.create_batch(batch)
+        self.changed()
         return batch
 
     def get(self, organization: str, batch_id: str) -> BatchRecord:
@@ -101,6 +103,7 @@ class BatchService:
             changes = {"status": "cancelling", "cancelling_at": int(time.time())}
             moved = self._store.update_batch(batch_id, expect=CANCELLABLE, changes=changes)  # type: ignore[arg-type]
             if moved is not None:
+                self.changed()
                 return moved
             batch = self.get(organization, batch_id)
         if batch.status in ("cancelling", "cancelled"):
