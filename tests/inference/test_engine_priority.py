@@ -21,8 +21,9 @@ from tests.inference.engine_harness import CHAT, TINY, Harness
 
 
 def test_a_live_request_overtakes_batch_lines(models_dir: Path) -> None:
-    h = Harness(models_dir, max_batch=1)  # one row a batch: each request is a batch of its own
-    sampling = Sampling(max_tokens=6, temperature=0)
+    h = Harness(models_dir)
+    # Seeded: each request is a batch of its own (so the slots are what is counted).
+    sampling = Sampling(max_tokens=6, temperature=0, seed=1)
 
     def submit(rid: str, priority: int) -> None:
         with torch.inference_mode():
@@ -47,3 +48,20 @@ def test_a_live_request_overtakes_batch_lines(models_dir: Path) -> None:
     assert all(first["live"] < first[rid] for rid in waiting), first
     # Started a step after them and as long, the live request still finishes first.
     assert all(last["live"] < last[rid] for rid in started), last
+
+
+def test_batch_lines_wait_for_a_row_of_their_batch(models_dir: Path) -> None:
+    h = Harness(models_dir, max_batch=2)
+    for i in range(3):
+        with torch.inference_mode():
+            h.engine.submit(
+                Generate(f"line-{i}", TINY, CHAT, Sampling(max_tokens=4), priority=BATCH_PRIORITY)
+            )
+    h.step()
+    assert len(h.engine.batches) == 1 and len(h.engine.pending) == 1
+    h.drain()
+    assert {m.request_id for m in h.out if isinstance(m, Finished)} == {
+        "line-0",
+        "line-1",
+        "line-2",
+    }

@@ -141,7 +141,8 @@ def _batch_runner(services: Services, app: ASGIApp) -> BatchRunner | None:
         services.files,
         app,
         lease_seconds=services.settings.lease_seconds,
-        concurrency=engine_settings(services.settings).max_batch,
+        # A full decode batch, and two more lines waiting to take a row the moment one frees.
+        concurrency=engine_settings(services.settings).max_batch + 2,
     )
 
 

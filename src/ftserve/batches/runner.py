@@ -156,15 +156,15 @@ class BatchRunner:
         return None
 
     async def _update(
-        self, batch: BatchRecord, token: str, changes: dict[str, object], **kw: object
+        self, batch: BatchRecord, token: str, changes: dict[str, object]
     ) -> BatchRecord:
+        """The batch after ``changes``, or as a cancel left it (then unchanged by them)."""
         new = await asyncio.to_thread(
             self._store.update_batch,
             batch.id,
             expect=(batch.status,),
             changes=changes,  # type: ignore[arg-type]
             token=token,
-            **kw,  # type: ignore[arg-type]
         )
         if new is None:
             return await self._reread(batch, token)
@@ -224,8 +224,7 @@ class BatchRunner:
             "errors": errors,
             **_RELEASE,
         }
-        await self._update(batch, token, failed)
-        return None
+        return await self._update(batch, token, failed)
 
     async def _run_lines(self, batch: BatchRecord, token: str) -> BatchRecord:
         """Run every line without a result; the batch after (``finalizing``, or whatever a

@@ -13,8 +13,9 @@ decode steps:
 * a request with more choices than ``max_batch`` runs in a batch of its own;
 * up to ``MAX_BATCHES`` batches are in flight at once, stepped in turn;
 * live requests and batch lines (``Generate.priority``) never share a batch; waiting live
-  requests are placed first, batch lines leave one of the ``MAX_BATCHES`` slots to live ones, and
-  while a live batch runs the batch lines' batches step only one round in ``BATCH_EVERY``.
+  requests are placed first, batch lines leave one of the ``MAX_BATCHES`` slots to live ones
+  and wait for a row of their model's batch rather than open a second one, and while a live
+  batch runs the batch lines' batches step only one round in ``BATCH_EVERY``.
 
 An exception while a batch steps fails the requests in that batch (``Failed``) and nothing else.
 """
@@ -189,6 +190,13 @@ class Engine:
                     and (batch.rows or planned)
                 ):
                     return batch
+            if priority != LIVE_PRIORITY and any(
+                b.group == request.info.group and b.priority == priority and b.joinable
+                for b in self.batches
+            ):
+                # A batch line waits for a row of its model's full batch rather than opening a
+                # second, smaller batch stepped in turn (one fuller forward is cheaper).
+                return None
         # Batch lines leave one slot to live requests.
         slots = MAX_BATCHES if priority == LIVE_PRIORITY else MAX_BATCHES - 1
         if len(self.batches) >= slots:
