@@ -256,3 +256,24 @@ def test_past_its_window_a_batch_expires_with_what_finished(server: Server) -> N
     assert len(finished) == done.request_counts.completed
     assert all(x["response"]["status_code"] == 200 for x in finished)
     assert all(x["error"]["code"] == "batch_expired" for x in not_run)
+
+
+def test_a_batch_of_legacy_completions(server: Server) -> None:
+    client = server.client()
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/completions",
+            "body": {"model": MODEL, "prompt": f"Once {i}", "max_tokens": 3, "temperature": 0},
+        }
+        for i in range(3)
+    ]
+    done = _wait(client, _submit(client, lines, "/v1/completions"), {"completed", "failed"})
+    assert done.status == "completed" and done.endpoint == "/v1/completions"
+    output = {x["custom_id"]: x["response"]["body"] for x in _lines(client, done.output_file_id)}
+    assert set(output) == {"c0", "c1", "c2"}
+    live = client.completions.create(**lines[1]["body"])
+    assert (
+        openai.types.Completion.model_validate(output["c1"]).choices[0].text == live.choices[0].text
+    )
