@@ -100,3 +100,12 @@ def completion_id() -> str:
 def response_id() -> str:
     """``resp_`` + 48 base62, the length of OpenAI's response ids."""
     return "resp_" + _random(48)
+
+
+def batch_id() -> str:
+    return "batch_" + _random(24)
+
+
+def batch_request_id() -> str:
+    """The ``id`` of one line of a batch's output or error file."""
+    return "batch_req_" + _random(24)

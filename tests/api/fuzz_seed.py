@@ -30,6 +30,9 @@ class Seeded:
     file_content: bytes
     job_object: dict[str, Any]
     events: list[dict[str, Any]]
+    batch_file_id: str  # purpose "batch": one chat request
+    batch_id: str
+    victim_batch_id: str  # cancelled by the seed (a cancel of it answers it as it is)
     # Where generated requests may carry a real value instead of a generated one:
     # parameter name -> operation label (or method, or "*") -> candidate values.
     path_values: dict[str, dict[str, list[str]]] = field(default_factory=dict)
@@ -119,6 +122,26 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
     )
     cancelled = http.post(f"/fine_tuning/jobs/{finished}/cancel")
     assert cancelled.json().get("status") == "cancelled", cancelled.text
+    line = {
+        "custom_id": "seed",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "ftserve-tiny",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1,
+        },
+    }
+    batch_file_id = upload(http, "batch.jsonl", jsonl([line]), "batch")
+    batch_body = {
+        "input_file_id": batch_file_id,
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    batch_id, victim_batch_id = (
+        http.post("/batches", json=batch_body).json()["id"] for _ in range(2)
+    )
+    assert http.post(f"/batches/{victim_batch_id}/cancel").status_code == 200
     events = all_events(http, job_id)
     assert [e["message"] for e in events][-1] == f"Created fine-tuning job: {job_id}"
     got = http.get(f"/files/{file_id}/content")
@@ -135,7 +158,11 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
         file_content=content,
         job_object=job,
         events=events,
+        batch_file_id=batch_file_id,
+        batch_id=batch_id,
+        victim_batch_id=victim_batch_id,
         path_values={
+            "batch_id": {"*": [batch_id, victim_batch_id]},
             "fine_tuning_job_id": {"*": [job_id]},
             # Deleting the protected file would make the corruption check meaningless.
             "file_id": {"DELETE": victims, "*": [file_id]},
@@ -150,10 +177,12 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
                 "GET /fine_tuning/jobs/{fine_tuning_job_id}/events": [e["id"] for e in events],
                 "GET /fine_tuning/jobs": [job_id],
                 "GET /files": [file_id, *victims],
+                "GET /batches": [batch_id, victim_batch_id],
             },
             "purpose": {"GET /files": ["fine-tune"]},
         },
         body_values={
+            "input_file_id": {"POST /batches": [batch_file_id]},
             "training_file": {"POST /fine_tuning/jobs": [file_id]},
             "validation_file": {"POST /fine_tuning/jobs": [file_id]},
             "model": {
@@ -226,6 +255,21 @@ def known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         "POST /completions": {
             "body": {"model": "ftserve-tiny", "prompt": ["a", "b"], "max_tokens": 3, "logprobs": 1},
             "media_type": "application/json",
+        },
+        "POST /batches": {
+            "body": {
+                "input_file_id": seeded.batch_file_id,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+                "metadata": {"k": "v"},
+                "output_expires_after": {"anchor": "created_at", "seconds": 3600},
+            },
+            "media_type": "application/json",
+        },
+        "GET /batches": {"query": {"after": seeded.victim_batch_id, "limit": 2}},
+        "GET /batches/{batch_id}": {"path_parameters": {"batch_id": seeded.batch_id}},
+        "POST /batches/{batch_id}/cancel": {
+            "path_parameters": {"batch_id": seeded.victim_batch_id}
         },
         "GET /models": {},
         "GET /models/{model}": {"path_parameters": {"model": "ftserve-tiny"}},

@@ -115,6 +115,16 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
     )
     assert made.status_code == 200, made.text
     response_id = made.json()["id"]
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "ftserve-tiny", "messages": [{"role": "user", "content": "Hi"}]},
+    }
+    batch_up = http.post(
+        "/files", files={"file": ("b.jsonl", jsonl([line]))}, data={"purpose": "batch"}
+    )
+    assert batch_up.status_code == 200, batch_up.text
     return {
         "POST /files": (
             "/files",
@@ -159,6 +169,15 @@ def _bases(http: httpx.Client) -> dict[str, tuple[str, dict[str, Any]]]:
             f"/responses/{response_id}/input_items",
             {},
         ),
+        "POST /batches": (
+            "/batches",
+            {
+                "input_file_id": batch_up.json()["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        ),
+        "GET /batches": ("/batches", {}),
     }
 
 

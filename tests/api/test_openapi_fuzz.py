@@ -104,6 +104,7 @@ LAST = (
     "DELETE /files/{file_id}",
     "DELETE /models/{model}",
     "DELETE /responses/{response_id}",
+    "POST /batches/{batch_id}/cancel",
 )
 # No request may change these. (The `server` fixture runs no worker, so even the fields training
 # fills in - hyperparameters resolved, fine_tuned_model, trained_tokens, result_files - must stay.)
@@ -327,6 +328,7 @@ def test_every_operation_refuses_a_missing_or_wrong_key(
         "fine_tuning_job_id": "ftjob-x",
         "model": "ftserve-tiny",
         "response_id": "resp_x",
+        "batch_id": "batch_x",
     }
     bodies: dict[str, dict[str, Any]] = {
         "POST /files": {

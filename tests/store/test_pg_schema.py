@@ -6,9 +6,10 @@ migrate``, and start once it has run.
 PostgreSQL support began at schema version 3, so there is no version-1 or -2 PostgreSQL
 database to migrate (SQLite's are tested in test_sqlite_only.py). ``KEPT`` holds every
 PostgreSQL schema version ftserve has shipped, verbatim: each is built, migrated with the
-command an operator runs, and compared with a fresh database: versions 3 and 4 (4 added the jobs' devices and the workers'
-capacity; 5, the stored responses, is kept for the next version's test). An edit of migrations/postgres/schema.sql that
-comes without a new version and a migration fails here; a version 6 adds its script here.
+command an operator runs, and compared with a fresh database: every shipped version from 3 on
+(4 added the jobs' devices and the workers' capacity, 5 the stored responses, 6 the batches).
+An edit of migrations/postgres/schema.sql that comes without a new version and a migration fails
+here; a new version adds its script to KEPT.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _apply(url: str, script: str, version: int) -> None:
         conn.execute("INSERT INTO ftserve_schema (version) VALUES (%s)", (version,))
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_a_migrated_database_equals_a_fresh_one(
     pg_empty_url: str, pg_url: str, tmp_path: Path, version: int
 ) -> None:
@@ -165,7 +166,7 @@ def test_the_catalog_dump_sees_a_difference(
 def test_migration_steps_run_in_one_transaction(
     pg_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A (made-up) version 6 is applied on top of the shipped 5 and recorded; a step that fails
+    """A (made-up) next version is applied on top of the shipped one and recorded; a step that fails
     leaves the database exactly at its old version, the steps before it undone."""
     import psycopg
 
@@ -174,10 +175,11 @@ def test_migration_steps_run_in_one_transaction(
 
     before = catalog(pg_store_url)
     shipped = postgres.MIGRATIONS
+    now, made_up = shipped.version, shipped.version + 1
 
     def with_step(script: str) -> None:
         monkeypatch.setattr(
-            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, 6: script})
+            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, made_up: script})
         )
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT; ALTER TABLE jobs ADD COLUMN broken NOPE;")
@@ -185,23 +187,25 @@ def test_migration_steps_run_in_one_transaction(
         postgres.migrate(pg_store_url)
     assert catalog(pg_store_url) == before
     with pytest.raises(
-        postgres.SchemaNotReady, match=r"schema version 5.*needs 6.*ftserve migrate"
+        postgres.SchemaNotReady, match=rf"schema version {now}.*needs {made_up}.*ftserve migrate"
     ):
         postgres.PostgresStore(pg_store_url)
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT;")
-    assert postgres.migrate(pg_store_url) == (5, 6)
-    assert postgres.migrate(pg_store_url) == (6, 6)
+    assert postgres.migrate(pg_store_url) == (now, made_up)
+    assert postgres.migrate(pg_store_url) == (made_up, made_up)
     after = catalog(pg_store_url)
-    assert after["version"] == [(6,)]
+    assert after["version"] == [(made_up,)]
     assert [c for c in after["columns"] if c not in before["columns"]] == [
         ("jobs", "note", "text", "text", None, None, "YES", None, "NO", None, "NEVER", None, None)
     ]
     store = postgres.PostgresStore(pg_store_url)
     store.close()
     with psycopg.connect(pg_store_url) as conn:
-        conn.execute("UPDATE ftserve_schema SET version = 7")
-    with pytest.raises(StoreError, match=r"schema version 7; this ftserve knows 6\. Upgrade"):
+        conn.execute("UPDATE ftserve_schema SET version = %s", (made_up + 1,))
+    with pytest.raises(
+        StoreError, match=rf"schema version {made_up + 1}; this ftserve knows {made_up}\. Upgrade"
+    ):
         postgres.migrate(pg_store_url)
 
 
@@ -301,22 +305,24 @@ def test_serve_and_worker_refuse_an_unmigrated_database_until_migrate(
 def test_an_older_schema_stops_the_server_with_the_migrate_message(
     pg_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server of a newer ftserve (one knowing a made-up version 6) on a database at 5."""
+    """The server of a newer ftserve (one knowing a made-up next version) on a database at the
+    shipped one."""
     from ftserve.cli.main import main
     from ftserve.store import postgres
 
     step = "ALTER TABLE jobs ADD COLUMN note TEXT;"
+    now = postgres.MIGRATIONS.version
     monkeypatch.setattr(
         postgres,
         "MIGRATIONS",
-        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, 6: step}),
+        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, now + 1: step}),
     )
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_store_url)
     monkeypatch.setenv("FTSERVE_API_KEYS", "sk-test-0123456789")
     for command in (["serve", "--port", str(free_port())], ["worker"]):
         with pytest.raises(SystemExit) as stopped:
             main([*command, "--data-dir", str(tmp_path / "data")])
-        assert "schema version 5; this ftserve needs 6: run `ftserve migrate`" in str(
+        assert f"schema version {now}; this ftserve needs {now + 1}: run `ftserve migrate`" in str(
             stopped.value.code
         )
 
@@ -449,5 +455,55 @@ CREATE TABLE responses (
     items        TEXT NOT NULL
 );
 CREATE INDEX responses_by_expiry ON responses (expires_at);
+"""
+)
+# Version 6 as shipped: version 5 and its step (the batches and their lines).
+KEPT[6] = (
+    KEPT[5]
+    + """
+CREATE TABLE batches (
+    seq                  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                   TEXT NOT NULL UNIQUE,
+    organization         TEXT NOT NULL,
+    endpoint             TEXT NOT NULL,
+    input_file_id        TEXT NOT NULL,
+    completion_window    TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    created_at           BIGINT NOT NULL,
+    expires_at           BIGINT NOT NULL,
+    in_progress_at       BIGINT,
+    finalizing_at        BIGINT,
+    completed_at         BIGINT,
+    failed_at            BIGINT,
+    expired_at           BIGINT,
+    cancelling_at        BIGINT,
+    cancelled_at         BIGINT,
+    output_file_id       TEXT,
+    error_file_id        TEXT,
+    errors               TEXT,
+    metadata             TEXT,
+    output_expires_after BIGINT,
+    model                TEXT,
+    total                BIGINT NOT NULL DEFAULT 0,
+    completed            BIGINT NOT NULL DEFAULT 0,
+    failed               BIGINT NOT NULL DEFAULT 0,
+    lease_owner          TEXT,
+    lease_expires_at     DOUBLE PRECISION,
+    claim_token          TEXT
+);
+CREATE INDEX batches_by_org ON batches (organization, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+CREATE TABLE batch_lines (
+    batch_id    TEXT NOT NULL,
+    line        BIGINT NOT NULL,
+    custom_id   TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    result      TEXT,
+    failed      BIGINT NOT NULL DEFAULT 0,
+    finished_at BIGINT,
+    PRIMARY KEY (batch_id, line),
+    UNIQUE (batch_id, custom_id)
+);
+CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
 """
 )

@@ -22,17 +22,21 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from ..batches import routes as batch_routes
+from ..batches.dispatch import serves
+from ..batches.runner import BatchRunner
 from ..checkpoints import routes as checkpoint_routes
 from ..completions import routes as completion_routes
 from ..config import Settings
 from ..events import routes as event_routes
 from ..files import routes as file_routes
 from ..ids import request_id
+from ..inference.client import engine_settings
 from ..jobs import routes as job_routes
 from ..models import routes as model_routes
 from ..responses import routes as response_routes
 from ..web import routes as web_routes
-from .context import Ctx, Handler
+from .context import IN_PROCESS_ORGANIZATION, Ctx, Handler
 from .envelope import error_envelope, stamp
 from .fastpath import EventsFastPath
 from .openapi import openapi_document
@@ -48,7 +52,8 @@ def _wrap(handler: Handler, services: Services, azure: bool) -> Callable[[Reques
     async def endpoint(request: Request) -> Response:
         rid = request_id()
         try:
-            ctx = Ctx(keys.organization(request.headers), services)
+            org = request.scope.get(IN_PROCESS_ORGANIZATION)
+            ctx = Ctx(org if org is not None else keys.organization(request.headers), services)
             response = await handler(request, ctx)
         except Exception as exc:
             return error_envelope(
@@ -98,6 +103,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
         *model_routes.ROUTES,
         *completion_routes.ROUTES,
         *response_routes.ROUTES,
+        *batch_routes.ROUTES,
     ]
     # One Route per path with all its methods, so a 405 lists every allowed method.
     by_path: dict[str, dict[str, Handler]] = {}
@@ -128,6 +134,20 @@ def build_routes(services: Services) -> list[BaseRoute]:
     return routes
 
 
+def _batch_runner(services: Services, app: ASGIApp) -> BatchRunner | None:
+    """Batches run where inference is served: through this app's own routes (dispatch.py)."""
+    if services.inference is None:
+        return None
+    return BatchRunner(
+        services.store,
+        services.files,
+        app,
+        lease_seconds=services.settings.lease_seconds,
+        # A full decode batch, and two more lines waiting to take a row the moment one frees.
+        concurrency=engine_settings(services.settings).max_batch + 2,
+    )
+
+
 def create_app(
     settings: Settings, services: Services | None = None, *, background: bool = True
 ) -> ASGIApp:
@@ -136,6 +156,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threads: list[threading.Thread] = []
+        runner = _batch_runner(services, app) if background else None
+        if runner is not None:
+            runner.start()
+            services.batches.changed = runner.wake
         if background:
             services.validator.start()
             for i, worker in enumerate(services.workers):
@@ -147,6 +171,8 @@ def create_app(
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
             if background:
                 for worker in services.workers:
                     worker.stop()
@@ -162,6 +188,7 @@ def create_app(
         exception_handlers={HTTPException: _escaped, Exception: _escaped},
         lifespan=lifespan,
     )
+    services.batches.serves = lambda path: serves(app.routes, path)
     # "/v1/files/" is an unknown URL (404 in the envelope), not a redirect without one.
     app.router.redirect_slashes = False
     app.state.services = services

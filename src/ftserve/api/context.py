@@ -14,6 +14,9 @@ from ..errors import InvalidJson, InvalidType, PayloadTooLarge
 from .services import Services
 
 MAX_JSON_BODY = 4 * 1024 * 1024
+# The ASGI scope key of a request the server makes of itself (a batch's line): the organization
+# it runs as, in place of an API key. Only code in this process can set a scope key.
+IN_PROCESS_ORGANIZATION = "ftserve.organization"
 
 
 @dataclass(frozen=True, slots=True)

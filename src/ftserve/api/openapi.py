@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..batches import openapi as batches
+from ..batches.schemas import schemas as batch_schemas
 from ..checkpoints import openapi as checkpoints
 from ..checkpoints.schemas import schemas as checkpoint_schemas
 from ..completions import openapi as completions
@@ -168,6 +170,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             **events.paths(settings),
             **checkpoints.paths(settings),
             **models.paths(settings),
+            **batches.paths(settings),
         },
         "components": {
             "securitySchemes": _security_schemes(),
@@ -181,6 +184,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "parameters": {
                 **jobs.parameters(settings),
                 **files.parameters(settings),
+                **batches.parameters(settings),
                 **events.parameters(settings),
                 **checkpoints.parameters(settings),
                 **responses.parameters(settings),
@@ -195,6 +199,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **checkpoint_schemas(),
                 **model_schemas(),
                 **response_schemas(),
+                **batch_schemas(),
             },
         },
     }

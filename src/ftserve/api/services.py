@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..batches.service import BatchService
 from ..blobs import open_cache
 from ..checkpoints.service import CheckpointService
 from ..config import Settings
@@ -34,6 +35,7 @@ class Services:
     validator: JobValidator
     workers: list[Worker]
     responses: ResponseService
+    batches: BatchService
     inference: InferenceClient | None = None  # None: inference is off
 
 
@@ -59,5 +61,6 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
         validator=validator,
         workers=workers,
         responses=ResponseService(store, settings.responses_ttl_days),
+        batches=BatchService(store, inference=settings.inference),
         inference=build_client(settings),
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import logging
 import multiprocessing
 import threading
@@ -43,6 +45,11 @@ from .protocol import (
 log = logging.getLogger("ftserve.inference")
 
 STOP_GRACE_SECONDS = 10.0
+
+
+# The priority of the requests generated in this context: live by default; the batch runner sets
+# BATCH_PRIORITY around its in-process calls of the completion endpoints, which read nothing else.
+PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("ftserve_priority", default=0)
 
 
 def rejection_error(msg: Rejected) -> ApiError:
@@ -140,7 +147,11 @@ class InferenceClient:
     # -- requests -------------------------------------------------------------------------------
     async def generate(self, req: Generate) -> Stream:
         """Send ``req``; return its stream once the inference process accepted it. A rejection
-        is raised as the matching 400/404; a failure or a dead process as a 500."""
+        is raised as the matching 400/404; a failure or a dead process as a 500. The request
+        goes at the priority of :data:`PRIORITY` in this context (a batch's line: lower)."""
+        priority = PRIORITY.get()
+        if priority != req.priority:
+            req = dataclasses.replace(req, priority=priority)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[FromInference] = asyncio.Queue()
         route = _Route(loop, queue)

@@ -83,6 +83,13 @@ class Generate:
     model: ServedModel
     prompt: ChatPrompt | TextPrompt
     sampling: Sampling
+    # Lower goes first: live requests are 0, a batch's lines BATCH_PRIORITY, so a waiting live
+    # request takes the next free row before any waiting batch line.
+    priority: int = 0
+
+
+LIVE_PRIORITY = 0
+BATCH_PRIORITY = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
+from .batch_records import BatchChanges, BatchLine, BatchRecord
 from .changes import ChangeFeed
 from .records import (
     CheckpointRecord,
@@ -238,6 +239,54 @@ class Store(Protocol):
     def delete_response(self, organization: str, response_id: str, now: int) -> bool:
         """Delete the organization's response; False when there was none (or it expired)."""
         ...
+
+    # -- batches (the Batch API; claimed by runners like jobs by workers) -------------------
+    def create_batch(self, batch: BatchRecord) -> None: ...
+
+    def get_batch(self, organization: str | None, batch_id: str) -> BatchRecord | None:
+        """The batch, when it is ``organization``'s (any organization's when None)."""
+        ...
+
+    def list_batches(
+        self, organization: str, *, after: str | None, limit: int
+    ) -> Page[BatchRecord]:
+        """Newest first; raises UnknownCursor when ``after`` is not one of its batches."""
+        ...
+
+    def update_batch(
+        self,
+        batch_id: str,
+        *,
+        expect: Collection[str],
+        changes: BatchChanges,
+        token: str | None = None,
+        add_files: Sequence[FileRecord] = (),
+    ) -> BatchRecord | None:
+        """Apply ``changes`` and add ``add_files`` in one transaction, only while the batch's
+        status is in ``expect`` and, when given, its claim token is ``token``. Returns the
+        batch after it, or None when the guard failed (nothing written)."""
+        ...
+
+    def claim_batch(self, worker_id: str, now: float, lease_seconds: float) -> BatchRecord | None:
+        """Take the oldest unfinished batch nobody holds (or whose holder's lease ran out):
+        lease to ``worker_id`` and a new claim token."""
+        ...
+
+    def renew_batch_lease(self, batch_id: str, token: str, until: float) -> bool:
+        """Extend the lease while ``token`` is the batch's claim; False when it is not."""
+        ...
+
+    def add_batch_lines(
+        self, batch_id: str, token: str, lines: Sequence[BatchLine], changes: BatchChanges
+    ) -> BatchRecord | None: ...
+
+    def batch_lines(
+        self, batch_id: str, *, pending: bool, after: int = 0, limit: int = 1000
+    ) -> list[BatchLine]: ...
+
+    def finish_batch_line(
+        self, batch_id: str, token: str, line: int, result: str, failed: bool, now: int
+    ) -> bool: ...
 
     def close(self) -> None: ...
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..jobs.states import FINAL, Status, log_accepts
 from . import rows, sql
+from .batch_store import BatchMethods
 from .changes import ChangeFeed
 from .dialect import Dialect, Row, Session
 from .protocol import Fence, UnknownCursor, WriteRefused
@@ -45,7 +46,7 @@ class _NothingQueued(Exception):
     """Leaves a claim's transaction that found no job (rolled back: nothing to tell anyone)."""
 
 
-class SqlStore:
+class SqlStore(BatchMethods):
     def __init__(self, dialect: Dialect) -> None:
         self._db = dialect
         self.changes: ChangeFeed = dialect.changes

@@ -137,10 +137,11 @@ def _pad_left(tensor: torch.Tensor, extra: int) -> torch.Tensor:
 
 
 class Batch:
-    def __init__(self, model: LoadedModel, pad_id: int, *, exclusive: bool):
+    def __init__(self, model: LoadedModel, pad_id: int, *, exclusive: bool, priority: int = 0):
         self.model = model
         self.pad_id = pad_id
         self.exclusive = exclusive  # a seeded request alone: nobody joins it
+        self.priority = priority  # its rows' Generate.priority (live and batch rows never mix)
         self.rows: list[Row] = []
         self._cache: Any = None
         self._mask: torch.Tensor | None = None

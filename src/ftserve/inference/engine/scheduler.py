@@ -11,7 +11,11 @@ decode steps:
   composition changes the floating-point results a little, which could change a sampled token;
   alone, the same seed gives the same text whatever else the server is doing;
 * a request with more choices than ``max_batch`` runs in a batch of its own;
-* up to ``MAX_BATCHES`` batches are in flight at once, stepped in turn.
+* up to ``MAX_BATCHES`` batches are in flight at once, stepped in turn;
+* live requests and batch lines (``Generate.priority``) never share a batch; waiting live
+  requests are placed first, batch lines leave one of the ``MAX_BATCHES`` slots to live ones
+  and wait for a row of their model's batch rather than open a second one, and while a live
+  batch runs the batch lines' batches step only one round in ``BATCH_EVERY``.
 
 An exception while a batch steps fails the requests in that batch (``Failed``) and nothing else.
 """
@@ -27,6 +31,7 @@ from ftserve.inference.engine.render import Rendered, RequestRejected, render
 from ftserve.inference.engine.sampling import RowSampler
 from ftserve.inference.engine.stops import IncrementalDecoder, StopMatcher
 from ftserve.inference.protocol import (
+    LIVE_PRIORITY,
     Accepted,
     EngineSettings,
     Failed,
@@ -41,6 +46,9 @@ from ftserve.modeling.device import resolve_device
 from ftserve.modeling.errors import ModelFailed
 
 MAX_BATCHES = 4
+# While a live batch runs, the batch-priority batches step once every this many rounds: batch
+# lines go on, slowly, and a live row's step is not shared with (nor waits on) theirs.
+BATCH_EVERY = 4
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Engine:
         self.pending: deque[Request] = deque()
         self.batches: list[Batch] = []
         self.requests: dict[str, Request] = {}
+        self._round = 0
 
     @property
     def busy(self) -> bool:
@@ -130,9 +139,14 @@ class Engine:
     # -- the loop -------------------------------------------------------------------------------
 
     def run_once(self) -> None:
-        """Place waiting requests, then one decode step for every batch."""
+        """Place waiting requests, then one decode step for every batch (for the batch-priority
+        ones, while live ones run, one round in ``BATCH_EVERY``)."""
         self._admit()
+        self._round += 1
+        live = any(b.priority == LIVE_PRIORITY for b in self.batches)
         for batch in list(self.batches):
+            if live and batch.priority != LIVE_PRIORITY and self._round % BATCH_EVERY:
+                continue
             try:
                 finished = batch.step(self.emit)
             except Exception as exc:
@@ -150,6 +164,9 @@ class Engine:
     def _admit(self) -> None:
         waiting: deque[Request] = deque()
         joining: dict[int, tuple[Batch, list[Request]]] = {}
+        # Live requests are placed before batch lines (stable: arrival order within each).
+        order = sorted(self.pending, key=lambda r: r.generate.priority)
+        self.pending = deque(order)
         while self.pending:
             request = self.pending.popleft()
             batch = self._place(request, joining)
@@ -168,24 +185,36 @@ class Engine:
     ) -> Batch | None:
         n = request.generate.sampling.n
         limit = self.settings.max_batch
+        priority = request.generate.priority
         if not request.exclusive and n <= limit:
             for batch in self.batches:
                 planned = sum(r.generate.sampling.n for r in joining.get(id(batch), (batch, []))[1])
                 if (
                     batch.group == request.info.group
+                    and batch.priority == priority
                     and batch.joinable
                     and len(batch.rows) + planned + n <= limit
                     and (batch.rows or planned)
                 ):
                     return batch
-        if len(self.batches) >= MAX_BATCHES:
+            if priority != LIVE_PRIORITY and any(
+                b.group == request.info.group and b.priority == priority and b.joinable
+                for b in self.batches
+            ):
+                # A batch line waits for a row of its model's full batch rather than opening a
+                # second, smaller batch stepped in turn (one fuller forward is cheaper).
+                return None
+        # Batch lines leave one slot to live requests.
+        slots = MAX_BATCHES if priority == LIVE_PRIORITY else MAX_BATCHES - 1
+        if len(self.batches) >= slots:
             return None
         try:
             model, _ = self._acquire_probe(request)
         except Exception as exc:
             self._fail(request, str(exc))
             return None
-        batch = Batch(model, request.info.pad_id, exclusive=request.exclusive or n > limit)
+        exclusive = request.exclusive or n > limit
+        batch = Batch(model, request.info.pad_id, exclusive=exclusive, priority=priority)
         self.batches.append(batch)
         return batch
 

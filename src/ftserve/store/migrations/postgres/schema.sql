@@ -1,4 +1,4 @@
--- ftserve PostgreSQL schema, version 4 (PostgreSQL support began at 3; each later version comes
+-- ftserve PostgreSQL schema, version 5 (PostgreSQL support began at 3; each later version comes
 -- with a numbered step NNNN_*.sql beside this file): the same logical schema as ../sqlite/schema.sql.
 -- Applied by `ftserve migrate` in one transaction on a database without it (postgres.py).
 -- JSON columns hold the exact text orjson wrote (as in SQLite), so records round-trip as
@@ -125,6 +125,52 @@ CREATE TABLE responses (
     items        TEXT NOT NULL
 );
 CREATE INDEX responses_by_expiry ON responses (expires_at);
+
+-- The Batch API: batches, and their lines with each one's result once it finished.
+CREATE TABLE batches (
+    seq                  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                   TEXT NOT NULL UNIQUE,
+    organization         TEXT NOT NULL,
+    endpoint             TEXT NOT NULL,
+    input_file_id        TEXT NOT NULL,
+    completion_window    TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    created_at           BIGINT NOT NULL,
+    expires_at           BIGINT NOT NULL,
+    in_progress_at       BIGINT,
+    finalizing_at        BIGINT,
+    completed_at         BIGINT,
+    failed_at            BIGINT,
+    expired_at           BIGINT,
+    cancelling_at        BIGINT,
+    cancelled_at         BIGINT,
+    output_file_id       TEXT,
+    error_file_id        TEXT,
+    errors               TEXT,
+    metadata             TEXT,
+    output_expires_after BIGINT,
+    model                TEXT,
+    total                BIGINT NOT NULL DEFAULT 0,
+    completed            BIGINT NOT NULL DEFAULT 0,
+    failed               BIGINT NOT NULL DEFAULT 0,
+    lease_owner          TEXT,
+    lease_expires_at     DOUBLE PRECISION,
+    claim_token          TEXT
+);
+CREATE INDEX batches_by_org ON batches (organization, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+CREATE TABLE batch_lines (
+    batch_id    TEXT NOT NULL,
+    line        BIGINT NOT NULL,
+    custom_id   TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    result      TEXT,
+    failed      BIGINT NOT NULL DEFAULT 0,
+    finished_at BIGINT,
+    PRIMARY KEY (batch_id, line),
+    UNIQUE (batch_id, custom_id)
+);
+CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
 
 -- The schema's version: one row, written by `ftserve migrate` only.
 CREATE TABLE ftserve_schema (

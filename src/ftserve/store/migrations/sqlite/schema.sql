@@ -1,4 +1,4 @@
--- ftserve SQLite schema, at the version of the highest numbered step beside it (4). Applied in
+-- ftserve SQLite schema, at the version of the highest numbered step beside it (5). Applied in
 -- one transaction on a fresh database; older databases are brought to the same shape by the
 -- numbered steps (migrations.py).
 CREATE TABLE files (
@@ -102,3 +102,49 @@ CREATE TABLE workers (id TEXT PRIMARY KEY, devices INTEGER NOT NULL, devices_fre
 -- Stored responses of the Responses API, per organization, until they expire.
 CREATE TABLE responses (id TEXT PRIMARY KEY, organization TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, body TEXT NOT NULL, items TEXT NOT NULL);
 CREATE INDEX responses_by_expiry ON responses (expires_at);
+
+-- The Batch API: batches, and their lines with each one's result once it finished.
+CREATE TABLE batches (
+    seq                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                   TEXT NOT NULL UNIQUE,
+    organization         TEXT NOT NULL,
+    endpoint             TEXT NOT NULL,
+    input_file_id        TEXT NOT NULL,
+    completion_window    TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    created_at           INTEGER NOT NULL,
+    expires_at           INTEGER NOT NULL,
+    in_progress_at       INTEGER,
+    finalizing_at        INTEGER,
+    completed_at         INTEGER,
+    failed_at            INTEGER,
+    expired_at           INTEGER,
+    cancelling_at        INTEGER,
+    cancelled_at         INTEGER,
+    output_file_id       TEXT,
+    error_file_id        TEXT,
+    errors               TEXT,
+    metadata             TEXT,
+    output_expires_after INTEGER,
+    model                TEXT,
+    total                INTEGER NOT NULL DEFAULT 0,
+    completed            INTEGER NOT NULL DEFAULT 0,
+    failed               INTEGER NOT NULL DEFAULT 0,
+    lease_owner          TEXT,
+    lease_expires_at     REAL,
+    claim_token          TEXT
+);
+CREATE INDEX batches_by_org ON batches (organization, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+CREATE TABLE batch_lines (
+    batch_id    TEXT NOT NULL,
+    line        INTEGER NOT NULL,
+    custom_id   TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    result      TEXT,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    finished_at INTEGER,
+    PRIMARY KEY (batch_id, line),
+    UNIQUE (batch_id, custom_id)
+);
+CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;

@@ -1,0 +1,1 @@
+"""The Batch API: batches of chat, completions (and responses) requests run in the background."""
