@@ -165,7 +165,7 @@ def test_the_catalog_dump_sees_a_difference(
 def test_migration_steps_run_in_one_transaction(
     pg_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A (made-up) version 5 is applied on top of the shipped 4 and recorded; a step that fails leaves the
+    """A (made-up) next version is applied on top of the shipped one and recorded; a step that fails leaves the
     database exactly at its old version, the steps before it undone."""
     import psycopg
 
@@ -174,10 +174,11 @@ def test_migration_steps_run_in_one_transaction(
 
     before = catalog(pg_store_url)
     shipped = postgres.MIGRATIONS
+    old, new = shipped.version, shipped.version + 1
 
     def with_step(script: str) -> None:
         monkeypatch.setattr(
-            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, 5: script})
+            postgres, "MIGRATIONS", replace(shipped, steps={**shipped.steps, new: script})
         )
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT; ALTER TABLE jobs ADD COLUMN broken NOPE;")
@@ -185,28 +186,30 @@ def test_migration_steps_run_in_one_transaction(
         postgres.migrate(pg_store_url)
     assert catalog(pg_store_url) == before
     with pytest.raises(
-        postgres.SchemaNotReady, match=r"schema version 4.*needs 5.*ftserve migrate"
+        postgres.SchemaNotReady, match=rf"schema version {old}.*needs {new}.*ftserve migrate"
     ):
         postgres.PostgresStore(pg_store_url)
 
     with_step("ALTER TABLE jobs ADD COLUMN note TEXT;")
-    assert postgres.migrate(pg_store_url) == (4, 5)
-    assert postgres.migrate(pg_store_url) == (5, 5)
+    assert postgres.migrate(pg_store_url) == (old, new)
+    assert postgres.migrate(pg_store_url) == (new, new)
     after = catalog(pg_store_url)
-    assert after["version"] == [(5,)]
+    assert after["version"] == [(new,)]
     assert [c for c in after["columns"] if c not in before["columns"]] == [
         ("jobs", "note", "text", "text", None, None, "YES", None, "NO", None, "NEVER", None, None)
     ]
     store = postgres.PostgresStore(pg_store_url)
     store.close()
     with psycopg.connect(pg_store_url) as conn:
-        conn.execute("UPDATE ftserve_schema SET version = 6")
-    with pytest.raises(StoreError, match=r"schema version 6; this ftserve knows 5\. Upgrade"):
+        conn.execute("UPDATE ftserve_schema SET version = %s", (new + 1,))
+    with pytest.raises(
+        StoreError, match=rf"schema version {new + 1}; this ftserve knows {new}\. Upgrade"
+    ):
         postgres.migrate(pg_store_url)
 
 
 def test_concurrent_migrations_apply_the_schema_once(pg_empty_url: str, pg_store_url: str) -> None:
-    from ftserve.store.postgres import migrate
+    from ftserve.store.postgres import MIGRATIONS, migrate
 
     results: list[tuple[int | None, int]] = []
     errors: list[BaseException] = []
@@ -223,7 +226,8 @@ def test_concurrent_migrations_apply_the_schema_once(pg_empty_url: str, pg_store
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert sorted(results, key=str) == [(4, 4), (4, 4), (4, 4), (None, 4)]
+    v = MIGRATIONS.version
+    assert sorted(results, key=str) == [(v, v), (v, v), (v, v), (None, v)]
     assert catalog(pg_empty_url) == catalog(pg_store_url)
 
 
@@ -301,22 +305,24 @@ def test_serve_and_worker_refuse_an_unmigrated_database_until_migrate(
 def test_an_older_schema_stops_the_server_with_the_migrate_message(
     pg_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server of a newer ftserve (one knowing a made-up version 5) on a database at 4."""
+    """The server of a newer ftserve (one knowing a made-up next version) on a database at the
+    shipped one."""
     from ftserve.cli.main import main
     from ftserve.store import postgres
 
     step = "ALTER TABLE jobs ADD COLUMN note TEXT;"
+    old, new = postgres.MIGRATIONS.version, postgres.MIGRATIONS.version + 1
     monkeypatch.setattr(
         postgres,
         "MIGRATIONS",
-        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, 5: step}),
+        replace(postgres.MIGRATIONS, steps={**postgres.MIGRATIONS.steps, new: step}),
     )
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_store_url)
     monkeypatch.setenv("FTSERVE_API_KEYS", "sk-test-0123456789")
     for command in (["serve", "--port", str(free_port())], ["worker"]):
         with pytest.raises(SystemExit) as stopped:
             main([*command, "--data-dir", str(tmp_path / "data")])
-        assert "schema version 4; this ftserve needs 5: run `ftserve migrate`" in str(
+        assert f"schema version {old}; this ftserve needs {new}: run `ftserve migrate`" in str(
             stopped.value.code
         )
 
@@ -433,6 +439,29 @@ CREATE TABLE workers (
     devices_free BIGINT NOT NULL,
     auto_devices BIGINT NOT NULL,
     seen_at      DOUBLE PRECISION NOT NULL
+);
+"""
+)
+# Version 5 as shipped: version 4 and its step (gangs: one job on several workers).
+KEPT[5] = (
+    KEPT[4]
+    + """
+CREATE TABLE gangs (
+    job_id      TEXT PRIMARY KEY,
+    claim_token TEXT NOT NULL,
+    nodes       BIGINT NOT NULL,
+    devices     BIGINT NOT NULL,
+    address     TEXT NOT NULL,
+    port        BIGINT NOT NULL,
+    opened_at   DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE gang_members (
+    job_id      TEXT NOT NULL,
+    claim_token TEXT NOT NULL,
+    node_rank   BIGINT NOT NULL,
+    worker_id   TEXT NOT NULL,
+    joined_at   DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (job_id, claim_token, node_rank)
 );
 """
 )

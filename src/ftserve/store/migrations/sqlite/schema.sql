@@ -98,3 +98,6 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 -- Each worker's devices, how many are free, what "auto" takes there, and when it said so.
 CREATE TABLE workers (id TEXT PRIMARY KEY, devices INTEGER NOT NULL, devices_free INTEGER NOT NULL, auto_devices INTEGER NOT NULL, seen_at REAL NOT NULL);
+-- Jobs on several machines: where a claim's ranks meet, and the workers that took its node ranks.
+CREATE TABLE gangs (job_id TEXT PRIMARY KEY, claim_token TEXT NOT NULL, nodes INTEGER NOT NULL, devices INTEGER NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL, opened_at REAL NOT NULL);
+CREATE TABLE gang_members (job_id TEXT NOT NULL, claim_token TEXT NOT NULL, node_rank INTEGER NOT NULL, worker_id TEXT NOT NULL, joined_at REAL NOT NULL, PRIMARY KEY (job_id, claim_token, node_rank));
