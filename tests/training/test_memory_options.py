@@ -35,6 +35,7 @@ DEFAULTS = {
     "max_tokens_per_micro_batch": "auto",
     "packing": True,
     "devices": 1,
+    "nodes": 1,
 }
 
 

@@ -297,7 +297,7 @@ EXTENSION_FIELDS = (
     Field(
         "nodes",
         "integer",
-        "Workers the job trains on, each running `devices` processes (world size nodes × "
+        "Workers the job trains on, each running `devices` processes (world size: nodes times "
         "devices), normally on different machines: the worker that takes the job waits up to "
         "`FTSERVE_GANG_WAIT_SECONDS` for the others to join (it says so in the job's log). The "
         "losses are those of one device with the same batch.",

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, open_cache
 from ..config import Settings
@@ -27,12 +27,14 @@ from ..store.open import open_store
 from ..store.protocol import Store, WriteRefused
 from ..store.records import Claim, FileRecord, JobRecord
 from ..store.wakes import Wakes
-from ..training.spec import TrainingSpec  # plain data: no torch
 from . import claimdirs
 from .hooks import StoreHooks
 from .lease import RELEASED
 from .results import results_csv
 from .store_retry import retrying
+
+if TYPE_CHECKING:
+    from ..training.spec import TrainingSpec
 
 log = logging.getLogger("ftserve.child")
 
@@ -248,6 +250,8 @@ def training_spec(
     devices: int,
 ) -> TrainingSpec:
     """What the trainer is told about the job: the same on every worker of a job on several."""
+    from ..training.spec import TrainingSpec
+
     hp = job.method.hyperparameters
     return TrainingSpec(
         model=job.model_source,

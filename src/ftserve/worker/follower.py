@@ -26,7 +26,6 @@ from ..jobs.states import Status
 from ..store.open import open_store
 from ..store.records import GangSeat, JobRecord
 from ..store.wakes import Wakes
-from ..training.spec import TrainingFailed, TrainingStopped
 from .child import resume_point, training_spec
 
 log = logging.getLogger("ftserve.child")
@@ -102,6 +101,7 @@ def _train(
     resume_from: Path | None,
 ) -> None:
     from ..training.distributed import Rendezvous, train_on_devices
+    from ..training.spec import TrainingFailed, TrainingStopped
 
     rendezvous = Rendezvous(seat.node_rank, seat.nodes, seat.address, seat.port)
     # Its own scratch directory: rank 0 alone writes checkpoints and the model, so nothing of
