@@ -25,6 +25,13 @@ worker owns retries). Here rank 0 keeps the claim-fenced hooks it already has.
   the other ranks and exits with :data:`EXIT_RANK_LOST` (the worker requeues the job, which
   resumes from its last checkpoint); the other ranks die with rank 0 (``PR_SET_PDEATHSIG``).
 
+* **Several workers** (``ftserve.nodes``, :class:`Rendezvous`). Each worker's first process
+  starts its worker's other ranks as above; global ranks are ``node_rank * devices + local``.
+  The leader's first process (rank 0) opens the c10d ``TCPStore`` and, through the worker's
+  ``assemble``, publishes its address in the job's store and waits for the other workers;
+  theirs connect to it and call no hooks. A collective that fails because another worker's
+  rank went away ends the run with :data:`EXIT_RANK_LOST`, as a local rank's death does.
+
 FSDP: ``fully_shard`` runs on CPU with gloo in torch 2.13 (checked on a toy model), but
 sharded checkpoints are not wired into the trainer yet: every job, LoRA or full, uses DDP.
 """
