@@ -3,7 +3,8 @@ process each, gloo, meeting through torch.distributed at the address the store h
 it would be on two machines. Its losses are a one-process job's with the same global batch;
 pause and resume work across the pair; kill -9 of the worker that joined (the follower) ends the
 leader's run, and the job resumes from its last checkpoint once a worker joins again, with no
-step recorded twice; a cancel stops both workers' processes."""
+step recorded twice; a cancel stops both workers' processes. A gang that cannot assemble says
+so, goes back to the queue without counting an attempt, and forms once a worker comes."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def _leader_pid(server: Server, job_id: str) -> int:
     return int(row[0].split("/")[1])
 
 
+def _attempts(server: Server, job_id: str) -> int:
+    conn = sqlite3.connect(server.settings.sqlite_path)
+    try:
+        row = conn.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return int(row[0])
+
+
 def _wait_status(client: openai.OpenAI, job_id: str, status: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while client.fine_tuning.jobs.retrieve(job_id).status != status:
@@ -67,9 +77,12 @@ def _wait_status(client: openai.OpenAI, job_id: str, status: str, timeout: float
 
 @pytest.mark.timeout(600)
 def test_a_job_on_two_workers(api_only: Server) -> None:
-    workers = [WorkerProc(api_only, env=WORKER_ENV) for _ in range(2)]
-    for w in workers:
-        w.start()
+    # The first worker alone gives a gang up quickly; the second waits as long as it takes.
+    workers = [
+        WorkerProc(api_only, env={**WORKER_ENV, "FTSERVE_GANG_WAIT_SECONDS": "2"}),
+        WorkerProc(api_only, env=WORKER_ENV),
+    ]
+    workers[0].start()
     try:
         client = api_only.client(strict=False)  # "paused" is not in the SDK's status list
         with pytest.raises(openai.BadRequestError) as refused:
@@ -79,7 +92,18 @@ def test_a_job_on_two_workers(api_only: Server) -> None:
 
         two = _create(client, file_id, 2)
         assert client.fine_tuning.jobs.retrieve(two).model_extra["ftserve"]["nodes"] == 2  # type: ignore[index]
-        wait_steps(client, two, 3, timeout=240)  # the workers' fork servers start first
+        # One worker cannot train it: it says it waits, then gives the job back to the queue
+        # (again and again, the attempts not counted) until a second worker comes.
+        deadline = time.monotonic() + 240  # the worker's fork server starts first
+        messages: list[str] = []
+        while sum("did not join within 2 s" in m for m in messages) < 2:
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.2)
+            messages = [e.message for e in client.fine_tuning.jobs.list_events(two, limit=1000)]
+        assert sum("Waiting for 1 more worker" in m for m in messages) == 1, messages
+        assert _attempts(api_only, two) <= 1
+        workers[1].start()
+        wait_steps(client, two, 3, timeout=240)
         # Both workers train it: one process each.
         assert all(len(training_children(w.pid)) == 1 for w in workers)
 
@@ -97,12 +121,10 @@ def test_a_job_on_two_workers(api_only: Server) -> None:
         (follower,) = [w for w in workers if w.pid != leader]
         follower.kill()
         deadline = time.monotonic() + 60
-        messages: list[str] = []
-        while not any("Waiting for 1 more worker" in m for m in messages):
+        while not any("ended unexpectedly" in m for m in messages):
             assert time.monotonic() < deadline, messages
             time.sleep(0.2)
             messages = [e.message for e in client.fine_tuning.jobs.list_events(two, limit=1000)]
-        assert any("ended unexpectedly" in m for m in messages), messages
         follower.start()
         assert wait_final(client, two, timeout=240) == "succeeded"
         assert sorted(metric_steps(client, two)) == list(range(1, STEPS + 1))
