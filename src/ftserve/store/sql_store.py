@@ -261,8 +261,13 @@ class SqlStore:
             return True
 
     def join_gang(self, worker_id: str, free: int, now: float) -> GangSeat | None:
+        look = {"free": free, "worker": worker_id}
+        # Idle workers ask at every look at the queue: a read answers "none" without a write
+        # transaction, almost always.
+        if self._db.read(lambda s: s.one(sql.GANG_OPEN, look)) is None:
+            return None
         with self._db.tx() as s:
-            row = s.one(sql.GANG_OPEN, {"free": free, "worker": worker_id})
+            row = s.one(sql.GANG_OPEN, look)
             if row is None:
                 return None
             job_id, token, nodes, devices, address, port, joined = row
