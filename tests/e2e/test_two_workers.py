@@ -8,13 +8,12 @@ so, goes back to the queue without counting an attempt, and forms once a worker 
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
 
 import openai
 import pytest
 
+from ftserve.store.records import JobRecord
 from tests.conftest import Server, chat_rows, upload
 from tests.e2e.conftest import (
     WorkerProc,
@@ -48,24 +47,21 @@ def _create(client: openai.OpenAI, file_id: str, nodes: int, epochs: int = 4) ->
     return job.id
 
 
+def _row(server: Server, job_id: str) -> JobRecord:
+    store = server.open_store()
+    try:
+        job = store.get_job(job_id)
+    finally:
+        store.close()
+    assert job is not None
+    return job
+
+
 def _leader_pid(server: Server, job_id: str) -> int:
     """The process id of the worker holding the job's claim (its id is host/pid/random)."""
-    conn = sqlite3.connect(server.settings.sqlite_path)
-    try:
-        row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
-    assert row is not None and row[0], row
-    return int(row[0].split("/")[1])
-
-
-def _attempts(server: Server, job_id: str) -> int:
-    conn = sqlite3.connect(server.settings.sqlite_path)
-    try:
-        row = conn.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
-    return int(row[0])
+    owner = _row(server, job_id).lease_owner
+    assert owner, owner
+    return int(owner.split("/")[1])
 
 
 def _wait_status(client: openai.OpenAI, job_id: str, status: str, timeout: float = 60) -> None:
@@ -101,7 +97,7 @@ def test_a_job_on_two_workers(api_only: Server) -> None:
             time.sleep(0.2)
             messages = [e.message for e in client.fine_tuning.jobs.list_events(two, limit=1000)]
         assert sum("Waiting for 1 more worker" in m for m in messages) == 1, messages
-        assert _attempts(api_only, two) <= 1
+        assert _row(api_only, two).attempts <= 1
         workers[1].start()
         wait_steps(client, two, 3, timeout=240)
         # Both workers train it: one process each.
@@ -146,7 +142,6 @@ def test_a_job_on_two_workers(api_only: Server) -> None:
             assert time.monotonic() < deadline, f"training processes {alive} kept running"
             time.sleep(0.1)
         assert all(w.proc is not None and w.proc.poll() is None for w in workers)
-        assert os.path.exists(api_only.settings.sqlite_path)
     finally:
         for w in workers:
             w.kill()
