@@ -249,6 +249,21 @@ class Settings:
     max_attempts: int = setting(
         3, Int(1, 100), "crashed runs of a job before it fails for good", who="W"
     )
+    rendezvous_address: str = setting(
+        "127.0.0.1",
+        Text(),
+        "the address other workers reach this one on when it leads a job on several workers "
+        "(`ftserve.nodes`): its ranks' torch.distributed store listens there on a free port",
+        who="W",
+        empty_is_unset=False,
+    )
+    gang_wait_seconds: float = setting(
+        300.0,
+        WholeSeconds(1, 86_400),
+        "how long a job on several workers waits for them to join; then it goes back to the "
+        "queue (the attempt does not count)",
+        who="W",
+    )
     step_log_dir: Path | None = setting(
         None,
         PathValue(),

@@ -7,7 +7,8 @@ PostgreSQL support began at schema version 3, so there is no version-1 or -2 Pos
 database to migrate (SQLite's are tested in test_sqlite_only.py). ``KEPT`` holds every
 PostgreSQL schema version ftserve has shipped, verbatim: each is built, migrated with the
 command an operator runs, and compared with a fresh database: every shipped version from 3 on
-(4 added the jobs' devices and the workers' capacity, 5 the stored responses, 6 the batches).
+(4 added the jobs' devices and the workers' capacity, 5 the stored responses, 6 the batches,
+7 the gangs of a job on several workers).
 An edit of migrations/postgres/schema.sql that comes without a new version and a migration fails
 here; a new version adds its script to KEPT.
 """
@@ -97,7 +98,7 @@ def _apply(url: str, script: str, version: int) -> None:
         conn.execute("INSERT INTO ftserve_schema (version) VALUES (%s)", (version,))
 
 
-@pytest.mark.parametrize("version", [3, 4, 5, 6])
+@pytest.mark.parametrize("version", [3, 4, 5, 6, 7])
 def test_a_migrated_database_equals_a_fresh_one(
     pg_empty_url: str, pg_url: str, tmp_path: Path, version: int
 ) -> None:
@@ -506,5 +507,28 @@ CREATE TABLE batch_lines (
     UNIQUE (batch_id, custom_id)
 );
 CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
+"""
+)
+# Version 7 as shipped: version 6 and its step (gangs: one job on several workers).
+KEPT[7] = (
+    KEPT[6]
+    + """
+CREATE TABLE gangs (
+    job_id      TEXT PRIMARY KEY,
+    claim_token TEXT NOT NULL,
+    nodes       BIGINT NOT NULL,
+    devices     BIGINT NOT NULL,
+    address     TEXT NOT NULL,
+    port        BIGINT NOT NULL,
+    opened_at   DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE gang_members (
+    job_id      TEXT NOT NULL,
+    claim_token TEXT NOT NULL,
+    node_rank   BIGINT NOT NULL,
+    worker_id   TEXT NOT NULL,
+    joined_at   DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (job_id, claim_token, node_rank)
+);
 """
 )

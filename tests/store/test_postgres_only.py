@@ -57,10 +57,10 @@ def test_postgres_migrate_creates_the_schema_once(
 
     monkeypatch.setenv("FTSERVE_DATABASE_URL", pg_empty_url)
     main(["migrate", "--data-dir", str(tmp_path / "data")])
-    assert "no schema -> schema version 6" in capsys.readouterr().out
+    assert "no schema -> schema version 7" in capsys.readouterr().out
     main(["migrate", "--data-dir", str(tmp_path / "data")])  # a second run changes nothing
-    assert "at schema version 6" in capsys.readouterr().out
-    assert MIGRATIONS.version == 6 and _pg_version(pg_empty_url) == [6]
+    assert "at schema version 7" in capsys.readouterr().out
+    assert MIGRATIONS.version == 7 and _pg_version(pg_empty_url) == [7]
     # The same shape as every other migrated database.
     assert _pg_shape(pg_empty_url) == _pg_shape(pg_store_url)
     store = open_store(settings_from_env())

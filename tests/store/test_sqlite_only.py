@@ -18,9 +18,9 @@ from ftserve.store.sqlite import MIGRATIONS, SqliteStore
 from tests.store.records import new_job
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_an_older_database_migrates_to_the_fresh_schema(tmp_path: Path, version: int) -> None:
-    assert MIGRATIONS.version == 6
+    assert MIGRATIONS.version == 7
     old = tmp_path / f"v{version}.sqlite"
     conn = sqlite3.connect(old)
     conn.executescript(V1_SCHEMA)
@@ -52,7 +52,7 @@ def test_an_older_database_migrates_to_the_fresh_schema(tmp_path: Path, version:
         return {"objects": tables, "columns": columns, "version": version}
 
     assert shape(migrated) == shape(fresh)
-    assert shape(fresh)["version"] == (6,)
+    assert shape(fresh)["version"] == (7,)
     job = migrated.get_job("ftjob-1")
     assert job is not None
     if version == 1:

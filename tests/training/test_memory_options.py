@@ -36,6 +36,7 @@ DEFAULTS = {
     "packing": True,
     "devices": 1,
     "fsdp": "auto",
+    "nodes": 1,
 }
 
 

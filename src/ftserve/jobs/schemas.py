@@ -45,6 +45,7 @@ MAX_INTEGRATIONS = 5
 WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
 DEVICES_MAX = 64
+NODES_MAX = 16
 DEFAULT_LORA_RANK = 8
 ADAPTERS = ("lora", "full")
 QUANTIZATIONS = ("nf4",)
@@ -302,6 +303,17 @@ EXTENSION_FIELDS = (
         "memory (never on CPU workers). `true` needs adapter `full` and `devices` above 1. The "
         "losses are the same either way; the job echoes what was chosen once training starts.",
         auto=True,
+    ),
+    Field(
+        "nodes",
+        "integer",
+        "Workers the job trains on, each running `devices` processes (world size: nodes times "
+        "devices), normally on different machines: the worker that takes the job waits up to "
+        "`FTSERVE_GANG_WAIT_SECONDS` for the others to join (it says so in the job's log). The "
+        "losses are those of one device with the same batch.",
+        1,
+        NODES_MAX,
+        default=1,
     ),
 )
 TRAINING_TYPE = Field(

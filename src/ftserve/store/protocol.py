@@ -23,6 +23,7 @@ from .records import (
     Claim,
     EventsAfter,
     FileRecord,
+    GangSeat,
     JobChanges,
     JobRecord,
     JoinedPage,
@@ -142,6 +143,29 @@ class Store(Protocol):
     def unfit_jobs(self, live_since: float, told: str, limit: int) -> list[JobRecord]:
         """Queued jobs that no worker seen since ``live_since`` could take even when idle and
         that have no event keyed ``told`` yet (the event that says so)."""
+        ...
+
+    # -- gangs: one job trained by several workers --------------------------------------------
+    def open_gang(
+        self, claim: Claim, nodes: int, devices: int, address: str, port: int, now: float
+    ) -> bool:
+        """The leader (the holder of ``claim``, current and ``running``) says where the ranks
+        of its ``nodes`` workers of ``devices`` each meet; replaces an earlier claim's gang.
+        False, nothing written, when the claim is not current or the job not running."""
+        ...
+
+    def join_gang(self, worker_id: str, free: int, now: float) -> GangSeat | None:
+        """Atomically take the next node rank of the oldest job's open gang that fits in
+        ``free`` devices, is its current claim's and that this worker neither leads nor has
+        joined. A node rank is taken once per claim; None when there is none to take."""
+        ...
+
+    def gang_members(self, claim: Claim) -> list[str]:
+        """The workers that joined the claim's gang, by node rank (1, 2, …)."""
+        ...
+
+    def close_gang(self, claim: Claim) -> None:
+        """Drop the claim's gang and its members (nobody else may join it)."""
         ...
 
     def renew_lease(self, claim: Claim, until: float) -> bool:

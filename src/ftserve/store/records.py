@@ -113,6 +113,20 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class GangSeat:
+    """A place in a job trained by several workers (a gang): the claim it belongs to, this
+    worker's node rank (0: the leader, the worker that claimed the job), how many workers and
+    devices each the gang has, and where its ranks meet (the leader's c10d store)."""
+
+    claim: Claim
+    node_rank: int
+    nodes: int
+    devices: int
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event ready to append: its id, time and serialised wire body are fixed by the caller.
 

@@ -110,6 +110,40 @@ UNFIT_JOBS = (
     "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = jobs.id AND e.key = :key) "
     "ORDER BY seq LIMIT :limit"
 )
+# -- gangs: one claim of a job trained by several workers ----------------------------------------
+GANG_DROP = "DELETE FROM gangs WHERE job_id = :job"
+GANG_MEMBERS_DROP = "DELETE FROM gang_members WHERE job_id = :job"
+GANG_INSERT = (
+    "INSERT INTO gangs (job_id, claim_token, nodes, devices, address, port, opened_at) "
+    "VALUES (:job, :token, :nodes, :devices, :address, :port, :now)"
+)
+_GANG_SIZE = (
+    "(SELECT COUNT(*) FROM gang_members m "
+    "WHERE m.job_id = g.job_id AND m.claim_token = g.claim_token)"
+)
+# The oldest job's gang that is still its current claim's, has a node rank left, fits this
+# worker's free devices and is neither led nor joined by it already; with how many joined.
+# (A node rank is taken once by the primary key: of two workers that counted the same members,
+# the second insert takes nothing.)
+GANG_OPEN = (
+    f"SELECT g.job_id, g.claim_token, g.nodes, g.devices, g.address, g.port, {_GANG_SIZE} "
+    "FROM gangs g JOIN jobs j ON j.id = g.job_id AND j.claim_token = g.claim_token "
+    "WHERE j.status = 'running' AND g.devices <= :free AND j.lease_owner <> :worker "
+    f"AND {_GANG_SIZE} < g.nodes - 1 AND NOT EXISTS (SELECT 1 FROM gang_members m "
+    "WHERE m.job_id = g.job_id AND m.claim_token = g.claim_token AND m.worker_id = :worker) "
+    "ORDER BY j.seq LIMIT 1"
+)
+GANG_MEMBER_INSERT = (
+    "INSERT INTO gang_members (job_id, claim_token, node_rank, worker_id, joined_at) "
+    "VALUES (:job, :token, :rank, :worker, :now) ON CONFLICT DO NOTHING"
+)
+GANG_MEMBERS = (
+    "SELECT worker_id FROM gang_members WHERE job_id = :job AND claim_token = :token "
+    "ORDER BY node_rank"
+)
+GANG_CLOSE = "DELETE FROM gangs WHERE job_id = :job AND claim_token = :token"
+GANG_MEMBERS_CLOSE = "DELETE FROM gang_members WHERE job_id = :job AND claim_token = :token"
+
 RENEW = "UPDATE jobs SET lease_expires_at = :until WHERE id = :id AND claim_token = :token"
 CLAIM_HOLDER_LOCK = (
     "SELECT status, lease_owner FROM jobs WHERE id = :id AND claim_token = :token{lock}"

@@ -29,6 +29,7 @@ from .records import (
     Claim,
     EventsAfter,
     FileRecord,
+    GangSeat,
     JobChanges,
     JobRecord,
     LoggedEvent,
@@ -241,6 +242,54 @@ class SqlStore(BatchMethods):
         args = {"live": live_since, "key": told, "limit": limit}
         found = self._db.read(lambda s: s.all(sql.UNFIT_JOBS, args))
         return [rows.job_record(r) for r in found]
+
+    # -- gangs -------------------------------------------------------------------------------
+    def open_gang(
+        self, claim: Claim, nodes: int, devices: int, address: str, port: int, now: float
+    ) -> bool:
+        args = {"job": claim.job_id, "token": claim.token}
+        with self._db.tx() as s:
+            row = s.one(sql.JOB_FENCE_LOCK, {"id": claim.job_id})
+            if row is None or row[1] != claim.token or row[0] != Status.RUNNING:
+                return False
+            # An earlier claim's gang is dead: its rows go with this one's arrival.
+            s.run(sql.GANG_MEMBERS_DROP, args)
+            s.run(sql.GANG_DROP, args)
+            where = {"address": address, "port": port, "now": now}
+            s.run(sql.GANG_INSERT, {**args, "nodes": nodes, "devices": devices, **where})
+            # Idle workers look at the queue when told a job became claimable; a gang with
+            # places left is claimable by them in the same sense.
+            self._db.wake_for(None, Status.QUEUED, None, False)
+            return True
+
+    def join_gang(self, worker_id: str, free: int, now: float) -> GangSeat | None:
+        look = {"free": free, "worker": worker_id}
+        # Idle workers ask at every look at the queue: a read answers "none" without a write
+        # transaction, almost always.
+        if self._db.read(lambda s: s.one(sql.GANG_OPEN, look)) is None:
+            return None
+        with self._db.tx() as s:
+            row = s.one(sql.GANG_OPEN, look)
+            if row is None:
+                return None
+            job_id, token, nodes, devices, address, port, joined = row
+            seat = GangSeat(
+                Claim(job_id, token), int(joined) + 1, int(nodes), int(devices), address, int(port)
+            )
+            args = {"job": job_id, "token": token, "rank": seat.node_rank, "worker": worker_id}
+            if s.run(sql.GANG_MEMBER_INSERT, {**args, "now": now}) != 1:
+                return None  # another worker took that node rank first
+            return seat
+
+    def gang_members(self, claim: Claim) -> list[str]:
+        args = {"job": claim.job_id, "token": claim.token}
+        return [r[0] for r in self._db.read(lambda s: s.all(sql.GANG_MEMBERS, args))]
+
+    def close_gang(self, claim: Claim) -> None:
+        args = {"job": claim.job_id, "token": claim.token}
+        with self._db.tx() as s:
+            s.run(sql.GANG_MEMBERS_CLOSE, args)
+            s.run(sql.GANG_CLOSE, args)
 
     def renew_lease(self, claim: Claim, until: float) -> bool:
         with self._db.tx() as s:

@@ -25,6 +25,14 @@ worker owns retries). Here rank 0 keeps the claim-fenced hooks it already has.
   the other ranks and exits with :data:`EXIT_RANK_LOST` (the worker requeues the job, which
   resumes from its last checkpoint); the other ranks die with rank 0 (``PR_SET_PDEATHSIG``).
 
+* **Several workers** (``ftserve.nodes``, :class:`Rendezvous`). Each worker's first process
+  starts its worker's other ranks as above; global ranks are ``node_rank * devices + local``.
+  The leader's first process (rank 0) opens the c10d ``TCPStore`` and, through the worker's
+  ``assemble``, publishes its address in the job's store and waits for the other workers;
+  theirs connect to it and call no hooks. A collective that fails because another worker's
+  rank went away ends the run with :data:`EXIT_RANK_LOST`, as a local rank's death does.
+
+
 A full fine-tune may instead be sharded with FSDP2 (``ftserve.training.fsdp``): the same gang,
 launch and control, with its own objective wrapper in place of :class:`ShardedObjective`.
 """
@@ -41,7 +49,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +93,26 @@ class Rank:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """This process's place in a job trained by several workers (``ftserve.nodes``): its
+    worker's node rank, how many workers, and where the ranks meet (the leader's c10d
+    ``TCPStore``). The leader (node 0) opens the store on ``address`` and a free port and hands
+    the port to ``assemble``, which publishes it and returns once every worker has joined (or
+    raises: the job was stopped, or the gang did not assemble in time); the others connect to
+    ``address:port``."""
+
+    node_rank: int
+    nodes: int
+    address: str
+    port: int = 0
+    assemble: Callable[[int], None] | None = None
+
+    @property
+    def leads(self) -> bool:
+        return self.node_rank == 0
 
 
 _current: Rank | None = None
@@ -253,23 +281,44 @@ def _backend(spec: TrainingSpec) -> str:
     return "nccl" if cuda else "gloo"
 
 
-def _device(spec: TrainingSpec, rank: int) -> torch.device:
+def _device(spec: TrainingSpec, local: int) -> torch.device:
     if _backend(spec) == "nccl":
-        # The worker gave this job exactly its devices (CUDA_VISIBLE_DEVICES); rank r takes
-        # the r-th of them.
-        torch.cuda.set_device(rank)
-        return torch.device("cuda", rank)
+        # The worker gave this job exactly its devices (CUDA_VISIBLE_DEVICES); local rank r
+        # takes the r-th of them.
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
     return torch.device("cpu")
 
 
-def _join_group(spec: TrainingSpec, rank: int, store: Store) -> Rank:
+def _join_group(spec: TrainingSpec, place: _Place, local: int, store: Store) -> Rank:
     global _current
-    device = _device(spec, rank)
+    device = _device(spec, local)
+    rank = place.base + local
     dist.init_process_group(
-        _backend(spec), store=store, rank=rank, world_size=spec.devices, timeout=COLLECTIVE_TIMEOUT
+        _backend(spec), store=store, rank=rank, world_size=place.world, timeout=COLLECTIVE_TIMEOUT
     )
-    _current = Rank(rank, spec.devices, device)
+    _current = Rank(rank, place.world, device)
     return _current
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where this worker's processes sit in the group: global ranks ``base`` .. ``base +
+    devices - 1`` of ``world``, meeting at ``host`` (the store's port comes later)."""
+
+    base: int
+    world: int
+    host: str
+
+    @staticmethod
+    def of(spec: TrainingSpec, rendezvous: Rendezvous | None) -> _Place:
+        if rendezvous is None:
+            return _Place(0, spec.devices, "127.0.0.1")
+        return _Place(
+            rendezvous.node_rank * spec.devices,
+            rendezvous.nodes * spec.devices,
+            rendezvous.address,
+        )
 
 
 def _die_with_parent() -> None:
@@ -280,16 +329,16 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _peer(index: int, spec: TrainingSpec, parent: int, ports: Any) -> None:
-    """Rank ``index + 1``: trains as rank 0 does and records nothing."""
+def _peer(index: int, spec: TrainingSpec, parent: int, ports: Any, place: _Place) -> None:
+    """Local rank ``index + 1``: trains as rank 0 does and records nothing."""
     from ftserve.training.trainer import train
 
     _die_with_parent()
-    if os.getppid() != parent:  # rank 0 died before the line above took effect
+    if os.getppid() != parent:  # its worker's first rank died before the line above took effect
         os._exit(EXIT_RANK_LOST)
     port = int(ports.get())
-    store = TCPStore("127.0.0.1", port, spec.devices, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
-    rank = _join_group(spec, index + 1, store)
+    store = TCPStore(place.host, port, place.world, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
+    rank = _join_group(spec, place, index + 1, store)
     try:
         train(spec, Agreed(rank, None))
     except (TrainingStopped, TrainingFailed):
@@ -300,9 +349,13 @@ def _peer(index: int, spec: TrainingSpec, parent: int, ports: Any) -> None:
 
 
 class _Gang:
-    """Rank 0's view of the other ranks: started, watched, ended."""
+    """The first rank of this worker's processes: starts the others, watches them, ends them.
+    In a job on one worker it is rank 0; in a job on several it is its worker's first rank
+    (rank 0 on the leader)."""
 
-    def __init__(self, spec: TrainingSpec, hooks: TrainingHooks) -> None:
+    def __init__(
+        self, spec: TrainingSpec, hooks: TrainingHooks | None, rendezvous: Rendezvous | None
+    ) -> None:
         from ftserve.modeling.sources import materialize
 
         # Built once, before the ranks exist: they would race to build a built-in model into
@@ -310,27 +363,33 @@ class _Gang:
         materialize(spec.model, spec.models_cache_dir)
         self.spec = spec
         self.hooks = hooks
+        self.rendezvous = rendezvous
+        self.place = _Place.of(spec, rendezvous)
+        self.grouped = False  # whether this rank has joined the group
         # Forking is what makes a rank start in milliseconds (torch and transformers are
         # imported already); a process whose CUDA is initialised must spawn instead.
         method = "spawn" if torch.cuda.is_initialized() else "fork"  # type: ignore[no-untyped-call]
         self.ports = multiprocessing.get_context(method).SimpleQueue()
-        # Frozen, what a forked rank inherits is never collected there: garbage of an earlier
-        # run in this process (a process group an FSDP mesh keeps in a reference cycle) would
-        # otherwise wait forever, in the rank's collector, for threads the rank does not have.
-        gc.freeze()
-        try:
-            self.context = start_processes(  # type: ignore[no-untyped-call]
-                _peer,
-                args=(spec, os.getpid(), self.ports),
-                nprocs=spec.devices - 1,
-                join=False,
-                start_method=method,
-            )
-        finally:
-            gc.unfreeze()
+        self.context: Any = None
         self._done = threading.Event()
-        self._watch = threading.Thread(target=self._watching, name="ftserve-ranks", daemon=True)
-        self._watch.start()
+        if spec.devices > 1:
+            # Frozen, what a forked rank inherits is never collected there: garbage of an
+            # earlier run in this process (a process group an FSDP mesh keeps in a reference
+            # cycle) would otherwise wait forever, in the rank's collector, for threads the rank
+            # does not have.
+            gc.freeze()
+            try:
+                self.context = start_processes(  # type: ignore[no-untyped-call]
+                    _peer,
+                    args=(spec, os.getpid(), self.ports, self.place),
+                    nprocs=spec.devices - 1,
+                    join=False,
+                    start_method=method,
+                )
+            finally:
+                gc.unfreeze()
+            self._watch = threading.Thread(target=self._watching, name="ftserve-ranks", daemon=True)
+            self._watch.start()
 
     def _watching(self) -> None:
         while not self._done.is_set():
@@ -343,55 +402,96 @@ class _Gang:
                 log.error("a rank of this job died (%s); ending the run", exc)
                 os._exit(EXIT_RANK_LOST)
 
-    def run(self) -> TrainingResult:
-        from ftserve.training.trainer import train
-
+    def _store(self) -> TCPStore:
+        """The group's c10d store: opened here on a job's only worker and on the leader of
+        several (which then waits for the others to join), reached at the leader's otherwise."""
+        rv = self.rendezvous
+        if rv is not None and not rv.leads:
+            return TCPStore(
+                rv.address, rv.port, self.place.world, is_master=False, timeout=RENDEZVOUS_TIMEOUT
+            )
         store = TCPStore(
-            "127.0.0.1",
+            self.place.host,
             0,
-            self.spec.devices,
+            self.place.world,
             is_master=True,
             wait_for_workers=False,
             timeout=RENDEZVOUS_TIMEOUT,
         )
-        for _ in range(self.spec.devices - 1):
-            self.ports.put(store.port)
+        if rv is not None and rv.assemble is not None:
+            rv.assemble(store.port)
+        return store
+
+    def run(self) -> TrainingResult:
+        from ftserve.training.trainer import train
+
         together = False  # whether the other ranks reach the same end by themselves
         try:
-            rank = _join_group(self.spec, 0, store)
+            store = self._store()
+            port = self.rendezvous.port if self.rendezvous and not self.rendezvous.leads else 0
+            for _ in range(self.spec.devices - 1):
+                self.ports.put(port or store.port)
+            rank = _join_group(self.spec, self.place, 0, store)
+            self.grouped = True
             result = train(self.spec, Agreed(rank, self.hooks))
             together = True
             return result
         except (TrainingStopped, TrainingFailed):
-            together = True
+            together = self.grouped
             raise
-        except Exception:
-            # A collective fails when a rank's sockets close: give the watch a moment to see
-            # that a rank died (and end the run as a crash) before this counts as a failure.
-            self._watch.join(timeout=2.0)
+        except Exception as exc:
+            if self.rendezvous is not None and _lost_a_worker(exc):
+                # Another worker's rank is gone (its process or machine): the run is over, not
+                # the job; the same exit as a local rank's death.
+                log.error("a rank on another worker is gone (%s); ending the run", exc)
+                os._exit(EXIT_RANK_LOST)
+            if self.context is not None:
+                # A collective fails when a rank's sockets close: give the watch a moment to
+                # see that a rank died (and end the run as a crash) before this counts as a
+                # failure.
+                self._watch.join(timeout=2.0)
             raise
         finally:
             self._end(together)
 
     def _end(self, together: bool) -> None:
         global _current
-        if together:
-            self._watch.join(timeout=JOIN_SECONDS)
+        if self.context is not None:
+            if together:
+                self._watch.join(timeout=JOIN_SECONDS)
+            self._done.set()
+            for process in self.context.processes:
+                if process.is_alive():
+                    process.kill()
+                process.join()
         self._done.set()
-        for process in self.context.processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
         _current = None
 
 
-def train_on_devices(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
-    """Run the job on ``spec.devices`` processes (this one is rank 0, which alone calls
-    ``hooks``); ``trainer.train`` itself when the job has one device."""
+def _lost_a_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective or rendezvous failing because a peer went away (gloo
+    raises a plain RuntimeError naming the closed connection; NCCL and the c10d store raise
+    torch.distributed's own errors)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "gloo")
+    )
+
+
+def train_on_devices(
+    spec: TrainingSpec, hooks: TrainingHooks | None, rendezvous: Rendezvous | None = None
+) -> TrainingResult:
+    """Run the job on ``spec.devices`` processes of this worker (this one is its first rank),
+    joined with the other workers' processes when ``rendezvous`` says the job has several;
+    ``trainer.train`` itself when the job has one device on one worker. Rank 0 alone calls
+    ``hooks`` (None on the other workers: they record nothing)."""
     from ftserve.training.trainer import train
 
-    if spec.devices <= 1:
+    if rendezvous is None and spec.devices <= 1:
+        assert hooks is not None
         return train(spec, hooks)
-    return _Gang(spec, hooks).run()
+    return _Gang(spec, hooks, rendezvous).run()

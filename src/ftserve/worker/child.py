@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, open_cache
 from ..config import Settings
@@ -32,6 +32,9 @@ from .hooks import StoreHooks
 from .lease import RELEASED
 from .results import results_csv
 from .store_retry import retrying
+
+if TYPE_CHECKING:
+    from ..training.spec import TrainingSpec
 
 log = logging.getLogger("ftserve.child")
 
@@ -85,7 +88,7 @@ def _fail(store: Store, claim: Claim, code: str, message: str) -> None:
         )
 
 
-def _resume_point(store: Store, job_id: str) -> str | None:
+def resume_point(store: Store, job_id: str) -> str | None:
     """The key of the newest checkpoint the store lists for the job: what the job has,
     whatever else lies in the blob store."""
     page = store.list_checkpoints(None, job_id, after=None, limit=1)
@@ -139,6 +142,9 @@ def _run(
             _finish(store, files, hooks, job, claim, *outcome)
     finally:
         hooks.close()
+        if int(job.extensions.get("nodes", 1)) > 1:
+            with contextlib.suppress(StoreError):  # a later claim's gang replaces it anyway
+                store.close_gang(claim)
     _let_go(store, blobs, claim, hooks.lost)
 
 
@@ -167,9 +173,9 @@ def _train(
     failed (recorded already)."""
     try:
         from ..training.distributed import train_on_devices
-        from ..training.spec import TrainingFailed, TrainingSpec, TrainingStopped
+        from ..training.spec import TrainingFailed, TrainingStopped
+        from .gang import GangNotAssembled, leading, requeue_unassembled
 
-        hp = job.method.hyperparameters
         # From a remote store these are downloaded into this machine's cache (once per file).
         training_path = hooks.with_retries(
             "download the training file", lambda: files.blob_path(training)
@@ -179,7 +185,7 @@ def _train(
             if validation
             else None
         )
-        resume_key = _resume_point(store, job.id)
+        resume_key = resume_point(store, job.id)
         resume_from = (
             hooks.with_retries(
                 "download the checkpoint to resume from", lambda: hooks.blobs.tree(resume_key)
@@ -187,28 +193,21 @@ def _train(
             if resume_key is not None
             else None
         )
-        spec = TrainingSpec(
-            model=job.model_source,
-            training_file=training_path,
-            validation_file=validation_path,
-            method=job.method.type,
-            n_epochs=given(hp.n_epochs),
-            batch_size=given(hp.batch_size),
-            learning_rate_multiplier=given(hp.learning_rate_multiplier),
-            beta=given(hp.beta),
-            seed=job.seed,
-            work_dir=hooks.blobs.work_path(claimdirs.claim_key(job.id, claim.token)),
-            models_cache_dir=settings.models_dir,
-            lora=job.extensions.get("adapter", "lora") != "full",
-            lora_rank=int(job.extensions.get("lora_rank", 8)),
-            **_memory_options(job.extensions),
-            packing=bool(job.extensions.get("packing", True)),
-            device=settings.device,  # type: ignore[arg-type]
-            torch_threads=settings.torch_threads,
-            resume_from=resume_from,
-            devices=devices,
+        spec = training_spec(
+            job,
+            settings,
+            training_path,
+            validation_path,
+            resume_from,
+            hooks.blobs.work_path(claimdirs.claim_key(job.id, claim.token)),
+            devices,
         )
-        result = train_on_devices(spec, hooks)
+        nodes = int(job.extensions.get("nodes", 1))
+        rendezvous = leading(store, claim, settings, devices, nodes) if nodes > 1 else None
+        result = train_on_devices(spec, hooks, rendezvous)
+    except GangNotAssembled as exc:
+        requeue_unassembled(store, claim, job.attempts, str(exc))
+        return None
     except BlobUnavailable as exc:
         _blob_failure(store, claim, hooks, exc)
         return None
@@ -239,6 +238,42 @@ def _train(
         _fail(store, claim, "training_error", message)
         return None
     return result.trained_tokens, result.final_path
+
+
+def training_spec(
+    job: JobRecord,
+    settings: Settings,
+    training_path: Path,
+    validation_path: Path | None,
+    resume_from: Path | None,
+    work_dir: Path,
+    devices: int,
+) -> TrainingSpec:
+    """What the trainer is told about the job: the same on every worker of a job on several."""
+    from ..training.spec import TrainingSpec
+
+    hp = job.method.hyperparameters
+    return TrainingSpec(
+        model=job.model_source,
+        training_file=training_path,
+        validation_file=validation_path,
+        method=job.method.type,
+        n_epochs=given(hp.n_epochs),
+        batch_size=given(hp.batch_size),
+        learning_rate_multiplier=given(hp.learning_rate_multiplier),
+        beta=given(hp.beta),
+        seed=job.seed,
+        work_dir=work_dir,
+        models_cache_dir=settings.models_dir,
+        lora=job.extensions.get("adapter", "lora") != "full",
+        lora_rank=int(job.extensions.get("lora_rank", 8)),
+        **_memory_options(job.extensions),
+        packing=bool(job.extensions.get("packing", True)),
+        device=settings.device,  # type: ignore[arg-type]
+        torch_threads=settings.torch_threads,
+        resume_from=resume_from,
+        devices=devices,
+    )
 
 
 def _sweep(

@@ -31,8 +31,8 @@ from ..errors import StoreError
 from ..events import messages
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Store
-from ..store.records import Claim, JobChanges, JobRecord
-from . import child, claimdirs
+from ..store.records import Claim, GangSeat, JobChanges, JobRecord
+from . import child, claimdirs, follower
 from .lease import RELEASED
 from .warm import WarmPool
 
@@ -79,6 +79,7 @@ class _Running:
     renewed_at: float
     stop_sent_at: float | None = None
     released: bool = False  # the child let go of its job and is only exiting
+    seat: GangSeat | None = None  # a node rank of another worker's job: nothing to record
 
 
 def new_worker_id() -> str:
@@ -160,7 +161,9 @@ class Worker:
                 self._supervise()
                 self._publish()
                 while self._busy_slots() < self.slots and self._can_start():
-                    if self._stop.is_set() or not self._claim():
+                    # A gang already waiting for workers comes before a new job: it holds a
+                    # worker's devices idle until it fills (docs/distributed.md).
+                    if self._stop.is_set() or not (self._join() or self._claim()):
                         break
                 if self.warm is not None:
                     self.warm.top_up(self.slots - self._busy_slots())
@@ -274,9 +277,7 @@ class Worker:
                 expect_claim=claim.token,
                 changes={"extensions": {**job.extensions, "devices": need}},
             )
-        used = {i for r in self._running.values() if not r.released for i in r.slots}
-        slots = tuple(i for i in range(self.slots) if i not in used)[:need]
-        gpus = [self._gpu_ids[i] for i in slots] if self._gpus else None
+        slots, gpus = self._take(need)
         args = (job.id, claim.token, self.settings, self._lifeline, gpus, need)
         process = self.warm.hand(args) if self.warm is not None else None
         if process is None:
@@ -291,14 +292,48 @@ class Worker:
         log.info("worker %s: training %s (attempt %d)", self.worker_id, job.id, job.attempts)
         return True
 
+    def _take(self, need: int) -> tuple[tuple[int, ...], list[str] | None]:
+        """``need`` free slots, and their GPUs on a GPU worker."""
+        used = {i for r in self._running.values() if not r.released for i in r.slots}
+        slots = tuple(i for i in range(self.slots) if i not in used)[:need]
+        return slots, [self._gpu_ids[i] for i in slots] if self._gpus else None
+
+    def _join(self) -> bool:
+        """Take a node rank of another worker's job (``ftserve.nodes``) when one fits."""
+        seat = self.store.join_gang(self.worker_id, self.slots - self._busy_slots(), time.time())
+        if seat is None:
+            return False
+        slots, gpus = self._take(seat.devices)
+        process = self._ctx.Process(
+            target=follower.main,
+            args=(seat, self.settings, self._lifeline, gpus, seat.devices),
+            name=f"ftserve-train-{seat.claim.job_id}-node{seat.node_rank}",
+            daemon=False,
+        )
+        process.start()
+        key = f"{seat.claim.job_id}/{seat.claim.token}/node{seat.node_rank}"
+        self._running[key] = _Running(seat.claim, process, slots, time.monotonic(), seat=seat)
+        self._publish()
+        log.info(
+            "worker %s: training %s as node %d of %d",
+            self.worker_id,
+            seat.claim.job_id,
+            seat.node_rank,
+            seat.nodes,
+        )
+        return True
+
     def _supervise(self) -> None:
         now = time.monotonic()
         for key, run in list(self._running.items()):
             if not run.process.is_alive():
                 run.process.join()
                 del self._running[key]
-                if not run.released:
+                if not run.released and run.seat is None:
                     self._after_exit(run)
+                continue
+            if run.seat is not None:
+                self._supervise_node(run, now)
                 continue
             if run.released:
                 if run.stop_sent_at is not None and now - run.stop_sent_at > EXIT_GRACE_SECONDS:
@@ -330,6 +365,19 @@ class Worker:
                 if not self.store.renew_lease(run.claim, time.time() + self.settings.lease_seconds):
                     continue  # the claim just went; the next look stops the run
                 run.renewed_at = now
+
+    def _supervise_node(self, run: _Running, now: float) -> None:
+        """A node rank of another worker's job ends with the run: it stops by itself when the
+        others do; once the leader's claim is gone (released, or taken by a recovery), a
+        process still stuck (in a rendezvous, in a collective with a machine that vanished) is
+        killed after a grace period."""
+        job = self.store.get_job(run.claim.job_id)
+        if job is not None and job.claim_token == run.claim.token:
+            return
+        if run.stop_sent_at is None:
+            run.stop_sent_at = now
+        elif now - run.stop_sent_at > CANCEL_GRACE_SECONDS:
+            run.process.kill()
 
     def _after_exit(self, run: _Running) -> None:
         job = self.store.get_job(run.claim.job_id)
@@ -408,6 +456,8 @@ class Worker:
         for run in list(self._running.values()):
             run.process.kill()
             run.process.join()
+            if run.seat is not None:
+                continue  # the leader's run ends on its next collective and requeues the job
             job = self.store.get_job(run.claim.job_id)
             if job is not None and job.claim_token == run.claim.token:
                 if job.status == Status.RUNNING:

@@ -172,6 +172,25 @@ CREATE TABLE batch_lines (
 );
 CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
 
+-- Jobs on several machines: where a claim's ranks meet, and the workers that took its node ranks.
+CREATE TABLE gangs (
+    job_id      TEXT PRIMARY KEY,
+    claim_token TEXT NOT NULL,
+    nodes       BIGINT NOT NULL,
+    devices     BIGINT NOT NULL,
+    address     TEXT NOT NULL,
+    port        BIGINT NOT NULL,
+    opened_at   DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE gang_members (
+    job_id      TEXT NOT NULL,
+    claim_token TEXT NOT NULL,
+    node_rank   BIGINT NOT NULL,
+    worker_id   TEXT NOT NULL,
+    joined_at   DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (job_id, claim_token, node_rank)
+);
+
 -- The schema's version: one row, written by `ftserve migrate` only.
 CREATE TABLE ftserve_schema (
     version INTEGER NOT NULL

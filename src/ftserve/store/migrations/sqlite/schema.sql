@@ -148,3 +148,7 @@ CREATE TABLE batch_lines (
     UNIQUE (batch_id, custom_id)
 );
 CREATE INDEX batch_lines_pending ON batch_lines (batch_id, line) WHERE result IS NULL;
+
+-- Jobs on several machines: where a claim's ranks meet, and the workers that took its node ranks.
+CREATE TABLE gangs (job_id TEXT PRIMARY KEY, claim_token TEXT NOT NULL, nodes INTEGER NOT NULL, devices INTEGER NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL, opened_at REAL NOT NULL);
+CREATE TABLE gang_members (job_id TEXT NOT NULL, claim_token TEXT NOT NULL, node_rank INTEGER NOT NULL, worker_id TEXT NOT NULL, joined_at REAL NOT NULL, PRIMARY KEY (job_id, claim_token, node_rank));
