@@ -26,6 +26,7 @@ import time
 
 from starlette.types import ASGIApp
 
+from ..errors import StoreUnavailable
 from ..files.service import FileService
 from ..store.batch_records import BatchLine, BatchRecord
 from ..store.protocol import Store
@@ -104,7 +105,10 @@ class BatchRunner:
                 await self._drive(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database outage, say: try again after a pause
+            except StoreUnavailable as exc:  # an outage the API already reports: no traceback
+                log.warning("batch runner: %s; trying again", exc)
+                await asyncio.sleep(POLL_SECONDS * 4)
+            except Exception:
                 log.exception("batch runner")
                 await asyncio.sleep(POLL_SECONDS * 4)
 

@@ -54,8 +54,13 @@ PERMITTED = frozenset(
         "maxItems",
     }
 )
-# Whitespace kept to JSON's compact separators: a model cannot pad an answer with endless blanks.
-_GUIDANCE = {"whitespace_flexible": False}
+# At most one space where JSON allows whitespace: an answer may be compact or spaced, as the
+# model was trained to write it, but a model cannot pad it with endless blanks.
+_GUIDANCE: Json = {"whitespace_pattern": " ?"}
+# A tool call's JSON exactly as the chat templates render it in training (Jinja's ``tojson``,
+# ``json.dumps``' default separators): forced into another spacing, a fine-tune strays from
+# what it learned (compact separators turned a taught ``"Oslo"`` into ``": "``).
+TEMPLATE_JSON: Json = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 class SchemaRefused(InvalidRequest):
@@ -168,10 +173,11 @@ def check_strict(schema: Any, *, what: str, name: str, param: str) -> None:
     walk.node(schema, (), 1)
 
 
-def json_rule(schema: Json, *, strict: bool) -> str:
+def json_rule(schema: Json, *, strict: bool, spacing: Json | None = None) -> str:
     """The body of an llguidance rule for one JSON value matching ``schema`` (guided when not
-    strict: keywords the engine cannot enforce are skipped rather than refused)."""
-    guided = {**schema, "x-guidance": {**_GUIDANCE, "lenient": not strict}}
+    strict: keywords the engine cannot enforce are skipped rather than refused); ``spacing``:
+    llguidance's whitespace options, when not the default's."""
+    guided = {**schema, "x-guidance": {**(spacing or _GUIDANCE), "lenient": not strict}}
     return "%json " + json.dumps(guided, separators=(",", ":"))
 
 

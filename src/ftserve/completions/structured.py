@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue, MissingParameter
 from ..wire.fields import unrecognized
-from .strict_schema import check_strict, engine_refusal, json_grammar, json_rule
+from .strict_schema import TEMPLATE_JSON, check_strict, engine_refusal, json_grammar, json_rule
 from .toolcalls import CLOSE, OPEN
 
 Json = dict[str, Any]
@@ -224,7 +224,10 @@ def _tool_grammar(tools: tuple[Json, ...], *, only: str | None, answer: str | No
     """Tool calls (``only``: one call of that function); ``answer``: the rule body of what the
     model may write instead of calls (None: calls only)."""
     chosen = [t["function"] for t in tools if only is None or t["function"]["name"] == only]
-    bodies = [json_rule(_call_schema(fn), strict=bool(fn.get("strict"))) for fn in chosen]
+    bodies = [
+        json_rule(_call_schema(fn), strict=bool(fn.get("strict")), spacing=TEMPLATE_JSON)
+        for fn in chosen
+    ]
     for fn, body in zip(chosen, bodies, strict=True):
         refusal = engine_refusal("start: " + body)
         if refusal is not None:  # parameters the engine cannot follow, even as guidance
