@@ -7,6 +7,8 @@
 2. Live latency while a batch runs: one live chat request after another (same request each
    time), idle against while a second batch of the same requests runs; median and p90 of each
    (the batch runs at the lower inference priority, so live requests are placed first).
+3. The events endpoint while a batch runs: one ``GET /fine_tuning/jobs/{id}/events`` page (20
+   events) after another, idle against during the same second batch; median and p90.
 
 Runs alternate and the best of ``--rounds`` is kept (absolute times on these shared machines
 drift ±15 %).
@@ -127,6 +129,29 @@ def probe(client: openai.OpenAI, until: threading.Event, at_least: int) -> list[
     return out
 
 
+def events_probe(
+    client: openai.OpenAI, job_id: str, until: threading.Event, at_least: int
+) -> list[float]:
+    out: list[float] = []
+    while not until.is_set() or len(out) < at_least:
+        t0 = time.perf_counter()
+        client.fine_tuning.jobs.list_events(job_id, limit=20)
+        out.append(time.perf_counter() - t0)
+        time.sleep(0.02)  # a reader polling, not a load test
+    return out
+
+
+def a_job(client: openai.OpenAI) -> str:
+    """A job whose events page the probe reads (no worker: it stays queued)."""
+    rows = [
+        {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "Sure."}]}
+        for p in PROMPTS + PROMPTS[:2]
+    ]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    f = client.files.create(file=("train.jsonl", data), purpose="fine-tune")
+    return client.fine_tuning.jobs.create(model="ftserve-tiny", training_file=f.id).id
+
+
 def p90(xs: list[float]) -> float:
     return sorted(xs)[max(0, int(len(xs) * 0.9) - 1)]
 
@@ -157,6 +182,8 @@ def main() -> None:
         stop = threading.Event()
         stop.set()
         idle = probe(client, stop, 10)
+        job_id = a_job(client)
+        events_idle = events_probe(client, job_id, stop, 50)
 
         lives, batches = [], []
         for _ in range(rounds):  # alternating; the best of each is kept
@@ -168,18 +195,25 @@ def main() -> None:
         # Latency: a second batch of the same requests, probed while it runs.
         done = threading.Event()
         during: list[float] = []
+        events_during: list[float] = []
 
         def probing() -> None:
             during.extend(probe(client, done, 5))
 
+        def events_probing() -> None:
+            events_during.extend(events_probe(client, job_id, done, 50))
+
         prober = threading.Thread(target=probing)
+        events_prober = threading.Thread(target=events_probing)
         runner = threading.Thread(target=lambda: batch(client, n, tokens))
         runner.start()
         time.sleep(2)  # the batch validated and its lines running
         prober.start()
+        events_prober.start()
         runner.join()
         done.set()
         prober.join()
+        events_prober.join()
     finally:
         server.stop()
 
@@ -198,6 +232,12 @@ def main() -> None:
     print(
         f"   ratio median during / idle: {statistics.median(during) / statistics.median(idle):.2f}"
     )
+    print("\n3. the events endpoint (a page of 20), one request after another")
+    for label, xs in (("idle:", events_idle), ("while batch runs:", events_during)):
+        ms = f"median {statistics.median(xs) * 1e3:6.1f} ms  p90 {p90(xs) * 1e3:6.1f} ms"
+        print(f"   {label:19} {ms}  ({len(xs)} requests)")
+    ratio = statistics.median(events_during) / statistics.median(events_idle)
+    print(f"   ratio median during / idle: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import torch
 from ftserve.inference.engine.scheduler import MAX_BATCHES
 from ftserve.inference.protocol import (
     BATCH_PRIORITY,
+    BATCH_ROWS_FACTOR,
     LIVE_PRIORITY,
     Finished,
     Generate,
@@ -52,7 +53,8 @@ def test_a_live_request_overtakes_batch_lines(models_dir: Path) -> None:
 
 def test_batch_lines_wait_for_a_row_of_their_batch(models_dir: Path) -> None:
     h = Harness(models_dir, max_batch=2)
-    for i in range(3):
+    rows = 2 * BATCH_ROWS_FACTOR  # a batch line's batch is that much fuller than a live one's
+    for i in range(rows + 1):
         with torch.inference_mode():
             h.engine.submit(
                 Generate(f"line-{i}", TINY, CHAT, Sampling(max_tokens=4), priority=BATCH_PRIORITY)
@@ -61,7 +63,5 @@ def test_batch_lines_wait_for_a_row_of_their_batch(models_dir: Path) -> None:
     assert len(h.engine.batches) == 1 and len(h.engine.pending) == 1
     h.drain()
     assert {m.request_id for m in h.out if isinstance(m, Finished)} == {
-        "line-0",
-        "line-1",
-        "line-2",
+        f"line-{i}" for i in range(rows + 1)
     }

@@ -32,6 +32,7 @@ from ..events import routes as event_routes
 from ..files import routes as file_routes
 from ..ids import request_id
 from ..inference.client import engine_settings
+from ..inference.protocol import BATCH_ROWS_FACTOR
 from ..jobs import routes as job_routes
 from ..models import routes as model_routes
 from ..responses import routes as response_routes
@@ -144,7 +145,7 @@ def _batch_runner(services: Services, app: ASGIApp) -> BatchRunner | None:
         app,
         lease_seconds=services.settings.lease_seconds,
         # A full decode batch, and two more lines waiting to take a row the moment one frees.
-        concurrency=engine_settings(services.settings).max_batch + 2,
+        concurrency=engine_settings(services.settings).max_batch * BATCH_ROWS_FACTOR + 2,
     )
 
 

@@ -6,7 +6,8 @@ loaded gets ``Failed``. Accepted requests wait in a queue and are placed into ba
 decode steps:
 
 * rows of one loaded model (a base with any of its adapters, or one full model) share a batch of
-  at most ``settings.max_batch`` rows, and new requests join a running batch at the next step;
+  at most ``settings.max_batch`` rows (``BATCH_ROWS_FACTOR`` times that for batch lines), and new
+  requests join a running batch at the next step;
 * a request with a ``seed`` runs in a batch of its own that nobody joins, because batch
   composition changes the floating-point results a little, which could change a sampled token;
   alone, the same seed gives the same text whatever else the server is doing;
@@ -31,6 +32,7 @@ from ftserve.inference.engine.render import Rendered, RequestRejected, render
 from ftserve.inference.engine.sampling import RowSampler
 from ftserve.inference.engine.stops import IncrementalDecoder, StopMatcher
 from ftserve.inference.protocol import (
+    BATCH_ROWS_FACTOR,
     LIVE_PRIORITY,
     Accepted,
     EngineSettings,
@@ -184,8 +186,8 @@ class Engine:
         self, request: Request, joining: dict[int, tuple[Batch, list[Request]]]
     ) -> Batch | None:
         n = request.generate.sampling.n
-        limit = self.settings.max_batch
         priority = request.generate.priority
+        limit = self.settings.max_batch * (1 if priority == LIVE_PRIORITY else BATCH_ROWS_FACTOR)
         if not request.exclusive and n <= limit:
             for batch in self.batches:
                 planned = sum(r.generate.sampling.n for r in joining.get(id(batch), (batch, []))[1])
