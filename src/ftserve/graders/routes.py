@@ -1,0 +1,33 @@
+"""HTTP routes for /fine_tuning/alpha/graders."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..api.context import Ctx, json_body
+from ..api.responses import json_response
+from ..wire.fields import parse_body, unknown_parameter
+from . import grading
+from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE
+
+
+async def validate_grader(request: Request, ctx: Ctx) -> Response:
+    body = parse_body(await json_body(request), VALIDATE_FIELDS, unknown=unknown_parameter)
+    return json_response(VALIDATE_RESPONSE.make(grader=body["grader"]))
+
+
+async def run_grader(request: Request, ctx: Ctx) -> Response:
+    body = parse_body(await json_body(request), RUN_FIELDS, unknown=unknown_parameter)
+    # The metrics are CPU work (and load their libraries on first use): off the event loop.
+    result = await run_in_threadpool(
+        grading.run, body["grader"], body["model_sample"], body["item"] or {}
+    )
+    return json_response(result)
+
+
+ROUTES = [
+    ("POST", "/fine_tuning/alpha/graders/validate", validate_grader),
+    ("POST", "/fine_tuning/alpha/graders/run", run_grader),
+]
