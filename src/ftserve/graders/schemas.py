@@ -83,7 +83,7 @@ TEXT_SIMILARITY: tuple[Field, ...] = (
         "(no embeddings model or WordNet corpus offline).",
         required=True,
         check=_metric,
-        schema={"type": "string", "enum": list(METRICS)},
+        schema={"type": "string", "enum": [m for m in METRICS if m not in REFUSED]},
     ),
 )
 MULTI: tuple[Field, ...] = (
@@ -98,9 +98,9 @@ MULTI: tuple[Field, ...] = (
         check=lambda value, param: _sub_graders(value, param),
         schema={
             "anyOf": [
-                {"type": "object", "additionalProperties": ref("Grader")},
-                {"type": "array", "items": ref("Grader")},
-                ref("Grader"),
+                {"type": "object", "additionalProperties": ref("SubGrader")},
+                {"type": "array", "items": ref("SubGrader")},
+                ref("SubGrader"),
             ]
         },
     ),
@@ -110,7 +110,6 @@ MULTI: tuple[Field, ...] = (
         "A formula over the sub-graders' names: `+ - * / ^`, `min max abs floor ceil exp sqrt "
         "log`, e.g. `0.8 * accuracy + 0.2 * format`.",
         required=True,
-        min_length=1,
     ),
 )
 TABLES: dict[str, tuple[Field, ...]] = {
@@ -278,6 +277,7 @@ def schemas() -> Json:
         "StringCheckGrader": object_schema(STRING_CHECK),
         "TextSimilarityGrader": object_schema(TEXT_SIMILARITY),
         "MultiGrader": object_schema(MULTI),
+        "SubGrader": {"anyOf": [ref("StringCheckGrader"), ref("TextSimilarityGrader")]},
         "Grader": {
             "anyOf": [ref(n) for n in ("StringCheckGrader", "TextSimilarityGrader", "MultiGrader")]
         },
