@@ -48,7 +48,7 @@ def test_validate_echoes_and_names_the_bad_param(server: Server) -> None:
         assert "'eq', 'ne', 'like', 'ilike'" in error["message"]
     with pytest.raises(openai.BadRequestError) as e:
         server.client().fine_tuning.alpha.graders.run(
-            grader={"type": "python", "name": "p", "source": "def grade(s, i): return 1"},
+            grader={"type": "score_model", "name": "j", "model": "ftserve-tiny", "input": []},
             model_sample="x",
         )
     assert isinstance(e.value.body, dict) and e.value.body["param"] == "grader.type"
@@ -70,3 +70,16 @@ def test_run_scores_and_flags_a_failed_sample(server: Server) -> None:
     assert loose.reward == pytest.approx(0.5 * (2 / 3) ** 2)
     missing = graders.run(grader=CITY, model_sample='{"city": "Oslo"}')  # type: ignore[arg-type]
     assert missing.reward == 0.0 and missing.metadata.errors.invalid_variable_error
+
+
+def test_python_grader_runs_in_its_sandbox(server: Server) -> None:
+    source = "def grade(sample, item):\n    return len(sample['output_text']) / item['n']\n"
+    graders = server.client().fine_tuning.alpha.graders
+    grader = {"type": "python", "name": "len", "source": source}
+    run = graders.run(grader=grader, model_sample="abc", item={"n": 4})  # type: ignore[arg-type]
+    assert run.reward == 0.75 and run.metadata.type == "python"
+    failed = graders.run(grader=grader, model_sample="abc", item={"n": 0})  # type: ignore[arg-type]
+    assert failed.reward == 0 and failed.metadata.errors.python_grader_runtime_error
+    assert failed.metadata.errors.python_grader_runtime_error_details == (
+        "ZeroDivisionError: division by zero"
+    )

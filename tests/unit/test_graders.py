@@ -104,11 +104,6 @@ def _grader(**kw: Any) -> dict[str, Any]:
             "grader.evaluation_metric",
             "unsupported_value",
         ),
-        (
-            {"type": "python", "name": "p", "source": "def grade(s, i): return 1"},
-            "grader.type",
-            "unsupported_value",
-        ),
         ({"type": "label_model", "name": "l"}, "grader.type", "invalid_value"),
         (
             {

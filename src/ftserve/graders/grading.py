@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import formula
+from . import formula, sandbox
 from .metrics import SCORERS
 from .schemas import ERROR_FLAGS, RUN_ERRORS, RUN_METADATA, RUN_RESPONSE, named
 from .templates import InvalidVariable, Sample, SampleParseError, render
@@ -43,12 +43,36 @@ def _text_similarity(g: Json, sample: Sample, item: Json) -> float:
     return SCORERS[g["evaluation_metric"]](text, reference)
 
 
-def _failed(flag: str) -> Outcome:
-    return Outcome(0.0, errors={flag: True})
+def _failed(flag: str, **details: Any) -> Outcome:
+    return Outcome(0.0, errors={flag: True, **details})
+
+
+def _python(g: Json, sample: Sample, item: Json) -> Outcome:
+    try:
+        output_json = sample.output_json()
+    except SampleParseError:
+        output_json = None
+    given = {
+        "output_text": sample.output_text,
+        "output_json": output_json,
+        "output_tools": sample.output_tools,
+    }
+    result = sandbox.run(g["source"], given, item)
+    if result.server_error is not None:
+        return _failed(
+            "python_grader_server_error", python_grader_server_error_type=result.server_error
+        )
+    if result.error is not None or result.score is None:
+        return _failed(
+            "python_grader_runtime_error", python_grader_runtime_error_details=result.error
+        )
+    return Outcome(result.score)
 
 
 def _single(g: Json, sample: Sample, item: Json) -> Outcome:
     try:
+        if g["type"] == "python":
+            return _python(g, sample, item)
         if g["type"] == "string_check":
             return Outcome(_string_check(g, sample, item))
         return Outcome(_text_similarity(g, sample, item))

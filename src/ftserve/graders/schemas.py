@@ -4,17 +4,18 @@ OpenAPI schemas), the two endpoints' request tables and the run response."""
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from ..errors import InvalidType, InvalidValue, MissingParameter
 from ..wire.fields import Field, body_schema, object_schema, parse_body, unknown_parameter
 from ..wire.shapes import BOOL, STR, STR_OR_NULL, Prop, Shape, components, or_null, ref
-from . import formula
+from . import formula, sandbox
 from .metrics import METRICS, REFUSED
 
 Json = dict[str, Any]
-SERVED = ("string_check", "text_similarity", "multi")
-NOT_YET = ("python", "score_model", "label_model")
+SERVED = ("string_check", "text_similarity", "python", "multi")
+NOT_YET = ("score_model", "label_model")
 TYPES = SERVED + NOT_YET
 OPERATIONS = ("eq", "ne", "like", "ilike")
 
@@ -86,6 +87,43 @@ TEXT_SIMILARITY: tuple[Field, ...] = (
         schema={"type": "string", "enum": [m for m in METRICS if m not in REFUSED]},
     ),
 )
+
+
+def _source(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidType(param, "a string", value)
+    try:
+        tree = ast.parse(value, "<grader>")
+    except SyntaxError as e:
+        raise InvalidValue(f"Invalid '{param}': line {e.lineno}: {e.msg}.", param=param) from None
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "grade" for n in tree.body):
+        raise InvalidValue(
+            f"Invalid '{param}': it must define `def grade(sample, item) -> float`.", param=param
+        )
+    return value
+
+
+PYTHON: tuple[Field, ...] = (
+    _type("python"),
+    _NAME,
+    Field(
+        "source",
+        "custom",
+        "Python defining `grade(sample, item) -> float`; `sample` has `output_text`, "
+        "`output_json` (null unless the sample is JSON) and `output_tools`. It runs in a "
+        f"sandbox: no network, {sandbox.CPU_SECONDS} s of CPU, {sandbox.WALL_SECONDS} s in all, "
+        f"{sandbox.MEMORY_BYTES >> 30} GiB of memory, the packages of this server's Python.",
+        required=True,
+        check=_source,
+        schema={"type": "string"},
+    ),
+    Field(
+        "image_tag",
+        "string",
+        "OpenAI's sandbox image; here the sandbox is always this server's Python.",
+        handling="ignored",
+    ),
+)
 MULTI: tuple[Field, ...] = (
     _type("multi"),
     _NAME,
@@ -115,6 +153,7 @@ MULTI: tuple[Field, ...] = (
 TABLES: dict[str, tuple[Field, ...]] = {
     "string_check": STRING_CHECK,
     "text_similarity": TEXT_SIMILARITY,
+    "python": PYTHON,
     "multi": MULTI,
 }
 
@@ -174,6 +213,13 @@ def check_grader(value: Any, param: str, *, nested: bool = False) -> Json:
             param=f"{param}.type",
             code="unsupported_value",
         )
+    if kind == "python" and not sandbox.available():
+        raise InvalidValue(
+            f"Unsupported value for '{param}.type': 'python' graders need Linux user namespaces "
+            "(their no-network sandbox), which this host does not allow.",
+            param=f"{param}.type",
+            code="unsupported_value",
+        )
     parsed = parse_body(value, TABLES[kind], unknown=unknown_parameter, prefix=param + ".")
     if kind == "multi":
         try:
@@ -191,7 +237,7 @@ def _grader_field(value: Any, param: str) -> Json:
 GRADER = Field(
     "grader",
     "custom",
-    "The grader: `string_check`, `text_similarity` or `multi`.",
+    "The grader: `string_check`, `text_similarity`, `python` or `multi`.",
     required=True,
     check=_grader_field,
     schema=ref("Grader"),
@@ -271,16 +317,18 @@ RUN_RESPONSE = Shape(
 VALIDATE_RESPONSE = Shape("ValidateGraderResponse", [Prop("grader", ref("Grader"))])
 
 
+_SUB = ("StringCheckGrader", "TextSimilarityGrader", "PythonGrader")
+
+
 def schemas() -> Json:
     """The graders' ``components.schemas``."""
     return {
         "StringCheckGrader": object_schema(STRING_CHECK),
         "TextSimilarityGrader": object_schema(TEXT_SIMILARITY),
+        "PythonGrader": object_schema(PYTHON),
         "MultiGrader": object_schema(MULTI),
-        "SubGrader": {"anyOf": [ref("StringCheckGrader"), ref("TextSimilarityGrader")]},
-        "Grader": {
-            "anyOf": [ref(n) for n in ("StringCheckGrader", "TextSimilarityGrader", "MultiGrader")]
-        },
+        "SubGrader": {"anyOf": [ref(n) for n in _SUB]},
+        "Grader": {"anyOf": [ref(n) for n in (*_SUB, "MultiGrader")]},
         **components(RUN_ERRORS, RUN_METADATA, RUN_RESPONSE, VALIDATE_RESPONSE),
         "ValidateGraderRequest": body_schema(VALIDATE_FIELDS, description="A grader to check."),
         "RunGraderRequest": body_schema(RUN_FIELDS, description="A grader and a sample to grade."),
