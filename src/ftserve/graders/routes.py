@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.context import Ctx, json_body
 from ..api.responses import json_response
-from ..wire.fields import parse_body, unknown_parameter
+from ..wire.fields import Field, parse_body, unknown_parameter
 from . import grading
 from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE
 
 
+def _parse(body: dict[str, Any], table: tuple[Field, ...]) -> dict[str, Any]:
+    return parse_body(body, table, unknown=unknown_parameter)
+
+
+# Checking may probe the python sandbox once (a child process): off the event loop, as grading.
 async def validate_grader(request: Request, ctx: Ctx) -> Response:
-    body = parse_body(await json_body(request), VALIDATE_FIELDS, unknown=unknown_parameter)
+    body = await run_in_threadpool(_parse, await json_body(request), VALIDATE_FIELDS)
     return json_response(VALIDATE_RESPONSE.make(grader=body["grader"]))
 
 
 async def run_grader(request: Request, ctx: Ctx) -> Response:
-    body = parse_body(await json_body(request), RUN_FIELDS, unknown=unknown_parameter)
-    # The metrics are CPU work (and load their libraries on first use): off the event loop.
+    body = await run_in_threadpool(_parse, await json_body(request), RUN_FIELDS)
     result = await run_in_threadpool(
         grading.run, body["grader"], body["model_sample"], body["item"] or {}
     )
