@@ -47,12 +47,11 @@ def test_validate_echoes_and_names_the_bad_param(server: Server) -> None:
         assert error["param"] == "grader.graders.exact.operation"
         assert "'eq', 'ne', 'like', 'ilike'" in error["message"]
     with pytest.raises(openai.BadRequestError) as e:
-        server.client().fine_tuning.alpha.graders.run(
-            grader={"type": "score_model", "name": "j", "model": "ftserve-tiny", "input": []},
-            model_sample="x",
+        server.client().fine_tuning.alpha.graders.validate(
+            grader={"type": "label_model", "name": "j", "model": "m", "input": []},  # type: ignore[typeddict-item]
         )
     assert isinstance(e.value.body, dict) and e.value.body["param"] == "grader.type"
-    assert "not supported by this server yet" in e.value.body["message"]
+    assert "is not a top-level grader" in e.value.body["message"]
 
 
 def test_run_scores_and_flags_a_failed_sample(server: Server) -> None:
@@ -83,3 +82,38 @@ def test_python_grader_runs_in_its_sandbox(server: Server) -> None:
     assert failed.metadata.errors.python_grader_runtime_error_details == (
         "ZeroDivisionError: division by zero"
     )
+
+
+def test_model_graders_ask_a_served_model(server: Server) -> None:
+    """ftserve-tiny has random weights, but the answer's schema makes it answer a valid
+    ``{"result": …}``: a label of the two, a number (read within the range or flagged)."""
+    ask = [{"role": "user", "content": "Is {{sample.output_text}} the capital of {{item.c}}?"}]
+    label = {
+        "type": "label_model",
+        "name": "judge",
+        "model": "ftserve-tiny",
+        "input": ask,
+        "labels": ["yes", "no"],
+        "passing_labels": ["yes"],
+    }
+    multi = {"type": "multi", "name": "m", "graders": {"judge": label}, "calculate_output": "judge"}
+    graders = server.client().fine_tuning.alpha.graders
+    run = graders.run(grader=multi, model_sample="Oslo", item={"c": "Norway"})  # type: ignore[arg-type]
+    assert run.reward in (0.0, 1.0) and run.sub_rewards == {"judge": run.reward}
+    usage = run.api_model_grader_token_usage_per_model["ftserve-tiny"]
+    assert isinstance(usage, dict) and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert run.metadata.sampled_model_name == "ftserve-tiny"
+    errors = run.metadata.errors
+    assert not errors.api_model_grader_parse_error and not errors.api_model_grader_server_error
+
+    score = {k: v for k, v in label.items() if k not in ("labels", "passing_labels")}
+    score = {**score, "type": "score_model", "range": [-1e9, 1e9]}
+    score["sampling_params"] = {"seed": 1, "temperature": 0, "max_completions_tokens": 16}
+    scored = graders.run(grader=score, model_sample="Oslo", item={"c": "Norway"})  # type: ignore[arg-type]
+    flags = scored.metadata.errors
+    assert flags.api_model_grader_parse_error or -1e9 <= scored.reward <= 1e9
+    unknown = graders.run(
+        grader={**score, "model": "no-such-model"}, model_sample="x", item={"c": "y"}
+    )  # type: ignore[arg-type]
+    assert unknown.reward == 0 and unknown.metadata.errors.api_model_grader_server_error
+    assert "no-such-model" in (unknown.metadata.errors.api_model_grader_server_error_details or "")

@@ -140,10 +140,19 @@ def _grader(**kw: Any) -> dict[str, Any]:
                 "type": "multi",
                 "name": "m",
                 "calculate_output": "a",
-                "graders": {"a": {"type": "score_model", "name": "j"}},
+                "graders": {
+                    "a": {
+                        "type": "label_model",
+                        "name": "j",
+                        "model": "m",
+                        "input": [{"role": "user", "content": "?"}],
+                        "labels": ["yes", "no"],
+                        "passing_labels": ["maybe"],
+                    }
+                },
             },
-            "grader.graders.a.type",
-            "unsupported_value",
+            "grader.graders.a.passing_labels[0]",
+            "invalid_value",
         ),
     ],
 )
@@ -151,6 +160,43 @@ def test_bad_graders_name_the_param(grader: dict[str, Any], param: str, code: st
     with pytest.raises(ApiError) as e:
         check_grader(grader, "grader")
     assert (e.value.status, e.value.param, e.value.code) == (400, param, code)
+
+
+def test_judge_request_and_reading() -> None:
+    g = check_grader(
+        {
+            "type": "score_model",
+            "name": "s",
+            "model": "m",
+            "input": [{"role": "user", "content": "Rate {{sample.output_text}}"}],
+            "range": [1, 5],
+            "sampling_params": {"temperature": 0, "max_completions_tokens": 8},
+        },
+        "grader",
+    )
+    sent: list[dict[str, Any]] = []
+
+    def chat(content: str, status: int = 200) -> Any:
+        def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            sent.append(body)
+            message = {"role": "assistant", "content": content}
+            usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+            if status != 200:
+                return status, {"error": {"message": "The model 'm' does not exist"}}
+            return 200, {"choices": [{"message": message, "finish_reason": "stop"}], "usage": usage}
+
+        return answer
+
+    ok = grading.run(g, "Oslo", {}, chat('{"result": 4}'))
+    assert ok["reward"] == 4 and ok["model_grader_token_usage_per_model"]["m"]["total_tokens"] == 8
+    assert sent[0]["messages"] == [{"role": "user", "content": "Rate Oslo"}]
+    assert sent[0]["max_completion_tokens"] == 8 and sent[0]["temperature"] == 0
+    assert sent[0]["response_format"]["json_schema"]["strict"] is True
+    for content in ('{"result": 6}', "four"):
+        out = grading.run(g, "Oslo", {}, chat(content))
+        assert out["reward"] == 0 and out["metadata"]["errors"]["model_grader_parse_error"]
+    down = grading.run(g, "Oslo", {}, chat("", 404))["metadata"]["errors"]
+    assert down["model_grader_server_error"] and "'m'" in down["model_grader_server_error_details"]
 
 
 def test_multi_grades_and_flags() -> None:

@@ -12,11 +12,10 @@ from ..wire.fields import Field, body_schema, object_schema, parse_body, unknown
 from ..wire.shapes import BOOL, STR, STR_OR_NULL, Prop, Shape, components, or_null, ref
 from . import formula, sandbox
 from .metrics import METRICS, REFUSED
+from .model_schemas import LABEL_MODEL_FIELDS, SCORE_MODEL_FIELDS, check_labels
 
 Json = dict[str, Any]
-SERVED = ("string_check", "text_similarity", "python", "multi")
-NOT_YET = ("score_model", "label_model")
-TYPES = SERVED + NOT_YET
+TYPES = ("string_check", "text_similarity", "python", "score_model", "multi", "label_model")
 OPERATIONS = ("eq", "ne", "like", "ilike")
 
 
@@ -154,6 +153,8 @@ TABLES: dict[str, tuple[Field, ...]] = {
     "string_check": STRING_CHECK,
     "text_similarity": TEXT_SIMILARITY,
     "python": PYTHON,
+    "score_model": (_type("score_model"), _NAME, *SCORE_MODEL_FIELDS),
+    "label_model": (_type("label_model"), _NAME, *LABEL_MODEL_FIELDS),
     "multi": MULTI,
 }
 
@@ -206,13 +207,6 @@ def check_grader(value: Any, param: str, *, nested: bool = False) -> Json:
             param=f"{param}.type",
             code="invalid_value",
         )
-    if kind in NOT_YET:
-        raise InvalidValue(
-            f"Unsupported value for '{param}.type': '{kind}' graders are not supported by this "
-            "server yet.",
-            param=f"{param}.type",
-            code="unsupported_value",
-        )
     if kind == "python" and not sandbox.available():
         raise InvalidValue(
             f"Unsupported value for '{param}.type': 'python' graders need Linux user namespaces "
@@ -221,6 +215,8 @@ def check_grader(value: Any, param: str, *, nested: bool = False) -> Json:
             code="unsupported_value",
         )
     parsed = parse_body(value, TABLES[kind], unknown=unknown_parameter, prefix=param + ".")
+    if kind == "label_model":
+        check_labels(parsed, param)
     if kind == "multi":
         try:
             formula.check(parsed["calculate_output"], named(parsed["graders"]))
@@ -237,7 +233,8 @@ def _grader_field(value: Any, param: str) -> Json:
 GRADER = Field(
     "grader",
     "custom",
-    "The grader: `string_check`, `text_similarity`, `python` or `multi`.",
+    "The grader: `string_check`, `text_similarity`, `python`, `score_model` or `multi` "
+    "(`label_model` inside a `multi`).",
     required=True,
     check=_grader_field,
     schema=ref("Grader"),
@@ -317,7 +314,7 @@ RUN_RESPONSE = Shape(
 VALIDATE_RESPONSE = Shape("ValidateGraderResponse", [Prop("grader", ref("Grader"))])
 
 
-_SUB = ("StringCheckGrader", "TextSimilarityGrader", "PythonGrader")
+_SUB = ("StringCheckGrader", "TextSimilarityGrader", "PythonGrader", "ScoreModelGrader")
 
 
 def schemas() -> Json:
@@ -326,8 +323,10 @@ def schemas() -> Json:
         "StringCheckGrader": object_schema(STRING_CHECK),
         "TextSimilarityGrader": object_schema(TEXT_SIMILARITY),
         "PythonGrader": object_schema(PYTHON),
+        "ScoreModelGrader": object_schema(TABLES["score_model"]),
+        "LabelModelGrader": object_schema(TABLES["label_model"]),
         "MultiGrader": object_schema(MULTI),
-        "SubGrader": {"anyOf": [ref(n) for n in _SUB]},
+        "SubGrader": {"anyOf": [ref(n) for n in (*_SUB, "LabelModelGrader")]},
         "Grader": {"anyOf": [ref(n) for n in (*_SUB, "MultiGrader")]},
         **components(RUN_ERRORS, RUN_METADATA, RUN_RESPONSE, VALIDATE_RESPONSE),
         "ValidateGraderRequest": body_schema(VALIDATE_FIELDS, description="A grader to check."),
