@@ -49,12 +49,14 @@ def _range(value: Any, param: str) -> list[float]:
     return [low, high]
 
 
+# Types only: the values' bounds are the chat route's, which the judge's request goes through
+# (a value it refuses is a model_grader_server_error with its wording), so they cannot differ.
 SAMPLING: tuple[Field, ...] = (
-    Field("max_completions_tokens", "integer", "The judge's longest answer.", minimum=1),
+    Field("max_completions_tokens", "integer", "The judge's longest answer."),
     Field("reasoning_effort", "string", "No effect: no judge here reasons.", handling="ignored"),
     Field("seed", "integer", "The judge's sampling seed."),
-    Field("temperature", "number", "The judge's temperature.", minimum=0, maximum=2),
-    Field("top_p", "number", "The judge's nucleus.", minimum=0, maximum=1),
+    Field("temperature", "number", "The judge's temperature (the chat route's bounds)."),
+    Field("top_p", "number", "The judge's nucleus (the chat route's bounds)."),
 )
 SCORE_MODEL_FIELDS: tuple[Field, ...] = (
     _MODEL,
