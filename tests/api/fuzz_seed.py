@@ -196,8 +196,40 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
             "n": {"POST /chat/completions": [1, 2], "POST /completions": [1, 2]},
             "max_tokens": {"POST /chat/completions": [4], "POST /completions": [4]},
             "max_output_tokens": {"POST /responses": [16]},
+            # A multi grader's formula names its sub-graders: no schema can say so.
+            "grader": {
+                "POST /fine_tuning/alpha/graders/validate": GRADERS,
+                "POST /fine_tuning/alpha/graders/run": GRADERS,
+            },
         },
     )
+
+
+_CHECK = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{sample.output_json.a}}",
+    "reference": "{{item.a}}",
+    "operation": "ilike",
+}
+GRADERS: list[dict[str, Any]] = [
+    _CHECK,
+    {
+        "type": "multi",
+        "name": "m",
+        "graders": {
+            "exact": _CHECK,
+            "close": {
+                "type": "text_similarity",
+                "name": "close",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.a}}",
+                "evaluation_metric": "rouge_l",
+            },
+        },
+        "calculate_output": "max(exact, close ^ 2) / 2",
+    },
+]
 
 
 def known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
@@ -292,5 +324,13 @@ def known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         },
         "DELETE /responses/{response_id}": {
             "path_parameters": {"response_id": seeded.victim_response_ids[0]}
+        },
+        "POST /fine_tuning/alpha/graders/validate": {
+            "body": {"grader": GRADERS[1]},
+            "media_type": "application/json",
+        },
+        "POST /fine_tuning/alpha/graders/run": {
+            "body": {"grader": GRADERS[1], "model_sample": '{"a": "x"}', "item": {"a": "x"}},
+            "media_type": "application/json",
         },
     }

@@ -30,6 +30,7 @@ from ..completions import routes as completion_routes
 from ..config import Settings
 from ..events import routes as event_routes
 from ..files import routes as file_routes
+from ..graders import routes as grader_routes
 from ..ids import request_id
 from ..inference.client import engine_settings
 from ..inference.protocol import BATCH_ROWS_FACTOR
@@ -105,6 +106,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
         *completion_routes.ROUTES,
         *response_routes.ROUTES,
         *batch_routes.ROUTES,
+        *grader_routes.ROUTES,
     ]
     # One Route per path with all its methods, so a 405 lists every allowed method.
     by_path: dict[str, dict[str, Handler]] = {}

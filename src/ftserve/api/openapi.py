@@ -30,6 +30,8 @@ from ..events.schemas import schemas as event_schemas
 from ..files import openapi as files
 from ..files.schemas import MAX_LIST_LIMIT as FILES_MAX_LIMIT
 from ..files.schemas import schemas as file_schemas
+from ..graders import openapi as graders
+from ..graders.schemas import schemas as grader_schemas
 from ..jobs import openapi as jobs
 from ..jobs.objects import schemas as job_schemas
 from ..models import openapi as models
@@ -171,6 +173,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             **checkpoints.paths(settings),
             **models.paths(settings),
             **batches.paths(settings),
+            **graders.paths(settings),
         },
         "components": {
             "securitySchemes": _security_schemes(),
@@ -200,6 +203,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 **model_schemas(),
                 **response_schemas(),
                 **batch_schemas(),
+                **grader_schemas(),
             },
         },
     }
