@@ -30,7 +30,7 @@ def test_separate_worker_trains_and_survives_kill_9(api_only: Server) -> None:
         assert worker.proc is not None
         children = training_children(worker.proc.pid)
         worker.kill()  # the worker dies; its child notices and stops without touching the job
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20  # it stops at its next step; CI machines are busy
         while any(os.path.exists(f"/proc/{pid}") for pid in children):
             assert time.monotonic() < deadline, "orphaned training process kept running"
             time.sleep(0.1)
