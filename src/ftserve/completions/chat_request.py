@@ -16,7 +16,15 @@ from typing import Any
 
 from ..errors import InvalidRequest, InvalidType, InvalidValue, MissingParameter
 from ..inference.protocol import ChatPrompt, Sampling
-from ..wire.fields import Field, body_schema, parse_body, unrecognized, unsupported_value
+from ..wire.fields import (
+    Field,
+    body_schema,
+    ignored_field,
+    parse_body,
+    refused_field,
+    unrecognized,
+    unsupported_value,
+)
 from .sampling import (
     METADATA_SCHEMA,
     check_metadata,
@@ -382,23 +390,6 @@ def _modalities_ok(value: Any) -> bool:
     return bool(value == ["text"])
 
 
-def _refused(name: str, doc: str, message: str | None = None, **kwargs: Any) -> Field:
-    return Field(
-        name,
-        "custom",
-        doc,
-        handling="refused",
-        check=lambda v, p: v,
-        schema={},
-        refusal=message or f"Unsupported parameter: '{name}' is not supported with this model.",
-        **kwargs,
-    )
-
-
-def _ignored(name: str, kind: Any, doc: str, **kwargs: Any) -> Field:
-    return Field(name, kind, doc, handling="ignored", **kwargs)
-
-
 def chat_fields() -> list[Field]:
     return [
         Field(
@@ -450,19 +441,19 @@ def chat_fields() -> list[Field]:
             check=check_tool_choice,
             schema=TOOL_CHOICE_SCHEMA,
         ),
-        _ignored("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
-        _ignored("safety_identifier", "string", "An end-user id.", maximum=64),
-        _ignored(
+        ignored_field("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
+        ignored_field("safety_identifier", "string", "An end-user id.", maximum=64),
+        ignored_field(
             "metadata",
             "custom",
             "Up to 16 string pairs.",
             check=check_metadata,
             schema=METADATA_SCHEMA,
         ),
-        _ignored("store", "boolean", "Nothing is stored."),
-        _ignored("service_tier", "string", "Every response says `default`."),
-        _ignored("prompt_cache_key", "string", "Prompt caching hint."),
-        _ignored("prompt_cache_retention", "string", "Prompt caching hint."),
+        ignored_field("store", "boolean", "Nothing is stored."),
+        ignored_field("service_tier", "string", "Every response says `default`."),
+        ignored_field("prompt_cache_key", "string", "Prompt caching hint."),
+        ignored_field("prompt_cache_retention", "string", "Prompt caching hint."),
         Field(
             "response_format",
             "custom",
@@ -470,7 +461,7 @@ def chat_fields() -> list[Field]:
             check=check_response_format,
             schema=RESPONSE_FORMAT_SCHEMA,
         ),
-        _refused(
+        refused_field(
             "modalities",
             '`["text"]` only.',
             "Unsupported value: 'modalities' does not support audio with this model. "
@@ -478,18 +469,18 @@ def chat_fields() -> list[Field]:
             allowed=_modalities_ok,
             allowed_schema={"anyOf": [{"const": ["text"]}, {"type": "null"}]},
         ),
-        _refused("audio", "Audio output."),
-        _refused("prediction", "Predicted outputs."),
-        _refused("web_search_options", "Web search."),
-        _refused("reasoning_effort", "These models do not reason before answering."),
-        _refused("verbosity", "Output verbosity of reasoning models."),
-        _refused(
+        refused_field("audio", "Audio output."),
+        refused_field("prediction", "Predicted outputs."),
+        refused_field("web_search_options", "Web search."),
+        refused_field("reasoning_effort", "These models do not reason before answering."),
+        refused_field("verbosity", "Output verbosity of reasoning models."),
+        refused_field(
             "functions",
             "Deprecated; use `tools`.",
             "Unsupported parameter: 'functions' is deprecated and not supported here. Use "
             "'tools' instead.",
         ),
-        _refused(
+        refused_field(
             "function_call",
             "Deprecated; use `tool_choice`.",
             "Unsupported parameter: 'function_call' is deprecated and not supported here. "

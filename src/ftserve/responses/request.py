@@ -24,7 +24,14 @@ from typing import Any
 from ..completions.chat_request import ChatRequest, parse_chat
 from ..completions.sampling import METADATA_SCHEMA, check_metadata
 from ..errors import ApiError, InvalidType, InvalidValue, MissingParameter
-from ..wire.fields import Field, body_schema, parse_body, unsupported_value
+from ..wire.fields import (
+    Field,
+    body_schema,
+    ignored_field,
+    parse_body,
+    refused_field,
+    unsupported_value,
+)
 from .items import INPUT_SCHEMA, check_input
 
 Json = dict[str, Any]
@@ -244,23 +251,6 @@ def _false(value: Any) -> bool:
     return value is False
 
 
-def _refused(name: str, doc: str, message: str | None = None, **kwargs: Any) -> Field:
-    return Field(
-        name,
-        "custom",
-        doc,
-        handling="refused",
-        check=lambda v, p: v,
-        schema={},
-        refusal=message or f"Unsupported parameter: '{name}' is not supported with this model.",
-        **kwargs,
-    )
-
-
-def _ignored(name: str, kind: Any, doc: str, **kwargs: Any) -> Field:
-    return Field(name, kind, doc, handling="ignored", **kwargs)
-
-
 def _bad_truncation(param: str, value: str) -> InvalidValue:
     return InvalidValue(
         f"Invalid value: '{value[:64]}'. Supported values are: 'auto' and 'disabled'.",
@@ -336,43 +326,49 @@ def response_fields() -> list[Field]:
         Field(
             "stream", "boolean", "Answer as server-sent events, OpenAI's sequence.", default=False
         ),
-        _ignored("stream_options", "custom", "Obfuscation is never added.", check=_any, schema={}),
-        _ignored("include", "custom", "Extra output data.", check=_any, schema={"type": "array"}),
-        _ignored("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
-        _ignored(
+        ignored_field(
+            "stream_options", "custom", "Obfuscation is never added.", check=_any, schema={}
+        ),
+        ignored_field(
+            "include", "custom", "Extra output data.", check=_any, schema={"type": "array"}
+        ),
+        ignored_field("parallel_tool_calls", "boolean", "Several calls may come back anyway."),
+        ignored_field(
             "truncation",
             "string",
             "Nothing is truncated.",
             enum=("auto", "disabled"),
             enum_error=_bad_truncation,
         ),
-        _ignored("max_tool_calls", "integer", "Only limits built-in tools.", minimum=1),
-        _ignored("prompt_cache_key", "string", "Prompt caching hint."),
-        _ignored("prompt_cache_retention", "string", "Prompt caching hint."),
-        _ignored("prompt_cache_options", "custom", "Prompt caching hint.", check=_any, schema={}),
-        _ignored("context_management", "custom", "Compaction.", check=_any, schema={}),
-        _ignored("safety_identifier", "string", "An end-user id.", maximum=64),
-        _ignored("user", "string", "An end-user id."),
-        _ignored("service_tier", "string", "Every response says `default`."),
-        _ignored(
+        ignored_field("max_tool_calls", "integer", "Only limits built-in tools.", minimum=1),
+        ignored_field("prompt_cache_key", "string", "Prompt caching hint."),
+        ignored_field("prompt_cache_retention", "string", "Prompt caching hint."),
+        ignored_field(
+            "prompt_cache_options", "custom", "Prompt caching hint.", check=_any, schema={}
+        ),
+        ignored_field("context_management", "custom", "Compaction.", check=_any, schema={}),
+        ignored_field("safety_identifier", "string", "An end-user id.", maximum=64),
+        ignored_field("user", "string", "An end-user id."),
+        ignored_field("service_tier", "string", "Every response says `default`."),
+        ignored_field(
             "top_logprobs", "integer", "Log probabilities are not returned.", minimum=0, maximum=20
         ),
-        _refused(
+        refused_field(
             "reasoning",
             "These models do not reason before answering: only an empty `reasoning`.",
             "Unsupported parameter: 'reasoning.effort' is not supported with this model.",
             allowed=_reasoning_ok,
             allowed_schema={"anyOf": [{"type": "object"}, {"type": "null"}]},
         ),
-        _refused(
+        refused_field(
             "background",
             "Background mode: only `false`.",
             "Unsupported parameter: 'background' is not supported with this model.",
             allowed=_false,
             allowed_schema={"anyOf": [{"const": False}, {"type": "null"}]},
         ),
-        _refused("prompt", "Stored prompt templates."),
-        _refused("conversation", "Stored conversations; use `previous_response_id`."),
+        refused_field("prompt", "Stored prompt templates."),
+        refused_field("conversation", "Stored conversations; use `previous_response_id`."),
     ]
 
 

@@ -89,6 +89,26 @@ class Field:
     examples: tuple[Any, ...] = ()  # shown in the schema
 
 
+def refused_field(name: str, doc: str, message: str | None = None, **kwargs: Any) -> Field:
+    """A field ftserve cannot honour: documented, and a 400 naming it when sent (``message``,
+    else OpenAI's "not supported with this model")."""
+    return Field(
+        name,
+        "custom",
+        doc,
+        handling="refused",
+        check=lambda v, p: v,
+        schema={},
+        refusal=message or f"Unsupported parameter: '{name}' is not supported with this model.",
+        **kwargs,
+    )
+
+
+def ignored_field(name: str, kind: Any, doc: str, **kwargs: Any) -> Field:
+    """A field that only labels or routes a request: checked, documented, then ignored."""
+    return Field(name, kind, doc, handling="ignored", **kwargs)
+
+
 def _num(value: int | float) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
