@@ -27,6 +27,7 @@ from ftserve.inference.protocol import (
     ServedModel,
     TextPrompt,
 )
+from ftserve.modeling.loading import load_tokenizer
 from tests.inference.engine_harness import TINY
 
 CHAT = ChatPrompt(({"role": "user", "content": "Hello"},))
@@ -65,8 +66,18 @@ def finished(rid: str, n: int = 1) -> Any:
     return lambda ms: sum(isinstance(m, Finished) and m.request_id == rid for m in ms) >= n
 
 
+def never_stop(model_dir: Path) -> tuple[tuple[int, float], ...]:
+    """A logit bias that keeps a random model from ending early (CI once saw a stop first)."""
+    from transformers import AutoConfig
+
+    tokenizer = load_tokenizer(model_dir)
+    ids = {tokenizer.eos_token_id, AutoConfig.from_pretrained(model_dir).eos_token_id}
+    ids.add(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    return tuple((i, -100.0) for i in sorted(i for i in ids if isinstance(i, int) and i >= 0))
+
+
 def test_process_serves_cancels_fails_and_exits(
-    process: tuple[Connection, Any], tmp_path: Path
+    process: tuple[Connection, Any], tmp_path: Path, tiny_dir: Path
 ) -> None:
     conn, proc = process
     conn.send(Generate("a", TINY, CHAT, Sampling(max_tokens=8, temperature=0, n=2)))
@@ -79,7 +90,14 @@ def test_process_serves_cancels_fails_and_exits(
         assert got.index(end) > max(got.index(p) for p in pieces)
 
     # A long request, cancelled once it streams; another request is served meanwhile.
-    conn.send(Generate("long", TINY, CHAT, Sampling(max_tokens=1500, temperature=1.0)))
+    conn.send(
+        Generate(
+            "long",
+            TINY,
+            CHAT,
+            Sampling(max_tokens=1500, temperature=1.0, logit_bias=never_stop(tiny_dir)),
+        )
+    )
     receive_until(conn, lambda ms: sum(isinstance(m, Piece) for m in ms) >= 3)
     conn.send(Cancel("long"))
     conn.send(Generate("b", TINY, TextPrompt("Hi"), Sampling(max_tokens=5, temperature=0)))
