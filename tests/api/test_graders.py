@@ -8,8 +8,8 @@ from typing import Any
 import openai
 import pytest
 
-from ftserve.graders import sandbox
 from tests.conftest import Server
+from tests.sandboxed import require_sandbox
 
 CITY = {
     "type": "string_check",
@@ -72,8 +72,8 @@ def test_run_scores_and_flags_a_failed_sample(server: Server) -> None:
     assert missing.reward == 0.0 and missing.metadata.errors.invalid_variable_error
 
 
-@pytest.mark.skipif(not sandbox.available(), reason="no user namespaces here")
 def test_python_grader_runs_in_its_sandbox(server: Server) -> None:
+    require_sandbox()
     source = "def grade(sample, item):\n    return len(sample['output_text']) / item['n']\n"
     graders = server.client().fine_tuning.alpha.graders
     grader = {"type": "python", "name": "len", "source": source}

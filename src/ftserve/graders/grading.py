@@ -48,17 +48,26 @@ def _failed(flag: str, **details: Any) -> Outcome:
     return Outcome(0.0, errors={flag: True, **details})
 
 
-def _python(g: Json, sample: Sample, item: Json) -> Outcome:
+def _given(sample: Sample) -> Json:
     try:
         output_json = sample.output_json()
     except SampleParseError:
         output_json = None
-    given = {
+    return {
         "output_text": sample.output_text,
         "output_json": output_json,
         "output_tools": sample.output_tools,
     }
-    result = sandbox.run(g["source"], given, item)
+
+
+def _python(g: Json, samples: list[Sample], items: list[Json]) -> list[Outcome]:
+    """A python grader on a batch: one sandbox for all of it (see :func:`.sandbox.run_many`)."""
+    jobs = [(_given(s), i) for s, i in zip(samples, items, strict=True)]
+    results = sandbox.run_many(g["source"], jobs)
+    return [_python_outcome(r) for r in results]
+
+
+def _python_outcome(result: sandbox.Result) -> Outcome:
     if result.server_error is not None:
         return _failed(
             "python_grader_server_error", python_grader_server_error_type=result.server_error
@@ -78,12 +87,15 @@ def _judged(g: Json, sample: Sample, item: Json, chat: judge.Chat | None) -> Out
     return Outcome(verdict.reward, errors=verdict.errors, usage=usage)
 
 
-def _single(g: Json, sample: Sample, item: Json, chat: judge.Chat | None) -> Outcome:
+def _single(
+    g: Json, sample: Sample, item: Json, chat: judge.Chat | None, ran: Outcome | None = None
+) -> Outcome:
+    """One grader on one sample; ``ran``: a python grader's outcome, already graded in a batch."""
     try:
         if g["type"] in ("score_model", "label_model"):
             return _judged(g, sample, item, chat)
         if g["type"] == "python":
-            return _python(g, sample, item)
+            return ran if ran is not None else _python(g, [sample], [item])[0]
         if g["type"] == "string_check":
             return Outcome(_string_check(g, sample, item))
         return Outcome(_text_similarity(g, sample, item))
@@ -100,12 +112,14 @@ def _add(usage: dict[str, Json], more: dict[str, Json]) -> None:
             mine[key] += n
 
 
-def _multi(g: Json, sample: Sample, item: Json, chat: judge.Chat | None) -> Outcome:
+def _multi(
+    g: Json, sample: Sample, item: Json, chat: judge.Chat | None, ran: dict[str, Outcome]
+) -> Outcome:
     scores: dict[str, float] = {}
     errors: dict[str, Any] = {}
     usage: dict[str, Json] = {}
     for name, sub in named(g["graders"]).items():
-        out = _single(sub, sample, item, chat)
+        out = _single(sub, sample, item, chat, ran.get(name))
         scores[name] = out.reward
         errors.update(out.errors)
         _add(usage, out.usage)
@@ -122,8 +136,31 @@ def _multi(g: Json, sample: Sample, item: Json, chat: judge.Chat | None) -> Outc
 
 def grade(g: Json, sample: Sample, item: Json, chat: judge.Chat | None = None) -> Outcome:
     if g["type"] == "multi":
-        return _multi(g, sample, item, chat)
+        return _multi(g, sample, item, chat, {})
     return _single(g, sample, item, chat)
+
+
+def grade_batch(
+    g: Json, samples: list[Sample], items: list[Json], chat: judge.Chat | None = None
+) -> list[Outcome]:
+    """``grade`` on each sample with its item (the same outcomes), but each python grader, top
+    level or in a multi, grades the whole batch in one sandbox: a training step's grading costs
+    one sandbox start per python grader, not one per sample."""
+    if len(samples) != len(items):
+        raise ValueError(f"{len(samples)} samples for {len(items)} items")
+    if g["type"] == "python":
+        return _python(g, samples, items)
+    if g["type"] != "multi":
+        return [_single(g, s, i, chat) for s, i in zip(samples, items, strict=True)]
+    ran = {
+        name: _python(sub, samples, items)
+        for name, sub in named(g["graders"]).items()
+        if sub["type"] == "python"
+    }
+    return [
+        _multi(g, s, i, chat, {name: outs[k] for name, outs in ran.items()})
+        for k, (s, i) in enumerate(zip(samples, items, strict=True))
+    ]
 
 
 def run(g: Json, model_sample: str, item: Json, chat: judge.Chat | None = None) -> Json:

@@ -110,8 +110,10 @@ PYTHON: tuple[Field, ...] = (
         "custom",
         "Python defining `grade(sample, item) -> float`; `sample` has `output_text`, "
         "`output_json` (null unless the sample is JSON) and `output_tools`. It runs in a "
-        f"sandbox: no network, {sandbox.CPU_SECONDS} s of CPU, {sandbox.WALL_SECONDS} s in all, "
-        f"{sandbox.MEMORY_BYTES >> 30} GiB of memory, the packages of this server's Python.",
+        "bubblewrap sandbox: no network, no files but Python's (read-only) and a private /tmp, "
+        f"no environment; per sample {sandbox.CPU_SECONDS} s of CPU and {sandbox.WALL_SECONDS} s "
+        f"in all; {sandbox.MEMORY_BYTES >> 30} GiB of memory and {sandbox.PROCESSES} processes; "
+        "the packages of this server's Python (numpy among them).",
         required=True,
         check=_source,
         schema={"type": "string"},
@@ -119,7 +121,8 @@ PYTHON: tuple[Field, ...] = (
     Field(
         "image_tag",
         "string",
-        "OpenAI's sandbox image; here the sandbox is always this server's Python.",
+        "OpenAI's sandbox image: accepted, any value, with no effect; the sandbox is always "
+        "this server's Python and its packages.",
         handling="ignored",
     ),
 )
@@ -209,8 +212,9 @@ def check_grader(value: Any, param: str, *, nested: bool = False) -> Json:
         )
     if kind == "python" and not sandbox.available():
         raise InvalidValue(
-            f"Unsupported value for '{param}.type': 'python' graders need Linux user namespaces "
-            "(their no-network sandbox), which this host does not allow.",
+            f"Unsupported value for '{param}.type': 'python' graders run in a bubblewrap sandbox, "
+            f"which this host cannot build: {sandbox.INSTALL_HINT} on the server (and allow "
+            "it namespaces).",
             param=f"{param}.type",
             code="unsupported_value",
         )
