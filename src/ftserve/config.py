@@ -141,8 +141,9 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = setting(
         (),
         ApiKeys(),
-        "the org scopes what a key sees; the same on every replica",
-        who="A I",
+        "the org scopes what a key sees; the same on every replica (and workers: an RFT job's "
+        "judge models are called with its organization's key)",
+        who="A W I",
         unset="(generated into `api_key`)",
     )
     log_level: str = setting(
@@ -263,6 +264,22 @@ class Settings:
         "how long a job on several workers waits for them to join; then it goes back to the "
         "queue (the attempt does not count)",
         who="W",
+    )
+    judge_url: str | None = setting(
+        None,
+        Text(),
+        "an OpenAI-compatible API (`http://host:port/v1`, e.g. a vLLM server) that RFT training "
+        "calls for `score_model`/`label_model` graders' judges; this API's own address when "
+        "workers run on other machines",
+        who="W",
+        unset="(this server: `http://FTSERVE_HOST:FTSERVE_PORT/v1`, `0.0.0.0` as `127.0.0.1`)",
+    )
+    judge_api_key: str | None = setting(
+        None,
+        Text(),
+        "the key sent to the judges' API",
+        who="W",
+        unset="(the job's organization's key in `FTSERVE_API_KEYS`)",
     )
     step_log_dir: Path | None = setting(
         None,
