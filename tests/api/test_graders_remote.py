@@ -72,7 +72,7 @@ def test_judges_as_the_jobs_organization(server: Server, tmp_path: Path) -> None
     settings = Settings(host="0.0.0.0", port=server.port, api_keys=(ApiKey(API_KEY, "personal"),))
     samples, items = [Sample("Oslo"), Sample("Bergen")], [{"c": "Norway"}, {"c": "Norway"}]
     with remote.http_chat(settings, "personal") as chat:
-        outcomes = grading.grade_batch(GRADER, samples, items, chat)
+        outcomes = grading.grade_batch(GRADER, samples, items, chat, judges=2)
     for outcome, exact in zip(outcomes, (1.0, 0.0), strict=True):
         assert _errors(outcome) == {}
         assert outcome.scores["exact"] == exact and outcome.scores["label"] in (0.0, 1.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,26 +142,36 @@ def grade(g: Json, sample: Sample, item: Json, chat: judge.Chat | None = None) -
 
 
 def grade_batch(
-    g: Json, samples: list[Sample], items: list[Json], chat: judge.Chat | None = None
+    g: Json,
+    samples: list[Sample],
+    items: list[Json],
+    chat: judge.Chat | None = None,
+    judges: int = 1,
 ) -> list[Outcome]:
     """``grade`` on each sample with its item (the same outcomes), but each python grader, top
     level or in a multi, grades the whole batch in one sandbox: a training step's grading costs
-    one sandbox start per python grader, not one per sample."""
+    one sandbox start per python grader, not one per sample. ``judges`` > 1 grades that many
+    samples at once otherwise, so that judge models are asked concurrently (the inference
+    process batches them); ``chat`` must then be callable from any thread (``remote.HttpChat``
+    is)."""
     if len(samples) != len(items):
         raise ValueError(f"{len(samples)} samples for {len(items)} items")
     if g["type"] == "python":
         return _python(g, samples, items)
-    if g["type"] != "multi":
-        return [_single(g, s, i, chat) for s, i in zip(samples, items, strict=True)]
-    ran = {
-        name: _python(sub, samples, items)
-        for name, sub in named(g["graders"]).items()
-        if sub["type"] == "python"
-    }
-    return [
-        _multi(g, s, i, chat, {name: outs[k] for name, outs in ran.items()})
-        for k, (s, i) in enumerate(zip(samples, items, strict=True))
-    ]
+    ran: dict[str, list[Outcome]] = {}
+    if g["type"] == "multi":
+        subs = named(g["graders"]).items()
+        ran = {name: _python(sub, samples, items) for name, sub in subs if sub["type"] == "python"}
+
+    def one(k: int) -> Outcome:
+        if g["type"] != "multi":
+            return _single(g, samples[k], items[k], chat)
+        return _multi(g, samples[k], items[k], chat, {n: outs[k] for n, outs in ran.items()})
+
+    if judges <= 1 or len(samples) <= 1:
+        return [one(k) for k in range(len(samples))]
+    with ThreadPoolExecutor(min(judges, len(samples)), thread_name_prefix="judge") as pool:
+        return list(pool.map(one, range(len(samples))))
 
 
 def run(g: Json, model_sample: str, item: Json, chat: judge.Chat | None = None) -> Json:
