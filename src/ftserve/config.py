@@ -197,6 +197,13 @@ class Settings:
         "server under a request",
         who="A",
     )
+    python_graders: bool = setting(
+        True,
+        Switch(),
+        "`0`: `python` graders are refused with a 400 (the graders endpoints, RFT jobs); else "
+        "they run in a bubblewrap sandbox",
+        who="A",
+    )
     model_aliases: Mapping[str, str] = setting(
         {}, Aliases(), "names for base models", who="A", factory=dict
     )

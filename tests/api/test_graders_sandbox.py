@@ -4,8 +4,10 @@ goes on serving (the next sample scores)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from tests.conftest import API_KEY, Server
@@ -32,6 +34,13 @@ def grade(sample, item):
     return 1.0
 """
 GRADER = {"type": "python", "name": "escape", "source": SOURCE}
+CHECK = {
+    "type": "string_check",
+    "name": "c",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.y}}",
+    "operation": "eq",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +83,29 @@ def test_the_servers_api_keys_do_not_reach_the_grader(server: Server) -> None:
     assert _run(server, {"k": "environ", "secret": API_KEY}) == (0.0, {})
     assert _run(server, {"k": "environ", "secret": "FTSERVE_"}) == (0.0, {})
     assert _run(server, {"k": "environ", "secret": "PATH=/usr/bin:/bin"}) == (1.0, {})
+
+
+def test_python_graders_can_be_turned_off(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"FTSERVE_PYTHON_GRADERS": "0", "FTSERVE_WORKERS": "0"})
+    server.start()
+    try:
+        graders = server.client().fine_tuning.alpha.graders
+        multi = {
+            "type": "multi",
+            "name": "m",
+            "graders": [GRADER],
+            "calculate_output": "escape",
+        }
+        for grader, param in ((GRADER, "grader.type"), (multi, "grader.graders[0].type")):
+            for run_it in (False, True):
+                with pytest.raises(openai.BadRequestError) as e:
+                    if run_it:
+                        graders.run(grader=grader, model_sample="x")  # type: ignore[arg-type]
+                    else:
+                        graders.validate(grader=grader)  # type: ignore[arg-type]
+                assert isinstance(e.value.body, dict) and e.value.body["param"] == param
+                assert "FTSERVE_PYTHON_GRADERS=0" in e.value.body["message"]
+        run = graders.run(grader=CHECK, model_sample="x", item={"y": "x"})  # type: ignore[arg-type]
+        assert run.reward == 1.0
+    finally:
+        server.stop()

@@ -18,16 +18,19 @@ from ..batches.dispatch import call
 from ..wire.fields import Field, parse_body, unknown_parameter
 from . import grading
 from .judge import Chat
-from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE
+from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE, refuse_python
 
 
-def _parse(body: dict[str, Any], table: tuple[Field, ...]) -> dict[str, Any]:
-    return parse_body(body, table, unknown=unknown_parameter)
+def _parse(body: dict[str, Any], table: tuple[Field, ...], ctx: Ctx) -> dict[str, Any]:
+    parsed = parse_body(body, table, unknown=unknown_parameter)
+    if not ctx.services.settings.python_graders:
+        refuse_python(parsed["grader"], "grader")
+    return parsed
 
 
 # Checking may probe the python sandbox once (a child process): off the event loop, as grading.
 async def validate_grader(request: Request, ctx: Ctx) -> Response:
-    body = await run_in_threadpool(_parse, await json_body(request), VALIDATE_FIELDS)
+    body = await run_in_threadpool(_parse, await json_body(request), VALIDATE_FIELDS, ctx)
     return json_response(VALIDATE_RESPONSE.make(grader=body["grader"]))
 
 
@@ -47,7 +50,7 @@ def _judge(app: ASGIApp, organization: str) -> Chat:
 
 
 async def run_grader(request: Request, ctx: Ctx) -> Response:
-    body = await run_in_threadpool(_parse, await json_body(request), RUN_FIELDS)
+    body = await run_in_threadpool(_parse, await json_body(request), RUN_FIELDS, ctx)
     chat = _judge(request.scope["app"], ctx.organization)
     result = await run_in_threadpool(
         grading.run, body["grader"], body["model_sample"], body["item"] or {}, chat
