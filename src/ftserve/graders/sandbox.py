@@ -186,6 +186,9 @@ def _command() -> tuple[str, ...] | None:
     args += _mounts()
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    # bwrap's own root and /dev are tmpfs without a size cap, writable by the grader in a user
+    # namespace: read-only, only the size-capped /tmp takes the grader's files.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     return (*args, "--", *tail)
 
 
