@@ -20,7 +20,7 @@ from tests.sandboxed import require_sandbox
 
 # Each attack by name; "ok" scores 1 (the bystander whose result must not change).
 ATTACKS = """
-import os, socket, time
+import ctypes, os, socket, time
 
 def grade(sample, item):
     k = item["k"]
@@ -53,6 +53,9 @@ def grade(sample, item):
         return float(any(item["secret"] in v for v in os.environ.values()))
     if k == "connect":
         socket.create_connection((item["host"], item["port"]), timeout=2)
+    if k == "userns":  # where it could mount a tmpfs that no memory limit counts
+        if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
+            raise OSError(ctypes.get_errno(), "no user namespace")
     return 1.0
 """
 
@@ -123,6 +126,11 @@ def test_no_files_but_pythons(tmp_path: Path) -> None:
     written = _grade([{"k": "write", "path": p} for p in paths])
     assert all("Read-only file system" in (w.error or "") for w in written[:-1])
     assert written[-1].score == 1.0
+
+
+def test_no_user_namespaces() -> None:
+    [result] = _grade([{"k": "userns"}])
+    assert result.score is None and "no user namespace" in (result.error or "")
 
 
 def test_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:

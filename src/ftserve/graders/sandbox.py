@@ -3,10 +3,10 @@ inside a bubblewrap (``bwrap``) sandbox: its own network (no route out, not even
 loopback), pid, IPC and UTS namespaces; a root of its own that holds only a read-only ``/usr``, the
 interpreter's prefixes and site-packages (never the repository, the working directory or the data
 dir) and a private size-capped ``/tmp``; an empty environment (the server's variables, API keys
-among them, do not reach it); ``--die-with-parent``. Started by root, the grader drops to
-``nobody`` with no capabilities (``setpriv``); started by another user, it runs in a user
-namespace of its own. Limits: CPU time and wall clock per sample, address space per process, a
-process count, file size.
+among them, do not reach it); no user namespaces of its own; ``--die-with-parent``. Started by
+root, the grader drops to ``nobody`` with no capabilities (``setpriv``); started by another user,
+it runs in a user namespace of its own. Limits: CPU time and wall clock per sample, address
+space per process, a process count, file size.
 
 One sandbox grades a whole batch (:func:`run_many`: a training step's samples for one grader): a
 sample that breaks its limits gets its error; one that ends the sandbox (memory, ``os._exit``, a
@@ -172,17 +172,23 @@ def _command() -> tuple[str, ...] | None:
         args += ["--setenv", key, value]
     tail = [sys.executable, "-I", "-B"]
     if os.geteuid() == 0:
-        # Root needs no user namespace to build one; the grader then runs as nobody with no
-        # capabilities, so the process count is a real limit (root is exempt from it).
+        # Root builds the sandbox without a user namespace (it can bind what only root may
+        # reach, such as a Python under /root); the grader then runs as nobody with no
+        # capabilities, so the process count is a real limit (root is exempt from it), inside a
+        # second bubblewrap of nobody's own that takes away user namespaces: in one of its own
+        # the grader could mount a tmpfs that no memory limit counts.
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             return None
         args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
         args += ["--unshare-cgroup-try"]
         drop = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-        tail = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *tail]
+        inner = [bwrap, "--unshare-user", "--unshare-pid", "--disable-userns"]
+        inner += ["--die-with-parent", "--ro-bind", "/", "/", "--bind", "/tmp", "/tmp"]
+        inner += ["--dev", "/dev", "--remount-ro", "/dev", "--chdir", "/tmp", "--"]
+        tail = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *inner, *tail]
     else:
-        args += ["--unshare-all"]
+        args += ["--unshare-all", "--unshare-user", "--disable-userns"]
     args += _mounts()
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
@@ -194,17 +200,11 @@ def _command() -> tuple[str, ...] | None:
 
 @cache
 def available() -> bool:
-    """Whether bubblewrap can build the sandbox on this host (probed once)."""
-    command = _command()
-    if command is None:
+    """Whether bubblewrap can build the sandbox on this host: one grader run in it (once)."""
+    if _command() is None:
         return False
-    try:
-        done = subprocess.run(
-            [*command, "-c", "import json"], capture_output=True, timeout=START_SECONDS, cwd="/"
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    [probe] = _session("def grade(sample, item):\n    return 1.0\n", [({}, {})])
+    return probe.score == 1.0
 
 
 def _limits(samples: int) -> dict[str, int]:
