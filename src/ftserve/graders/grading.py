@@ -126,6 +126,13 @@ def grade(g: Json, sample: Sample, item: Json, chat: judge.Chat | None = None) -
     return _single(g, sample, item, chat)
 
 
+def grade_batch(
+    g: Json, samples: list[Sample], items: list[Json], chat: judge.Chat | None = None
+) -> list[Outcome]:
+    """``grade`` for each sample with its item, in order."""
+    return [grade(g, s, i, chat) for s, i in zip(samples, items, strict=True)]
+
+
 def run(g: Json, model_sample: str, item: Json, chat: judge.Chat | None = None) -> Json:
     """The run endpoint's response for one sample; ``chat`` reaches the judge models."""
     start = time.perf_counter()
