@@ -3,8 +3,13 @@ checks (OpenAI's wording and codes), the request schema in the OpenAPI document 
 hyperparameter and integration schemas of the job object all come from these tables.
 
 Bounds follow the published spec (each one constant below): suffix 1..64 chars, n_epochs 1..50,
-batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], seed 0..2147483647, metadata
-≤ 16 pairs (keys ≤ 64 chars, values ≤ 512), integrations ≤ 5.
+batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], compute_multiplier in
+(0.00001, 10], eval_interval and eval_samples ≥ 1, seed 0..2147483647, metadata ≤ 16 pairs (keys
+≤ 64 chars, values ≤ 512), integrations ≤ 5.
+
+A reinforcement method's ``grader`` is checked by the graders' own tables (the param path then
+reads ``method.reinforcement.grader.graders.accuracy.operation``), its ``response_format`` by the
+chat completions' checker (only ``json_schema``: the samples a grader reads as JSON).
 
 ftserve's own extension is one namespaced object, ``"ftserve": {"adapter": "lora" | "full",
 "lora_rank": int, ...}`` (:data:`EXTENSION_FIELDS`), so OpenAI's fields keep exactly their
@@ -23,10 +28,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidValue
+from ..completions.structured import RESPONSE_FORMAT_SCHEMA, check_response_format
+from ..errors import InvalidValue, MissingParameter
+from ..graders.policy import refuse_python
+from ..graders.schemas import check_grader
 from ..params import expect_object, expect_str, require
 from ..wire import metadata
-from ..wire.fields import Field, body_schema, check_integer, parse_body, unknown_parameter
+from ..wire.fields import (
+    Field,
+    body_schema,
+    check_integer,
+    object_schema,
+    parse_body,
+    unknown_parameter,
+)
 from ..wire.queries import Paging
 from ..wire.shapes import closed, const, or_null, ref
 from .method import METHODS, Hyperparameters, Method, MethodType
@@ -41,6 +56,9 @@ TRAINING_TYPE_MAX_LENGTH = 64
 BATCH_SIZE_MAX = 256
 N_EPOCHS_MAX = 50
 BETA_MAX = 2
+COMPUTE_MULTIPLIER_MIN = 0.00001  # excluded
+COMPUTE_MULTIPLIER_MAX = 10
+REASONING_EFFORTS = ("default", "low", "medium", "high")
 MAX_INTEGRATIONS = 5
 WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
@@ -55,7 +73,13 @@ MAX_SEQ_LEN_MAX = 131_072
 DEFAULT_MAX_SEQ_LEN = 2048
 MICRO_BATCH_TOKENS_MIN = 16
 MICRO_BATCH_TOKENS_MAX = 1_048_576
-_ALL_METHODS = (*METHODS, "reinforcement")  # keys a method object may name
+_INNER_KEYS: dict[str, tuple[str, ...]] = {
+    "supervised": ("hyperparameters",),
+    "dpo": ("hyperparameters",),
+    "reinforcement": ("grader", "hyperparameters", "response_format"),
+}
+# What a reinforcement job may not ask of ftserve's options: its trainer runs on one device.
+_ONE_DEVICE = {"devices": 1, "nodes": 1}
 PAGING = Paging("job", "Jobs", default_limit=20)
 
 # -- hyperparameters: "auto" or a value in range ---------------------------------------------------
@@ -84,11 +108,72 @@ DPO_HYPERPARAMETERS = (
 )
 
 
-def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> Hyperparameters:
+def _bad_effort(param: str, value: str) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid value for '{param}': expected one of "
+        + ", ".join(f"'{e}'" for e in REASONING_EFFORTS)
+        + f", but got '{value[:64]}'.",
+        param=param,
+    )
+
+
+REINFORCEMENT_HYPERPARAMETERS = (
+    *SUPERVISED_HYPERPARAMETERS,
+    Field(
+        "reasoning_effort",
+        "string",
+        "Reinforcement: how long the model may reason before it answers (reasoning models).",
+        default="default",
+        enum=REASONING_EFFORTS,
+        enum_error=_bad_effort,
+    ),
+    Field(
+        "compute_multiplier",
+        "number",
+        "Reinforcement: scales the samples drawn per prompt.",
+        maximum=COMPUTE_MULTIPLIER_MAX,
+        exclusive_minimum=COMPUTE_MULTIPLIER_MIN,
+        auto=True,
+    ),
+    Field(
+        "eval_interval",
+        "integer",
+        "Reinforcement: training steps between validation runs.",
+        minimum=1,
+        auto=True,
+    ),
+    Field(
+        "eval_samples",
+        "integer",
+        "Reinforcement: samples per validation prompt.",
+        minimum=1,
+        auto=True,
+    ),
+)
+HYPERPARAMETER_TABLES: dict[MethodType, tuple[Field, ...]] = {
+    "supervised": SUPERVISED_HYPERPARAMETERS,
+    "dpo": DPO_HYPERPARAMETERS,
+    "reinforcement": REINFORCEMENT_HYPERPARAMETERS,
+}
+
+
+def parse_hyperparameters(raw: Any, param: str, kind: MethodType) -> Hyperparameters:
     body = {} if raw is None else expect_object(raw, param)
-    table = DPO_HYPERPARAMETERS if dpo else SUPERVISED_HYPERPARAMETERS
+    table = HYPERPARAMETER_TABLES[kind]
     # The tables' names are Hyperparameters' fields (tests/unit/test_method.py holds them so).
     return Hyperparameters(**parse_body(body, table, unknown=unknown_parameter, prefix=param + "."))
+
+
+def _response_format(raw: Any, param: str) -> dict[str, Any]:
+    checked = check_response_format(raw, param)
+    if checked.kind != "json_schema":
+        raise InvalidValue(
+            f"Invalid value for '{param}.type': a reinforcement job's samples follow a JSON "
+            f"schema; expected 'json_schema', but got '{checked.kind}'.",
+            param=f"{param}.type",
+        )
+    # Stored as given: the job echoes it, and the trainer asks the same checker for the schema.
+    return dict(raw)
 
 
 # -- method (with the top-level hyperparameters) ---------------------------------------------------
@@ -96,35 +181,37 @@ def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> Hyperparameters
 
 def _parse_method(raw: Any, top_hp: Any) -> Method:
     if raw is None:
-        return Method("supervised", parse_hyperparameters(top_hp, "hyperparameters", dpo=False))
+        return Method("supervised", parse_hyperparameters(top_hp, "hyperparameters", "supervised"))
     method = expect_object(raw, "method")
     for key in method:
-        if key not in ("type", *_ALL_METHODS):
+        if key not in ("type", *METHODS):
             raise unknown_parameter("method." + key)
     kind = expect_str(require(method, "type", "method."), "method.type")
-    if kind == "reinforcement":
-        raise InvalidValue(
-            "Reinforcement fine-tuning (method.type 'reinforcement') is not supported by this "
-            "server; use 'supervised' or 'dpo'.",
-            param="method.type",
-            code="unsupported_value",
-        )
     if kind not in METHODS:
         raise InvalidValue(
-            f"Invalid value for 'method.type': expected 'supervised' or 'dpo', but got "
-            f"'{kind[:64]}'.",
+            f"Invalid value for 'method.type': expected 'supervised', 'dpo' or 'reinforcement', "
+            f"but got '{kind[:64]}'.",
             param="method.type",
         )
-    for other in _ALL_METHODS:
+    for other in METHODS:
         if other != kind and method.get(other) is not None:
             raise InvalidValue(
                 f"'method.{other}' was given, but method.type is '{kind}'.", param=f"method.{other}"
             )
+    typed = next(m for m in METHODS if m == kind)  # the name as its Literal type
     inner_raw = method.get(kind)
     inner = {} if inner_raw is None else expect_object(inner_raw, f"method.{kind}")
     for key in inner:
-        if key != "hyperparameters":
+        if key not in _INNER_KEYS[typed]:
             raise unknown_parameter(f"method.{kind}.{key}")
+    grader = response_format = None
+    if typed == "reinforcement":
+        param = "method.reinforcement"
+        if inner.get("grader") is None:
+            raise MissingParameter(f"{param}.grader")
+        grader = check_grader(inner["grader"], f"{param}.grader")
+        if inner.get("response_format") is not None:
+            response_format = _response_format(inner["response_format"], f"{param}.response_format")
     inner_hp = inner.get("hyperparameters")
     if top_hp is not None and inner_hp is not None:
         raise InvalidValue(
@@ -136,14 +223,18 @@ def _parse_method(raw: Any, top_hp: Any) -> Method:
         if top_hp is None
         else (top_hp, "hyperparameters")
     )
-    typed: MethodType = "dpo" if kind == "dpo" else "supervised"
-    return Method(typed, parse_hyperparameters(source, name, dpo=typed == "dpo"))
+    return Method(typed, parse_hyperparameters(source, name, typed), grader, response_format)
 
 
 def _method_schema() -> Json:
-    def variant(kind: str, hp: str) -> Json:
-        inner = or_null(closed({"hyperparameters": or_null(ref(hp))}, required=()))
-        others = {k: {"type": "null"} for k in _ALL_METHODS if k != kind}
+    def variant(kind: str, hp: str, **more: Json) -> Json:
+        inner = or_null(
+            closed(
+                {**more, "hyperparameters": or_null(ref(hp))},
+                required=("grader",) if "grader" in more else (),
+            )
+        )
+        others: Json = {k: {"type": "null"} for k in METHODS if k != kind}
         return closed(
             {"type": const("type", kind).schema, kind: inner, **others}, required=("type",)
         )
@@ -152,6 +243,18 @@ def _method_schema() -> Json:
         "anyOf": [
             variant("supervised", "SupervisedHyperparametersRequest"),
             variant("dpo", "DpoHyperparametersRequest"),
+            variant(
+                "reinforcement",
+                "ReinforcementHyperparametersRequest",
+                grader=ref("Grader"),
+                response_format=or_null(
+                    {
+                        **RESPONSE_FORMAT_SCHEMA["anyOf"][1],
+                        "description": "The samples' JSON schema (constrained decoding); "
+                        "`{{sample.output_json}}` reads them.",
+                    }
+                ),
+            ),
         ]
     }
 
@@ -366,17 +469,22 @@ CREATE_JOB_FIELDS = (
     Field(
         "method",
         "custom",
-        "The method: `supervised` (chat or prompt/completion examples) or `dpo` (preference "
-        "examples). `reinforcement` is refused with 400 `unsupported_value`. Hyperparameters "
-        "go either here or in the deprecated top-level `hyperparameters`, not both.",
+        "The method: `supervised` (chat or prompt/completion examples), `dpo` (preference "
+        "examples) or `reinforcement` (prompts ending with a user message, graded by `grader`; "
+        "needs a `validation_file`, and runs on one device: `ftserve.devices` and "
+        "`ftserve.nodes` 1, `ftserve.fsdp` not true). Hyperparameters go either here or in "
+        "the deprecated top-level `hyperparameters`, not both.",
         schema=_method_schema(),
         from_body=_method_from_body,
     ),
     Field(
         "hyperparameters",
         "custom",
-        "Deprecated: use `method`. `beta` only with `method.type` `dpo`.",
-        schema=ref("DpoHyperparametersRequest"),
+        "Deprecated: use `method`. `beta` only with `method.type` `dpo`; the reinforcement "
+        "ones only with `reinforcement`.",
+        # One object (every method's fields, each method taking its own): a union of the
+        # methods' objects would state the common fields' bounds once per method.
+        schema=object_schema((*DPO_HYPERPARAMETERS, *REINFORCEMENT_HYPERPARAMETERS[3:])),
         from_body=_checked_with_method,
     ),
     Field("metadata", "custom", "", check=_check_metadata, schema=ref("Metadata")),
@@ -450,9 +558,47 @@ def _check_extension(ext: Mapping[str, Any]) -> None:
             )
 
 
-def parse_create(body: dict[str, Any]) -> CreateJobRequest:
+def _check_reinforcement(f: Mapping[str, Any], ext: Mapping[str, Any]) -> None:
+    """What a reinforcement job needs beyond its method: a validation file (Azure's rule: its
+    rewards are how the job is judged) and one device."""
+    if f["validation_file"] is None:
+        raise InvalidValue(
+            "A reinforcement fine-tuning job needs a 'validation_file': its prompts are graded "
+            "at each evaluation, and the best checkpoints are chosen by their reward.",
+            param="validation_file",
+            code="missing_required_parameter",
+        )
+    for name, only in _ONE_DEVICE.items():
+        if ext[name] != only:
+            raise InvalidValue(
+                f"Invalid 'ftserve.{name}': a reinforcement job trains on one device of one "
+                f"worker; leave it {only}.",
+                param=f"ftserve.{name}",
+                code="unsupported_value",
+            )
+    if ext["fsdp"] is True:
+        raise InvalidValue(
+            "Invalid 'ftserve.fsdp': a reinforcement job trains on one device, so nothing is "
+            "sharded; leave fsdp 'auto' or false.",
+            param="ftserve.fsdp",
+            code="unsupported_value",
+        )
+
+
+def _raw_grader(body: Mapping[str, Any]) -> Any:
+    method = body.get("method")
+    inner = method.get("reinforcement") if isinstance(method, dict) else None
+    return inner.get("grader") if isinstance(inner, dict) else None
+
+
+def parse_create(body: dict[str, Any], *, python_graders: bool = True) -> CreateJobRequest:
+    """``python_graders``: the server's ``FTSERVE_PYTHON_GRADERS``."""
+    if not python_graders:
+        refuse_python(_raw_grader(body), "method.reinforcement.grader")
     f = parse_body(body, CREATE_JOB_FIELDS, unknown=unknown_parameter)
     ext = dict(f["ftserve"] or extension_defaults())
+    if f["method"].type == "reinforcement":
+        _check_reinforcement(f, ext)
     _check_extension(ext)
     if f["trainingType"] is not None:
         ext["training_type"] = f["trainingType"]
