@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Server, chat_rows, upload
+from tests.conftest import Server, chat_rows, jsonl, upload
 
 pytestmark = pytest.mark.both_backends  # the [postgres] ids too (tests/conftest.py)
 
@@ -56,7 +56,10 @@ CITY_FORMAT = {
 }
 
 
-def rft_rows(n: int) -> list[dict[str, object]]:
+ASSISTANT = {"role": "assistant", "content": '{"city": "Paris"}'}
+
+
+def rft_rows(n: int) -> list[dict[str, Any]]:
     return [
         {
             "messages": [
@@ -362,3 +365,23 @@ def test_python_graders_turned_off(
         assert (info.value.param, info.value.code) == (param, "unsupported_value")
         assert "python graders are turned off on this server" in info.value.message
     assert _job_count(client) == before
+
+
+def test_the_upload_check_tells_reinforcement_rows_apart(server: Server) -> None:
+    client = server.client()
+    good = client.files.create(file=("rft.jsonl", jsonl(rft_rows(3))), purpose="fine-tune")
+    assert good.status == "processed"
+    answered = rft_rows(3)
+    answered[1]["messages"].append(ASSISTANT)
+    mixed = [*rft_rows(2), *chat_rows(1)]
+    for rows, why in (
+        (answered, "Line 2: uses the chat format (its last message is the assistant's answer)"),
+        (
+            mixed,
+            "Line 3: uses the chat format (its last message is the assistant's answer), "
+            "but line 1 uses the reinforcement format (its last message is the user's prompt)",
+        ),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.files.create(file=("bad.jsonl", jsonl(rows)), purpose="fine-tune")
+        assert why in info.value.message

@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from ftserve.jobs.method import AUTO, Hyperparameters, Method, given
-from ftserve.jobs.schemas import (
+from ftserve.jobs.method_schemas import (
     DPO_HYPERPARAMETERS,
     REINFORCEMENT_HYPERPARAMETERS,
     SUPERVISED_HYPERPARAMETERS,
-    parse_create,
 )
+from ftserve.jobs.schemas import parse_create
 
 BODY = {"model": "ftserve-tiny", "training_file": "file-a"}
 

@@ -11,10 +11,9 @@ unchanged. Keys the trainer would not use (``refusal``, ``audio``, anything unkn
 rather than ignored: silently dropping part of someone's training data is worse than a clear error
 at upload time.
 
-Reinforcement rows (``{"messages": [...], <any other keys>}``) share the ``messages`` key with
-chat rows, so the last message tells them apart without knowing the job's method: a prompt to
-sample from ends with the user's turn, an example to imitate ends with the assistant's answer.
-Their other keys are the grader's item, so they are kept whatever they are.
+Reinforcement rows (``{"messages": [...], <any other keys: the grader's item>}``) share
+``messages`` with chat rows; the last message tells them apart without knowing the job's method:
+a prompt to sample from ends with the user's turn, an example to imitate with the answer.
 """
 
 from __future__ import annotations
@@ -51,8 +50,7 @@ _FORMAT_NAMES: dict[str, str] = {
     "preference": "preference",
     "reinforcement": "reinforcement",
 }
-# Said after the format's name when a file mixes chat and reinforcement rows, which differ only
-# in how their messages end.
+# For a file mixing chat and reinforcement rows, which differ only in how their messages end.
 _FORMAT_HINTS: dict[str, str] = {
     "chat": " (its last message is the assistant's answer)",
     "reinforcement": " (its last message is the user's prompt)",
@@ -76,8 +74,6 @@ _MESSAGE_KEYS: dict[str, frozenset[str]] = {
 }
 # DPO compares whole outputs, so a per-message weight has no meaning in preference examples.
 _PREFERENCE_MESSAGE_KEYS = {**_MESSAGE_KEYS, "assistant": _MESSAGE_KEYS["assistant"] - {"weight"}}
-# The same holds for a reinforcement prompt: nothing in it is trained on, only sampled from.
-_PROMPT_MESSAGE_KEYS = _PREFERENCE_MESSAGE_KEYS
 _OUTPUT_ROLES = {"assistant": _PREFERENCE_MESSAGE_KEYS["assistant"]}
 
 _TOOL_KEYS = frozenset({"type", "function"})
@@ -185,10 +181,8 @@ def analyse_file(path: Path) -> FileAnalysis:
 
 
 def first_format(path: Path) -> FileFormat | None:
-    """The format of the file's first example, read without the rest: the format of a file
-    that passed :func:`analyse_file` (every upload has), so a job can be refused a file of the
-    wrong kind as it is created. None where the first example is not usable (the full check
-    then says why)."""
+    """The format of the file's first example, read alone: that of the whole file once it
+    passed :func:`analyse_file` (every upload has). None where that example is unusable."""
     with path.open("rb") as stream:
         for line_no, raw in enumerate(_read_lines(stream), 1):
             if line_no == 1:
@@ -245,8 +239,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
 
 
 def _mixed(line_format: FileFormat, file_format: FileFormat, format_line: int) -> str:
-    pair = {line_format, file_format} == {"chat", "reinforcement"}
-    hint = _FORMAT_HINTS if pair else {}
+    hint = _FORMAT_HINTS if {line_format, file_format} == {"chat", "reinforcement"} else {}
     return (
         f"uses the {_FORMAT_NAMES[line_format]} format{hint.get(line_format, '')}, but line "
         f"{format_line} uses the {_FORMAT_NAMES[file_format]} format{hint.get(file_format, '')}"
@@ -316,8 +309,9 @@ def _check_preference(example: dict[str, Any]) -> None:
 
 
 def _check_reinforcement(example: dict[str, Any]) -> None:
-    # Every key but 'messages' is the grader's item: any JSON, passed on as it is.
-    _check_conversation(example["messages"], "messages", _PROMPT_MESSAGE_KEYS)
+    # Every key but 'messages' is the grader's item (any JSON). The prompt is only sampled from,
+    # so, as in a preference example's input, no message has a weight.
+    _check_conversation(example["messages"], "messages", _PREFERENCE_MESSAGE_KEYS)
 
 
 _CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {

@@ -23,13 +23,15 @@ from ..wire.shapes import (
     or_null,
     ref,
 )
-from .schemas import (
+from .method_schemas import (
     DPO_HYPERPARAMETERS,
+    REINFORCEMENT_HYPERPARAMETERS,
+    SUPERVISED_HYPERPARAMETERS,
+)
+from .schemas import (
     EXTENSION_FIELDS,
     INTEGRATION_FIELDS,
     MAX_SEED,
-    REINFORCEMENT_HYPERPARAMETERS,
-    SUPERVISED_HYPERPARAMETERS,
     TRAINING_TYPE_MAX_LENGTH,
     extension_defaults,
     request_schema,
