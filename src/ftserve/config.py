@@ -174,7 +174,7 @@ class Settings:
         Switch(),
         "accept `python` graders (run in their sandbox); `0`: a grader of that type is a 400 "
         "saying they are turned off",
-        who="A W",
+        who="A",
     )
     events_max_limit: int = setting(
         10_000, Int(1, 1_000_000), "largest `limit` of the list endpoints", who="A"
