@@ -169,6 +169,13 @@ class Settings:
         "a training file with fewer fails its job with `invalid_n_examples`",
         who="A",
     )
+    python_graders: bool = setting(
+        True,
+        Switch(),
+        "accept `python` graders (run in their sandbox); `0`: a grader of that type is a 400 "
+        "saying they are turned off",
+        who="A",
+    )
     events_max_limit: int = setting(
         10_000, Int(1, 1_000_000), "largest `limit` of the list endpoints", who="A"
     )
