@@ -170,6 +170,13 @@ class Settings:
         "a training file with fewer fails its job with `invalid_n_examples`",
         who="A",
     )
+    python_graders: bool = setting(
+        True,
+        Switch(),
+        "accept `python` graders (run in their sandbox); `0`: a grader of that type is a 400 "
+        "saying they are turned off",
+        who="A",
+    )
     events_max_limit: int = setting(
         10_000, Int(1, 1_000_000), "largest `limit` of the list endpoints", who="A"
     )
@@ -195,13 +202,6 @@ class Settings:
         "how long an idle client connection stays open; keep it above the load balancer's idle "
         "timeout (nginx and AWS ALB: 60 s) so the balancer closes idle connections, never the "
         "server under a request",
-        who="A",
-    )
-    python_graders: bool = setting(
-        True,
-        Switch(),
-        "`0`: `python` graders are refused with a 400 (the graders endpoints, RFT jobs); else "
-        "they run in a bubblewrap sandbox",
         who="A",
     )
     model_aliases: Mapping[str, str] = setting(

@@ -31,6 +31,7 @@ class Seeded:
     job_object: dict[str, Any]
     events: list[dict[str, Any]]
     batch_file_id: str  # purpose "batch": one chat request
+    few_preferences_id: str  # fine-tune, 3 preference rows: too few, its DPO job fails
     batch_id: str
     victim_batch_id: str  # cancelled by the seed (a cancel of it answers it as it is)
     # Where generated requests may carry a real value instead of a generated one:
@@ -71,6 +72,12 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
     content = jsonl(chat_rows(12))
     file_id = upload(http, "protected.jsonl", content, "fine-tune")
     victims = [upload(http, f"victim-{i}.txt", b"delete me", "assistants") for i in range(3)]
+    preference = {
+        "input": {"messages": [{"role": "user", "content": "Say hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hi!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "No."}],
+    }
+    few_preferences = upload(http, "few.jsonl", jsonl([preference] * 3), "fine-tune")
     created = http.post(
         "/fine_tuning/jobs",
         json={
@@ -159,6 +166,7 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
         job_object=job,
         events=events,
         batch_file_id=batch_file_id,
+        few_preferences_id=few_preferences,
         batch_id=batch_id,
         victim_batch_id=victim_batch_id,
         path_values={
@@ -249,11 +257,12 @@ def known_good(seeded: Seeded) -> dict[str, dict[str, Any]]:
         "GET /files/{file_id}": {"path_parameters": {"file_id": seeded.file_id}},
         "GET /files/{file_id}/content": {"path_parameters": {"file_id": seeded.file_id}},
         "DELETE /files/{file_id}": {"path_parameters": {"file_id": seeded.victim_file_ids[0]}},
-        # A DPO job on chat data: it fails validation, so job lists then carry an `error` object.
+        # A DPO job on too few examples: it fails validation, so job lists then carry an `error`
+        # object. (A file of the wrong format for the method is refused at creation.)
         "POST /fine_tuning/jobs": {
             "body": {
                 "model": "ftserve-tiny",
-                "training_file": seeded.file_id,
+                "training_file": seeded.few_preferences_id,
                 "suffix": "dpo",
                 "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.5}}},
                 "integrations": [{"type": "wandb", "wandb": {"project": "p", "tags": ["t"]}}],

@@ -71,8 +71,8 @@ def test_default_url_is_this_servers_api() -> None:
 def test_judges_as_the_jobs_organization(server: Server, tmp_path: Path) -> None:
     settings = Settings(host="0.0.0.0", port=server.port, api_keys=(ApiKey(API_KEY, "personal"),))
     samples, items = [Sample("Oslo"), Sample("Bergen")], [{"c": "Norway"}, {"c": "Norway"}]
-    with remote.http_chat(settings, "personal") as chat:
-        outcomes = grading.grade_batch(GRADER, samples, items, chat, judges=2)
+    chat = remote.http_chat(settings, "personal")
+    outcomes = grading.grade_batch(GRADER, samples, items, chat, judges=2)
     for outcome, exact in zip(outcomes, (1.0, 0.0), strict=True):
         assert _errors(outcome) == {}
         assert outcome.scores["exact"] == exact and outcome.scores["label"] in (0.0, 1.0)
@@ -82,8 +82,8 @@ def test_judges_as_the_jobs_organization(server: Server, tmp_path: Path) -> None
     # A worker beside the server, without FTSERVE_API_KEYS, reads the key the server stored.
     (tmp_path / "api_key").write_text(API_KEY + "\n")
     beside = Settings(data_dir=tmp_path, port=server.port)
-    with remote.http_chat(beside, "personal") as chat:
-        [scored] = grading.grade_batch(SCORE, samples[:1], items[:1], chat)
+    chat = remote.http_chat(beside, "personal")
+    [scored] = grading.grade_batch(SCORE, samples[:1], items[:1], chat)
     assert not scored.errors.get("model_grader_server_error")
 
 
@@ -95,8 +95,8 @@ def test_judge_url_and_key_override(server: Server) -> None:
         port = closed.getsockname()[1]
     nowhere = Settings(port=port, api_keys=(ApiKey(API_KEY, "personal"),))
     settings = Settings(port=port, judge_url=server.base_url + "/", judge_api_key=OTHER_ORG_KEY)
-    with remote.http_chat(settings, "someone") as chat:
-        [ok] = grading.grade_batch(SCORE, [Sample("Oslo")], [{"c": "Norway"}], chat)
+    chat = remote.http_chat(settings, "someone")
+    [ok] = grading.grade_batch(SCORE, [Sample("Oslo")], [{"c": "Norway"}], chat)
     assert not ok.errors.get("model_grader_server_error")
 
     failures = [
@@ -109,7 +109,7 @@ def test_judge_url_and_key_override(server: Server) -> None:
         (Settings(judge_url=server.base_url, judge_api_key="sk-wrong-key-123"), "x", "API key"),
     ]
     for how, organization, reason in failures:
-        with remote.http_chat(how, organization) as chat:
-            [failed] = grading.grade_batch(SCORE, [Sample("Oslo")], [{"c": "Norway"}], chat)
+        chat = remote.http_chat(how, organization)
+        [failed] = grading.grade_batch(SCORE, [Sample("Oslo")], [{"c": "Norway"}], chat)
         assert failed.reward == 0.0 and failed.errors["model_grader_server_error"] is True
         assert reason in failed.errors["model_grader_server_error_details"]

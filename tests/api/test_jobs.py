@@ -126,7 +126,11 @@ BAD_BODIES: list[tuple[dict[str, Any], str, str | None]] = [
         "method.dpo.hyperparameters.beta",
         None,
     ),
-    ({"method": {"type": "reinforcement"}}, "method.type", None),
+    (
+        {"method": {"type": "reinforcement"}},
+        "method.reinforcement.grader",
+        "missing_required_parameter",
+    ),
     ({"method": {"type": "magic"}}, "method.type", None),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", None),
     ({"metadata": {"k": "v" * 513}}, "metadata.k", "string_above_max_length"),
@@ -158,14 +162,6 @@ def test_missing_required(client: openai.OpenAI, training_file: str) -> None:
     assert (info.value.param, info.value.code) == ("training_file", "missing_required_parameter")
 
 
-def test_reinforcement_message(client: openai.OpenAI, training_file: str) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.fine_tuning.jobs.create(
-            model="ftserve-tiny", training_file=training_file, method={"type": "reinforcement"}
-        )  # type: ignore[typeddict-item]
-    assert "not supported by this server" in info.value.message
-
-
 def test_wrong_purpose_file(client: openai.OpenAI) -> None:
     f = client.files.create(file=("a.txt", b"hello"), purpose="assistants")
     with pytest.raises(openai.BadRequestError) as info:
@@ -195,13 +191,18 @@ def test_too_few_examples_fails_with_openai_code(client: openai.OpenAI) -> None:
     assert events[0].data == {"error_code": "invalid_n_examples", "error_param": "training_file"}
 
 
-def test_format_mismatch_fails_the_job(client: openai.OpenAI, training_file: str) -> None:
-    job = client.fine_tuning.jobs.create(
-        model="ftserve-tiny", training_file=training_file, method={"type": "dpo"}
+def test_format_mismatch_is_refused(client: openai.OpenAI, training_file: str) -> None:
+    before = len(client.fine_tuning.jobs.list(limit=1000).data)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.fine_tuning.jobs.create(
+            model="ftserve-tiny", training_file=training_file, method={"type": "dpo"}
+        )
+    assert (info.value.param, info.value.code) == ("training_file", "invalid_file_format")
+    assert "A dpo job needs examples in the preference" in info.value.message
+    assert "the file is in the chat (messages ending with the assistant's answer) format" in (
+        info.value.message
     )
-    assert wait_status(client, job.id, {"failed"}) == "failed"
-    err = client.fine_tuning.jobs.retrieve(job.id).error
-    assert err is not None and err.code == "invalid_file_format"
+    assert len(client.fine_tuning.jobs.list(limit=1000).data) == before
 
 
 def test_cancel_and_second_cancel(server: Server, training_file: str) -> None:

@@ -47,6 +47,24 @@ NAMES_NOTHING = (
 CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     # "`beta` only with `method.type` `dpo`" (CreateFineTuningJobRequest.hyperparameters).
     ("POST /fine_tuning/jobs", "hyperparameters.beta"): {"method": {"type": "dpo"}},
+    # "the reinforcement ones only with `reinforcement`" (the same field).
+    **{
+        ("POST /fine_tuning/jobs", f"hyperparameters.{name}"): {
+            "method": {
+                "type": "reinforcement",
+                "reinforcement": {
+                    "grader": {
+                        "type": "string_check",
+                        "name": "g",
+                        "input": "a",
+                        "reference": "a",
+                        "operation": "eq",
+                    }
+                },
+            }
+        }
+        for name in ("compute_multiplier", "eval_interval", "eval_samples")
+    },
     # "`max_tokens`: deprecated alias of `max_completion_tokens`; not both."
     ("POST /chat/completions", "max_completion_tokens"): {"max_tokens": None},
     # `top_logprobs` needs `logprobs: true`; `best_of` below `n` is refused, above it unsupported.

@@ -26,11 +26,16 @@ PREFERENCE: dict[str, Json] = {
     "preferred_output": [{"role": "assistant", "content": "Hi!"}],
     "non_preferred_output": [{"role": "assistant", "content": "No."}],
 }
-FORMATS: tuple[FileFormat, ...] = ("chat", "prompt_completion", "preference")
+REINFORCEMENT: dict[str, Json] = {
+    "messages": [{"role": "user", "content": "Capital of France?"}],
+    "answer": "Paris",
+}
+FORMATS: tuple[FileFormat, ...] = ("chat", "prompt_completion", "preference", "reinforcement")
 VALID_BY_FORMAT: dict[FileFormat, dict[str, Json]] = {
     "chat": CHAT,
     "prompt_completion": PROMPT_COMPLETION,
     "preference": PREFERENCE,
+    "reinforcement": REINFORCEMENT,
 }
 
 

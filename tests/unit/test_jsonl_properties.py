@@ -139,10 +139,20 @@ def preference_examples(draw: st.DrawFn) -> dict[str, Json]:
     }
 
 
+@st.composite
+def reinforcement_examples(draw: st.DrawFn) -> dict[str, Json]:
+    # A prompt (perhaps with earlier turns) ending with the user's turn; other keys: the item.
+    earlier = draw(st.lists(conversations(weighted=False), max_size=1))
+    prompt = [*(earlier[0] if earlier else []), user(draw(contents(images=True)))]
+    item = draw(st.dictionaries(names.filter(lambda k: k != "messages"), texts, max_size=3))
+    return {"messages": prompt, **item}
+
+
 EXAMPLES: dict[FileFormat, st.SearchStrategy[dict[str, Json]]] = {
     "chat": chat_examples(),
     "prompt_completion": prompt_completion_examples,
     "preference": preference_examples(),
+    "reinforcement": reinforcement_examples(),
 }
 
 blank_lines = st.sampled_from([b"\n", b"  \n", b"\t\r\n", b"\r\n"])
@@ -182,7 +192,7 @@ BROKEN_LINES = [
     b"42\n",
     b'{"foo": "bar"}\n',
     b'{"messages": []}\n',
-    line(chat(user(), user())),
+    line(chat(user(), {"role": "developer", "content": "no answer"})),
     line(chat(user(weight=1), assistant())),
     line({"prompt": "a", "completion": ""}),
     line({**PREFERENCE, "preferred_output": [user()]}),

@@ -163,7 +163,7 @@ CHAT_REJECTIONS: list[tuple[str, Json, str]] = [
     ("weight 1.0", chat(user(), assistant(weight=1.0)), "must be 0 or 1; got 1.0"),
     ("weight true", chat(user(), assistant(weight=True)), "must be 0 or 1; got true"),
     ("weight string", chat(user(), assistant(weight="1")), "must be 0 or 1; got '1'"),
-    ("no assistant", chat(user(), user()), "has no assistant message"),
+    ("no assistant", chat(user(), {"role": "developer", "content": "d"}), "has no assistant"),
     (
         "all weights zero",
         chat(user(), assistant(weight=0), user(), assistant(weight=0)),
@@ -387,7 +387,7 @@ def test_rejects_files_without_examples(lines: list[bytes]) -> None:
 
 
 def test_reports_the_first_error_only() -> None:
-    error = rejection([line(chat(user(), user())), b"nonsense"])
+    error = rejection([line(chat(user(), {"role": "system", "content": "s"})), b"nonsense"])
     assert error.line == 1
 
 

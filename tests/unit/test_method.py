@@ -9,7 +9,12 @@ import orjson
 import pytest
 
 from ftserve.jobs.method import AUTO, Hyperparameters, Method, given
-from ftserve.jobs.schemas import DPO_HYPERPARAMETERS, SUPERVISED_HYPERPARAMETERS, parse_create
+from ftserve.jobs.method_schemas import (
+    DPO_HYPERPARAMETERS,
+    REINFORCEMENT_HYPERPARAMETERS,
+    SUPERVISED_HYPERPARAMETERS,
+)
+from ftserve.jobs.schemas import parse_create
 
 BODY = {"model": "ftserve-tiny", "training_file": "file-a"}
 
@@ -18,9 +23,14 @@ def test_the_request_tables_name_the_fields_in_their_order() -> None:
     # parse_hyperparameters builds Hyperparameters(**parsed) and to_json writes its keys in
     # field order: both rest on the tables and the type agreeing.
     names = [f.name for f in fields(Hyperparameters)]
-    assert [f.name for f in DPO_HYPERPARAMETERS] == names
-    assert [f.name for f in SUPERVISED_HYPERPARAMETERS] == names[:-1]
-    assert list(Hyperparameters(beta=AUTO).to_json()) == names
+    assert [f.name for f in DPO_HYPERPARAMETERS] == names[:4]
+    assert [f.name for f in SUPERVISED_HYPERPARAMETERS] == names[:3]
+    assert [f.name for f in REINFORCEMENT_HYPERPARAMETERS] == names[:3] + names[4:]
+    assert list(Hyperparameters(beta=AUTO).to_json()) == names[:4]
+    rft = Hyperparameters(
+        reasoning_effort="default", compute_multiplier=AUTO, eval_interval=AUTO, eval_samples=AUTO
+    )
+    assert list(rft.to_json()) == names[:3] + names[4:]
 
 
 @pytest.mark.parametrize(
@@ -66,3 +76,60 @@ def test_given_is_none_for_auto() -> None:
     ]
     assert given(hp.beta) is None
     assert hp.common() == hp and Hyperparameters(beta=0.1).common() == Hyperparameters()
+
+
+GRADER = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.answer}}",
+    "operation": "eq",
+}
+
+
+def test_a_reinforcement_method_keeps_its_grader_and_format_through_a_row() -> None:
+    schema = {"name": "city", "schema": {"type": "object"}}
+    body = {
+        **BODY,
+        "validation_file": "file-b",
+        "method": {
+            "type": "reinforcement",
+            "reinforcement": {
+                "grader": GRADER,
+                "hyperparameters": {"compute_multiplier": 0.5, "eval_interval": 2},
+                "response_format": {"type": "json_schema", "json_schema": schema},
+            },
+        },
+    }
+    method = parse_create(body).method
+    raw = orjson.loads(orjson.dumps(method.to_json()))
+    assert raw == {
+        "type": "reinforcement",
+        "reinforcement": {
+            "grader": GRADER,
+            "hyperparameters": {
+                "batch_size": "auto",
+                "learning_rate_multiplier": "auto",
+                "n_epochs": "auto",
+                "reasoning_effort": "default",
+                "compute_multiplier": 0.5,
+                "eval_interval": 2,
+                "eval_samples": "auto",
+            },
+            "response_format": {"type": "json_schema", "json_schema": schema},
+        },
+    }
+    assert Method.from_json(raw) == method
+    assert method.hyperparameters.common() == Hyperparameters()
+
+
+def test_top_level_hyperparameters_take_the_reinforcement_set() -> None:
+    body = {
+        **BODY,
+        "validation_file": "file-b",
+        "method": {"type": "reinforcement", "reinforcement": {"grader": GRADER}},
+        "hyperparameters": {"n_epochs": 2, "eval_samples": 3},
+    }
+    req = parse_create(body)
+    assert (req.method.hyperparameters.n_epochs, req.method.hyperparameters.eval_samples) == (2, 3)
+    assert req.hyperparameters == Hyperparameters(n_epochs=2)

@@ -48,7 +48,14 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
     models = ModelService(registry, store, blobs)
     workers = [Worker(settings, store) for _ in range(settings.workers)]
     validator = JobValidator(store, files, settings.min_training_examples)
-    jobs = JobService(store, files, registry, on_created=validator.submit)
+    jobs = JobService(
+        store,
+        files,
+        registry,
+        on_created=validator.submit,
+        judges=models.judge,
+        python_graders=settings.python_graders,
+    )
     return Services(
         settings=settings,
         store=store,

@@ -15,6 +15,7 @@ import orjson
 from ..ids import event_id
 from ..store.records import NewEvent
 from . import metrics as step_metrics
+from . import rewards
 
 Level = Literal["info", "warn", "error"]
 Kind = Literal["message", "metrics"]
@@ -123,6 +124,14 @@ def metrics(values: Mapping[str, Any]) -> NewEvent:
     )
     text = f"Step {step}/{data[step_metrics.TOTAL_STEPS.name]}: {losses}"
     return make_event(text, kind="metrics", data=data, key=f"step:{step}")
+
+
+def reward_metrics(data: Mapping[str, Any]) -> NewEvent:
+    """A reinforcement step's event: OpenAI's text and ``data`` layout (events/rewards.py),
+    keyed by step like a loss step's."""
+    return make_event(
+        rewards.message(data), kind="metrics", data=dict(data), key=f"step:{data['step']}"
+    )
 
 
 def training_started() -> NewEvent:

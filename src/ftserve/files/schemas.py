@@ -87,7 +87,9 @@ def upload_form_schema() -> Json:
                 "type": "string",
                 "format": "binary",
                 "description": "The file. With purpose `fine-tune` it must be JSONL in "
-                "the chat, prompt/completion or preference format.",
+                "the chat, prompt/completion, preference or reinforcement format (prompt "
+                "`messages` ending with a user message; the row's other keys are the grader's "
+                "item).",
             },
             "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
             "expires_after[anchor]": {"type": "string", "enum": list(EXPIRY_ANCHORS)},

@@ -146,7 +146,8 @@ class FileService:
                 except JsonlError as exc:
                     raise InvalidFile(
                         f"Invalid file format for fine-tuning: {exc}. Each line must be one JSON "
-                        "example in the chat, prompt/completion or preference format."
+                        "example in the chat, prompt/completion, preference or reinforcement "
+                        "format."
                     ) from None
             fid = new_file_id()
             blob = f"files/{fid}"

@@ -10,6 +10,10 @@ The rules follow OpenAI's documented training formats so that files prepared for
 unchanged. Keys the trainer would not use (``refusal``, ``audio``, anything unknown) are rejected
 rather than ignored: silently dropping part of someone's training data is worse than a clear error
 at upload time.
+
+Reinforcement rows (``{"messages": [...], <any other keys: the grader's item>}``) share
+``messages`` with chat rows; the last message tells them apart without knowing the job's method:
+a prompt to sample from ends with the user's turn, an example to imitate with the answer.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ __all__ = [
     "JsonlError",
     "analyse_file",
     "analyse_lines",
+    "first_format",
 ]
 
-FileFormat = Literal["chat", "prompt_completion", "preference"]
+FileFormat = Literal["chat", "prompt_completion", "preference", "reinforcement"]
 
 # One example is held in memory (raw bytes plus parsed objects) at a time; this bounds that.
 MAX_LINE_BYTES: int = 64 * 1024 * 1024
@@ -43,6 +48,12 @@ _FORMAT_NAMES: dict[str, str] = {
     "chat": "chat",
     "prompt_completion": "prompt/completion",
     "preference": "preference",
+    "reinforcement": "reinforcement",
+}
+# For a file mixing chat and reinforcement rows, which differ only in how their messages end.
+_FORMAT_HINTS: dict[str, str] = {
+    "chat": " (its last message is the assistant's answer)",
+    "reinforcement": " (its last message is the user's prompt)",
 }
 
 _CHAT_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
@@ -150,10 +161,7 @@ def analyse_lines(lines: Iterable[bytes]) -> FileAnalysis:
             if file_format is None:
                 file_format, format_line = line_format, line_no
             elif line_format != file_format:
-                raise _Invalid(
-                    f"uses the {_FORMAT_NAMES[line_format]} format, but line {format_line} "
-                    f"uses the {_FORMAT_NAMES[file_format]} format"
-                )
+                raise _Invalid(_mixed(line_format, file_format, format_line))
             _CHECKS[line_format](example)
         except _Invalid as exc:
             raise JsonlError(line_no, exc.reason, n_examples) from None
@@ -170,6 +178,22 @@ def analyse_file(path: Path) -> FileAnalysis:
     """
     with path.open("rb", buffering=1024 * 1024) as stream:
         return analyse_lines(_read_lines(stream))
+
+
+def first_format(path: Path) -> FileFormat | None:
+    """The format of the file's first example, read alone: that of the whole file once it
+    passed :func:`analyse_file` (every upload has). None where that example is unusable."""
+    with path.open("rb") as stream:
+        for line_no, raw in enumerate(_read_lines(stream), 1):
+            if line_no == 1:
+                raw = raw.removeprefix(_BOM)
+            if not raw or raw.isspace():
+                continue
+            try:
+                return _classify(_parse(raw))
+            except _Invalid:
+                return None
+    return None
 
 
 def _read_lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -214,10 +238,22 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return value
 
 
+def _mixed(line_format: FileFormat, file_format: FileFormat, format_line: int) -> str:
+    hint = _FORMAT_HINTS if {line_format, file_format} == {"chat", "reinforcement"} else {}
+    return (
+        f"uses the {_FORMAT_NAMES[line_format]} format{hint.get(line_format, '')}, but line "
+        f"{format_line} uses the {_FORMAT_NAMES[file_format]} format{hint.get(file_format, '')}"
+    )
+
+
 def _classify(example: dict[str, Any]) -> FileFormat:
     # 'messages' wins over the other markers so that e.g. a chat line with a stray 'prompt' key
     # is reported as an unrecognized key, which is the more likely mistake.
     if "messages" in example:
+        messages = example["messages"]
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if isinstance(last, dict) and last.get("role") == "user":
+            return "reinforcement"
         return "chat"
     if "input" in example or "preferred_output" in example or "non_preferred_output" in example:
         return "preference"
@@ -272,10 +308,17 @@ def _check_preference(example: dict[str, Any]) -> None:
         _check_preference_output(example[key], key)
 
 
+def _check_reinforcement(example: dict[str, Any]) -> None:
+    # Every key but 'messages' is the grader's item (any JSON). The prompt is only sampled from,
+    # so, as in a preference example's input, no message has a weight.
+    _check_conversation(example["messages"], "messages", _PREFERENCE_MESSAGE_KEYS)
+
+
 _CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "chat": _check_chat,
     "prompt_completion": _check_prompt_completion,
     "preference": _check_preference,
+    "reinforcement": _check_reinforcement,
 }
 
 

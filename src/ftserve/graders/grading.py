@@ -152,7 +152,7 @@ def grade_batch(
     level or in a multi, grades the whole batch in one sandbox: a training step's grading costs
     one sandbox start per python grader, not one per sample. ``judges`` > 1 grades that many
     samples at once otherwise, so that judge models are asked concurrently (the inference
-    process batches them); ``chat`` must then be callable from any thread (``remote.HttpChat``
+    process batches them); ``chat`` must then be callable from any thread (``remote.chat_at``'s
     is)."""
     if len(samples) != len(items):
         raise ValueError(f"{len(samples)} samples for {len(items)} items")

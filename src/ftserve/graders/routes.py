@@ -18,19 +18,28 @@ from ..batches.dispatch import call
 from ..wire.fields import Field, parse_body, unknown_parameter
 from . import grading
 from .judge import Chat
-from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE, refuse_python
+from .policy import check_judges, refuse_python
+from .schemas import RUN_FIELDS, VALIDATE_FIELDS, VALIDATE_RESPONSE
 
 
 def _parse(body: dict[str, Any], table: tuple[Field, ...], ctx: Ctx) -> dict[str, Any]:
-    parsed = parse_body(body, table, unknown=unknown_parameter)
     if not ctx.services.settings.python_graders:
-        refuse_python(parsed["grader"], "grader")
+        refuse_python(body.get("grader"), "grader")
+    return parse_body(body, table, unknown=unknown_parameter)
+
+
+def _validate(body: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    parsed = _parse(body, VALIDATE_FIELDS, ctx)
+    # The judges are checked here, not only when a sample is graded: a job's grader is checked
+    # at creation the same way, and validating is how a user learns it would be refused.
+    check_judges(parsed["grader"], "grader", ctx.services.models.judge(ctx.organization))
     return parsed
 
 
-# Checking may probe the python sandbox once (a child process): off the event loop, as grading.
+# Checking may probe the python sandbox once (a child process) and read the store (fine-tuned
+# judges): off the event loop, as grading.
 async def validate_grader(request: Request, ctx: Ctx) -> Response:
-    body = await run_in_threadpool(_parse, await json_body(request), VALIDATE_FIELDS, ctx)
+    body = await run_in_threadpool(_validate, await json_body(request), ctx)
     return json_response(VALIDATE_RESPONSE.make(grader=body["grader"]))
 
 

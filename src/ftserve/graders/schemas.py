@@ -230,32 +230,6 @@ def check_grader(value: Any, param: str, *, nested: bool = False) -> Json:
     return parsed
 
 
-def _placed(g: Json, param: str) -> list[tuple[str, Json]]:
-    """A checked grader and its sub-graders, each with its param path."""
-    if g["type"] != "multi":
-        return [(param, g)]
-    subs = g["graders"]
-    where = f"{param}.graders"
-    if isinstance(subs, list):
-        return [(f"{where}[{i}]", sub) for i, sub in enumerate(subs)]
-    if "type" in subs:
-        return [(where, subs)]
-    return [(f"{where}.{name}", sub) for name, sub in subs.items()]
-
-
-def refuse_python(g: Json, param: str) -> None:
-    """``FTSERVE_PYTHON_GRADERS=0``: a checked grader that is or holds a python grader is a 400
-    naming it (the run and validate endpoints, and job creation, call this)."""
-    for where, sub in _placed(g, param):
-        if sub["type"] == "python":
-            raise InvalidValue(
-                f"Unsupported value for '{where}.type': 'python' graders are turned off on this "
-                "server (FTSERVE_PYTHON_GRADERS=0).",
-                param=f"{where}.type",
-                code="unsupported_value",
-            )
-
-
 def _grader_field(value: Any, param: str) -> Json:
     return check_grader(value, param)
 

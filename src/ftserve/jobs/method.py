@@ -6,18 +6,22 @@ create request gives them (``{"type": "dpo", "dpo": {"hyperparameters": {...}}}`
 wire has always had), and :meth:`from_json` reads it back.
 
 A hyperparameter is ``"auto"`` until the worker resolves it, then the value trained with.
+
+A reinforcement method also carries its ``grader`` (as the graders' checker understood it) and
+an optional ``response_format``, echoed beside its hyperparameters exactly as stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 Auto = Literal["auto"]
 AUTO: Auto = "auto"
-MethodType = Literal["supervised", "dpo"]
-METHODS: tuple[MethodType, ...] = ("supervised", "dpo")
+MethodType = Literal["supervised", "dpo", "reinforcement"]
+METHODS: tuple[MethodType, ...] = ("supervised", "dpo", "reinforcement")
+ReasoningEffort = Literal["default", "low", "medium", "high"]
 
 T = TypeVar("T")
 
@@ -34,7 +38,12 @@ class Hyperparameters:
     batch_size: int | Auto = AUTO
     learning_rate_multiplier: float | Auto = AUTO
     n_epochs: int | Auto = AUTO
-    beta: float | Auto | None = None  # a DPO method's only; None: not in this set at all
+    # The rest belong to one method each; None: not in this method's set at all.
+    beta: float | Auto | None = None  # dpo
+    reasoning_effort: ReasoningEffort | None = None  # reinforcement, from here on
+    compute_multiplier: float | Auto | None = None
+    eval_interval: int | Auto | None = None
+    eval_samples: int | Auto | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -42,8 +51,10 @@ class Hyperparameters:
             "learning_rate_multiplier": self.learning_rate_multiplier,
             "n_epochs": self.n_epochs,
         }
-        if self.beta is not None:
-            out["beta"] = self.beta
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
     @classmethod
@@ -53,25 +64,43 @@ class Hyperparameters:
             batch_size=raw.get("batch_size", AUTO),
             learning_rate_multiplier=raw.get("learning_rate_multiplier", AUTO),
             n_epochs=raw.get("n_epochs", AUTO),
-            beta=raw.get("beta"),
+            **{name: raw.get(name) for name in _OPTIONAL},
         )
 
     def common(self) -> Hyperparameters:
         """The set every method has: the job's deprecated top-level ``hyperparameters``."""
-        return replace(self, beta=None)
+        return Hyperparameters(self.batch_size, self.learning_rate_multiplier, self.n_epochs)
+
+
+_OPTIONAL = ("beta", "reasoning_effort", "compute_multiplier", "eval_interval", "eval_samples")
 
 
 @dataclass(frozen=True, slots=True)
 class Method:
     type: MethodType
     hyperparameters: Hyperparameters
+    # reinforcement only: the grader as checked (its parsed form) and the samples' format
+    grader: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, self.type: {"hyperparameters": self.hyperparameters.to_json()}}
+        inner: dict[str, Any] = {}
+        if self.grader is not None:
+            inner["grader"] = self.grader
+        inner["hyperparameters"] = self.hyperparameters.to_json()
+        if self.response_format is not None:
+            inner["response_format"] = self.response_format
+        return {"type": self.type, self.type: inner}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Method:
         # What the readers always assumed of a row: no type is supervised.
-        kind: MethodType = "dpo" if raw.get("type") == "dpo" else "supervised"
-        inner = raw.get(kind) or {}
-        return cls(kind, Hyperparameters.from_json(inner.get("hyperparameters") or {}))
+        kind = raw.get("type")
+        typed: MethodType = kind if kind in ("dpo", "reinforcement") else "supervised"
+        inner = raw.get(typed) or {}
+        return cls(
+            typed,
+            Hyperparameters.from_json(inner.get("hyperparameters") or {}),
+            grader=inner.get("grader"),
+            response_format=inner.get("response_format"),
+        )

@@ -23,12 +23,15 @@ from ..wire.shapes import (
     or_null,
     ref,
 )
-from .schemas import (
+from .method_schemas import (
     DPO_HYPERPARAMETERS,
+    REINFORCEMENT_HYPERPARAMETERS,
+    SUPERVISED_HYPERPARAMETERS,
+)
+from .schemas import (
     EXTENSION_FIELDS,
     INTEGRATION_FIELDS,
     MAX_SEED,
-    SUPERVISED_HYPERPARAMETERS,
     TRAINING_TYPE_MAX_LENGTH,
     extension_defaults,
     request_schema,
@@ -37,7 +40,7 @@ from .states import Status
 
 Json = dict[str, Any]
 
-TRAINING_FORMATS = ("chat", "prompt_completion", "preference")
+TRAINING_FORMATS = ("chat", "prompt_completion", "preference", "reinforcement")
 
 
 def _extension_schema() -> Json:
@@ -140,16 +143,24 @@ def job_object(job: JobRecord) -> dict[str, Any]:
 
 
 def _method_response() -> Json:
-    def variant(kind: str, hp: str) -> Json:
-        return closed(
-            {"type": const("type", kind).schema, kind: closed({"hyperparameters": ref(hp)})}
-        )
+    def variant(kind: str, hp: str, **more: Json) -> Json:
+        inner = {**more, "hyperparameters": ref(hp)}
+        # response_format is echoed only when the request gave one.
+        required = [k for k in inner if k != "response_format"]
+        return closed({"type": const("type", kind).schema, kind: closed(inner, required=required)})
 
     return {
-        "description": "The fine-tuning method and its hyperparameters, `auto` resolved or not.",
+        "description": "The fine-tuning method and its hyperparameters, `auto` resolved or not "
+        "(a reinforcement method's grader as `/fine_tuning/alpha/graders/validate` echoes it).",
         "oneOf": [
             variant("supervised", "SupervisedHyperparameters"),
             variant("dpo", "DpoHyperparameters"),
+            variant(
+                "reinforcement",
+                "ReinforcementHyperparameters",
+                grader=ref("Grader"),
+                response_format={"type": "object"},
+            ),
         ],
     }
 
@@ -162,6 +173,8 @@ def schemas() -> Json:
         "DpoHyperparameters": object_schema(DPO_HYPERPARAMETERS, response=True),
         "SupervisedHyperparametersRequest": object_schema(SUPERVISED_HYPERPARAMETERS),
         "DpoHyperparametersRequest": object_schema(DPO_HYPERPARAMETERS),
+        "ReinforcementHyperparameters": object_schema(REINFORCEMENT_HYPERPARAMETERS, response=True),
+        "ReinforcementHyperparametersRequest": object_schema(REINFORCEMENT_HYPERPARAMETERS),
         "FineTuneMethod": _method_response(),
         "WandbIntegration": object_schema(INTEGRATION_FIELDS, response=True),
         "WandbIntegrationRequest": object_schema(INTEGRATION_FIELDS),

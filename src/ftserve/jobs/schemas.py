@@ -3,17 +3,17 @@ checks (OpenAI's wording and codes), the request schema in the OpenAPI document 
 hyperparameter and integration schemas of the job object all come from these tables.
 
 Bounds follow the published spec (each one constant below): suffix 1..64 chars, n_epochs 1..50,
-batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], seed 0..2147483647, metadata
-≤ 16 pairs (keys ≤ 64 chars, values ≤ 512), integrations ≤ 5.
+batch_size 1..256, learning_rate_multiplier > 0, beta in (0, 2], compute_multiplier in
+(0.00001, 10], eval_interval and eval_samples ≥ 1, seed 0..2147483647, metadata ≤ 16 pairs (keys
+≤ 64 chars, values ≤ 512), integrations ≤ 5.
 
 ftserve's own extension is one namespaced object, ``"ftserve": {"adapter": "lora" | "full",
 "lora_rank": int, ...}`` (:data:`EXTENSION_FIELDS`), so OpenAI's fields keep exactly their
 meaning. Azure's ``trainingType`` is
 accepted and recorded (it picks a billing tier on Azure; nothing to pick here).
 
-``method`` and the deprecated top-level ``hyperparameters`` are one decision (which method, and
-which of the two places holds its hyperparameters), so they are checked together, by hand, with
-their schema beside the check; the hyperparameters themselves are tables.
+``method`` and the deprecated top-level ``hyperparameters`` (one decision, checked together) and
+the hyperparameters' tables are in :mod:`.method_schemas`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidValue
-from ..params import expect_object, expect_str, require
+from ..graders.policy import refuse_python
+from ..params import expect_object, expect_str
 from ..wire import metadata
-from ..wire.fields import Field, body_schema, check_integer, parse_body, unknown_parameter
+from ..wire.fields import (
+    Field,
+    body_schema,
+    check_integer,
+    object_schema,
+    parse_body,
+    unknown_parameter,
+)
 from ..wire.queries import Paging
-from ..wire.shapes import closed, const, or_null, ref
-from .method import METHODS, Hyperparameters, Method, MethodType
+from ..wire.shapes import ref
+from .method import Hyperparameters, Method
+from .method_schemas import (
+    DPO_HYPERPARAMETERS,
+    REINFORCEMENT_HYPERPARAMETERS,
+    method_schema,
+    parse_method,
+)
 
 Json = dict[str, Any]
 
@@ -38,9 +52,6 @@ MODEL_MAX_LENGTH = 4096
 FILE_ID_MAX_LENGTH = 256
 SUFFIX_MAX_LENGTH = 64
 TRAINING_TYPE_MAX_LENGTH = 64
-BATCH_SIZE_MAX = 256
-N_EPOCHS_MAX = 50
-BETA_MAX = 2
 MAX_INTEGRATIONS = 5
 WANDB_TAG_MAX_LENGTH = 64
 LORA_RANK_MAX = 1024
@@ -55,106 +66,9 @@ MAX_SEQ_LEN_MAX = 131_072
 DEFAULT_MAX_SEQ_LEN = 2048
 MICRO_BATCH_TOKENS_MIN = 16
 MICRO_BATCH_TOKENS_MAX = 1_048_576
-_ALL_METHODS = (*METHODS, "reinforcement")  # keys a method object may name
+# What a reinforcement job may not ask of ftserve's options: its trainer runs on one device.
+_ONE_DEVICE = {"devices": 1, "nodes": 1}
 PAGING = Paging("job", "Jobs", default_limit=20)
-
-# -- hyperparameters: "auto" or a value in range ---------------------------------------------------
-
-SUPERVISED_HYPERPARAMETERS = (
-    Field("batch_size", "integer", "Examples per batch.", 1, BATCH_SIZE_MAX, auto=True),
-    Field(
-        "learning_rate_multiplier",
-        "number",
-        "Scale on the base learning rate.",
-        exclusive_minimum=0,
-        auto=True,
-    ),
-    Field("n_epochs", "integer", "Passes over the training file.", 1, N_EPOCHS_MAX, auto=True),
-)
-DPO_HYPERPARAMETERS = (
-    *SUPERVISED_HYPERPARAMETERS,
-    Field(
-        "beta",
-        "number",
-        "DPO: weight of the penalty between the policy and the reference model.",
-        maximum=BETA_MAX,
-        exclusive_minimum=0,
-        auto=True,
-    ),
-)
-
-
-def parse_hyperparameters(raw: Any, param: str, *, dpo: bool) -> Hyperparameters:
-    body = {} if raw is None else expect_object(raw, param)
-    table = DPO_HYPERPARAMETERS if dpo else SUPERVISED_HYPERPARAMETERS
-    # The tables' names are Hyperparameters' fields (tests/unit/test_method.py holds them so).
-    return Hyperparameters(**parse_body(body, table, unknown=unknown_parameter, prefix=param + "."))
-
-
-# -- method (with the top-level hyperparameters) ---------------------------------------------------
-
-
-def _parse_method(raw: Any, top_hp: Any) -> Method:
-    if raw is None:
-        return Method("supervised", parse_hyperparameters(top_hp, "hyperparameters", dpo=False))
-    method = expect_object(raw, "method")
-    for key in method:
-        if key not in ("type", *_ALL_METHODS):
-            raise unknown_parameter("method." + key)
-    kind = expect_str(require(method, "type", "method."), "method.type")
-    if kind == "reinforcement":
-        raise InvalidValue(
-            "Reinforcement fine-tuning (method.type 'reinforcement') is not supported by this "
-            "server; use 'supervised' or 'dpo'.",
-            param="method.type",
-            code="unsupported_value",
-        )
-    if kind not in METHODS:
-        raise InvalidValue(
-            f"Invalid value for 'method.type': expected 'supervised' or 'dpo', but got "
-            f"'{kind[:64]}'.",
-            param="method.type",
-        )
-    for other in _ALL_METHODS:
-        if other != kind and method.get(other) is not None:
-            raise InvalidValue(
-                f"'method.{other}' was given, but method.type is '{kind}'.", param=f"method.{other}"
-            )
-    inner_raw = method.get(kind)
-    inner = {} if inner_raw is None else expect_object(inner_raw, f"method.{kind}")
-    for key in inner:
-        if key != "hyperparameters":
-            raise unknown_parameter(f"method.{kind}.{key}")
-    inner_hp = inner.get("hyperparameters")
-    if top_hp is not None and inner_hp is not None:
-        raise InvalidValue(
-            "Pass hyperparameters either in 'method' or at the top level (deprecated), not both.",
-            param="hyperparameters",
-        )
-    source, name = (
-        (inner_hp, f"method.{kind}.hyperparameters")
-        if top_hp is None
-        else (top_hp, "hyperparameters")
-    )
-    typed: MethodType = "dpo" if kind == "dpo" else "supervised"
-    return Method(typed, parse_hyperparameters(source, name, dpo=typed == "dpo"))
-
-
-def _method_schema() -> Json:
-    def variant(kind: str, hp: str) -> Json:
-        inner = or_null(closed({"hyperparameters": or_null(ref(hp))}, required=()))
-        others = {k: {"type": "null"} for k in _ALL_METHODS if k != kind}
-        return closed(
-            {"type": const("type", kind).schema, kind: inner, **others}, required=("type",)
-        )
-
-    return {
-        "anyOf": [
-            variant("supervised", "SupervisedHyperparametersRequest"),
-            variant("dpo", "DpoHyperparametersRequest"),
-        ]
-    }
-
 
 # -- metadata --------------------------------------------------------------------------------------
 
@@ -331,7 +245,7 @@ def _file_field(name: str, doc: str, *, required: bool = False) -> Field:
 
 
 def _method_from_body(body: Mapping[str, Any]) -> Method:
-    return _parse_method(body.get("method"), body.get("hyperparameters"))
+    return parse_method(body.get("method"), body.get("hyperparameters"))
 
 
 def _checked_with_method(body: Mapping[str, Any]) -> Any:
@@ -366,17 +280,22 @@ CREATE_JOB_FIELDS = (
     Field(
         "method",
         "custom",
-        "The method: `supervised` (chat or prompt/completion examples) or `dpo` (preference "
-        "examples). `reinforcement` is refused with 400 `unsupported_value`. Hyperparameters "
-        "go either here or in the deprecated top-level `hyperparameters`, not both.",
-        schema=_method_schema(),
+        "The method: `supervised` (chat or prompt/completion examples), `dpo` (preference "
+        "examples) or `reinforcement` (prompts ending with a user message, graded by `grader`; "
+        "needs a `validation_file`, and runs on one device: `ftserve.devices` and "
+        "`ftserve.nodes` 1, `ftserve.fsdp` not true). Hyperparameters go either here or in "
+        "the deprecated top-level `hyperparameters`, not both.",
+        schema=method_schema(),
         from_body=_method_from_body,
     ),
     Field(
         "hyperparameters",
         "custom",
-        "Deprecated: use `method`. `beta` only with `method.type` `dpo`.",
-        schema=ref("DpoHyperparametersRequest"),
+        "Deprecated: use `method`. `beta` only with `method.type` `dpo`; the reinforcement "
+        "ones only with `reinforcement`.",
+        # One object (every method's fields, each method taking its own): a union of the
+        # methods' objects would state the common fields' bounds once per method.
+        schema=object_schema((*DPO_HYPERPARAMETERS, *REINFORCEMENT_HYPERPARAMETERS[3:])),
         from_body=_checked_with_method,
     ),
     Field("metadata", "custom", "", check=_check_metadata, schema=ref("Metadata")),
@@ -450,9 +369,47 @@ def _check_extension(ext: Mapping[str, Any]) -> None:
             )
 
 
-def parse_create(body: dict[str, Any]) -> CreateJobRequest:
+def _check_reinforcement(f: Mapping[str, Any], ext: Mapping[str, Any]) -> None:
+    """What a reinforcement job needs beyond its method: a validation file (Azure's rule: its
+    rewards are how the job is judged) and one device."""
+    if f["validation_file"] is None:
+        raise InvalidValue(
+            "A reinforcement fine-tuning job needs a 'validation_file': its prompts are graded "
+            "at each evaluation, and the best checkpoints are chosen by their reward.",
+            param="validation_file",
+            code="missing_required_parameter",
+        )
+    for name, only in _ONE_DEVICE.items():
+        if ext[name] != only:
+            raise InvalidValue(
+                f"Invalid 'ftserve.{name}': a reinforcement job trains on one device of one "
+                f"worker; leave it {only}.",
+                param=f"ftserve.{name}",
+                code="unsupported_value",
+            )
+    if ext["fsdp"] is True:
+        raise InvalidValue(
+            "Invalid 'ftserve.fsdp': a reinforcement job trains on one device, so nothing is "
+            "sharded; leave fsdp 'auto' or false.",
+            param="ftserve.fsdp",
+            code="unsupported_value",
+        )
+
+
+def _raw_grader(body: Mapping[str, Any]) -> Any:
+    method = body.get("method")
+    inner = method.get("reinforcement") if isinstance(method, dict) else None
+    return inner.get("grader") if isinstance(inner, dict) else None
+
+
+def parse_create(body: dict[str, Any], *, python_graders: bool = True) -> CreateJobRequest:
+    """``python_graders``: the server's ``FTSERVE_PYTHON_GRADERS``."""
+    if not python_graders:
+        refuse_python(_raw_grader(body), "method.reinforcement.grader")
     f = parse_body(body, CREATE_JOB_FIELDS, unknown=unknown_parameter)
     ext = dict(f["ftserve"] or extension_defaults())
+    if f["method"].type == "reinforcement":
+        _check_reinforcement(f, ext)
     _check_extension(ext)
     if f["trainingType"] is not None:
         ext["training_type"] = f["trainingType"]

@@ -11,15 +11,20 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..blobs import BlobError, BlobUnavailable
 from ..errors import InvalidValue, JobNotFound, StateConflict
 from ..events import messages
 from ..files.service import FileService
+from ..files.validation import first_format
+from ..graders.policy import Judge, check_judges
 from ..ids import job_id as new_job_id
 from ..models.registry import ModelRegistry
 from ..store.protocol import Store, UnknownCursor
 from ..store.records import JobChanges, JobRecord, NewEvent, Page
+from .method import MethodType
 from .schemas import parse_create
 from .states import Action, Status, refusal, sources
+from .validator import format_mismatch
 
 # More than the number of transitions a job can make on its own before a user's one lands.
 _TRANSITION_ATTEMPTS = 8
@@ -32,20 +37,31 @@ class JobService:
         files: FileService,
         models: ModelRegistry,
         on_created: Callable[[str], None] = lambda _id: None,
+        *,
+        judges: Callable[[str], Judge] | None = None,
+        python_graders: bool = True,
     ) -> None:
+        """``judges(organization)``: the chat models a grader of that organization may use as
+        its judge (None: no check, as in tests that build no model service)."""
         # Workers and training processes learn of queued, cancelled and paused jobs through
         # the store itself: its wake-up seam and the claim fence on every training write.
         self._store = store
         self._files = files
         self._models = models
         self._on_created = on_created
+        self._judges = judges
+        self._python_graders = python_graders
 
     def create(self, organization: str, body: dict[str, Any]) -> JobRecord:
-        req = parse_create(body)
+        req = parse_create(body, python_graders=self._python_graders)
         model = self._models.resolve(req.model)
-        self._check_file(organization, req.training_file, "training_file")
+        if req.method.grader is not None and self._judges is not None:
+            check_judges(
+                req.method.grader, "method.reinforcement.grader", self._judges(organization)
+            )
+        self._check_file(organization, req.training_file, "training_file", req.method.type)
         if req.validation_file is not None:
-            self._check_file(organization, req.validation_file, "validation_file")
+            self._check_file(organization, req.validation_file, "validation_file", req.method.type)
         jid = new_job_id()
         job = JobRecord(
             id=jid,
@@ -77,7 +93,7 @@ class JobService:
         self._on_created(jid)
         return job
 
-    def _check_file(self, organization: str, file_id: str, param: str) -> None:
+    def _check_file(self, organization: str, file_id: str, param: str, method: MethodType) -> None:
         record = self._store.get_file(organization, file_id, int(time.time()))
         if record is None:
             raise InvalidValue(
@@ -92,6 +108,17 @@ class JobService:
                 "file uploaded with purpose 'fine-tune'.",
                 param=param,
                 code="invalid_file_purpose",
+            )
+        # Every fine-tune upload was checked whole, so its first example tells its format: a
+        # file of the wrong kind for the method is refused now rather than failing the job.
+        try:
+            found = first_format(self._files.blob_path(record))
+        except (BlobError, BlobUnavailable, OSError):
+            return  # unreadable now: the validator reads it again, and waits for the store
+        mismatch = None if found is None else format_mismatch(method, found)
+        if mismatch is not None:
+            raise InvalidValue(
+                f"invalid {param}: {file_id}. {mismatch}", param=param, code="invalid_file_format"
             )
 
     def get(self, organization: str, job_id: str) -> JobRecord:

@@ -21,24 +21,41 @@ from ..blobs.protocol import BlobUnavailable
 from ..errors import StoreError, StoreUnavailable
 from ..events import messages
 from ..files.service import FileService
-from ..files.validation import FileAnalysis, JsonlError, analyse_file
+from ..files.validation import FileAnalysis, FileFormat, JsonlError, analyse_file
 from ..store.protocol import Store
 from ..store.records import JobRecord
+from .method import MethodType
 from .states import Status
 
 log = logging.getLogger("ftserve.validator")
 
-_FORMATS_FOR = {"supervised": ("chat", "prompt_completion"), "dpo": ("preference",)}
+_FORMATS_FOR: dict[str, tuple[FileFormat, ...]] = {
+    "supervised": ("chat", "prompt_completion"),
+    "dpo": ("preference",),
+    "reinforcement": ("reinforcement",),
+}
 _FORMAT_WORDS = {
-    "chat": "chat (messages)",
+    "chat": "chat (messages ending with the assistant's answer)",
     "prompt_completion": "prompt/completion",
     "preference": "preference (input, preferred_output, non_preferred_output)",
+    "reinforcement": "reinforcement (messages ending with a user message, plus the grader's item)",
 }
 
 
 # Checks of a job whose files cannot be read now: 1 s, 2 s, 4 s, … then once a minute.
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 60.0
+
+
+def format_mismatch(method: MethodType, found: FileFormat) -> str | None:
+    """Why a file in ``found`` format cannot train a ``method`` job; None if it can."""
+    if found in _FORMATS_FOR[method]:
+        return None
+    wanted = " or ".join(_FORMAT_WORDS[f] for f in _FORMATS_FOR[method])
+    return (
+        f"A {method} job needs examples in the {wanted} format, but the file is in the "
+        f"{_FORMAT_WORDS[found]} format."
+    )
 
 
 class FileCheckFailed(Exception):
@@ -131,14 +148,11 @@ class JobValidator:
             raise FileCheckFailed(
                 "invalid_file", f"The {which} file {file_id} could not be read: {exc}", param
             ) from None
-        method = job.method.type
-        if analysis.format not in _FORMATS_FOR[method]:
-            wanted = " or ".join(_FORMAT_WORDS[f] for f in _FORMATS_FOR[method])
+        mismatch = format_mismatch(job.method.type, analysis.format)
+        if mismatch is not None:
             raise FileCheckFailed(
                 "invalid_file_format",
-                f"The job failed due to a file format error in the {which} file. A {method} job "
-                f"needs examples in the {wanted} format, but the file is in the "
-                f"{_FORMAT_WORDS[analysis.format]} format.",
+                f"The job failed due to a file format error in the {which} file. {mismatch}",
                 param,
             )
         return analysis

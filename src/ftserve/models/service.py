@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,12 @@ class ModelService:
         except InvalidValue:
             raise ModelNotFound(name) from None
         return ServedModel(name=name, kind="base", base_source=resolved.source)
+
+    def judge(self, organization: str) -> Callable[[str], bool]:
+        """Whether a model grader of ``organization`` may name a model as its judge: it must be
+        served to it (:meth:`served`, whose 404 propagates), and True if it chats (a
+        prompt/completion fine-tune answers False: it is served on /completions only)."""
+        return lambda name: self.served(organization, name).chat
 
 
 def _object(found: FineTuned) -> dict[str, Any]:

@@ -33,7 +33,13 @@ from typing import Any
 
 import torch
 
-from ftserve.training.spec import CheckpointInfo, CheckpointKind, StepMetrics
+from ftserve.training.spec import (
+    CheckpointInfo,
+    CheckpointKind,
+    Metrics,
+    RewardMetrics,
+    StepMetrics,
+)
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
@@ -125,7 +131,7 @@ def save_checkpoint(
     epoch: int,
     batches_done_in_epoch: int,
     trained_tokens: int,
-    metrics: StepMetrics,
+    metrics: Metrics,
     fingerprint: dict[str, Any],
     model: Any,
     tokenizer: Any,
@@ -165,12 +171,17 @@ def save_checkpoint(
     return _parse(target, meta)
 
 
+def _metrics(raw: dict[str, Any]) -> Metrics:
+    # A reinforcement step's figures are one ``data`` object (events/rewards.py).
+    return RewardMetrics(**raw) if "data" in raw else StepMetrics(**raw)
+
+
 def _parse(path: Path, meta: dict[str, Any]) -> StoredCheckpoint:
     return StoredCheckpoint(
         info=CheckpointInfo(
             step=int(meta["step"]),
             path=path,
-            metrics=StepMetrics(**meta["metrics"]),
+            metrics=_metrics(meta["metrics"]),
             epoch=int(meta["epoch"]),
             kind=meta["kind"],
         ),

@@ -65,8 +65,8 @@ from ftserve.training.spec import (
     CheckpointInfo,
     Control,
     MemoryPlan,
+    Metrics,
     ResolvedHyperparameters,
-    StepMetrics,
     TrainingFailed,
     TrainingHooks,
     TrainingResult,
@@ -261,7 +261,7 @@ class Agreed:
     def on_start(self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None) -> Control:
         return self._agree(self.inner.on_start(hp, resumed_from) if self.inner else None)
 
-    def on_step(self, m: StepMetrics) -> Control:
+    def on_step(self, m: Metrics) -> Control:
         return self._agree(self.inner.on_step(m) if self.inner else None)
 
     def on_checkpoint(self, c: CheckpointInfo) -> Control:

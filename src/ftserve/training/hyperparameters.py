@@ -15,6 +15,22 @@ published example (101 examples, 3 epochs, 303 steps); 1,000 give 2; 10,000 give
 ``beta`` (DPO only): auto is 0.1, the value of the DPO paper's experiments; supervised jobs report
 ``None``.
 
+Reinforcement jobs (``method.type`` ``reinforcement``; a step's unit is a prompt):
+
+- ``batch_size``: auto is 8 prompts (fewer if the file has fewer), since every prompt is
+  answered several times;
+- ``n_epochs``: the rule above, but aiming at 12 steps or more for a small file (a policy needs
+  several updates to move): ``max(rule, ceil(12 / steps per epoch))``, at most 25;
+- ``compute_multiplier``: auto is 1.0; answers sampled per prompt: ``round(4 *
+  compute_multiplier)``, at least 2 (a group of one has no relative advantage) and at most 64;
+- ``learning_rate_multiplier``: auto is 1.0, as for the others;
+- ``eval_interval``: auto is a fifth of the steps (at least 1); ``eval_samples``: auto is 1
+  answer per validation prompt; the whole validation file is graded each time;
+- ``reasoning_effort``: ``default`` unless given; the models trained here do not reason apart
+  from their answer, so it changes nothing (it is recorded and echoed);
+- a sampled answer has at most ``ftserve.max_completion_tokens`` tokens (auto:
+  :data:`AUTO_MAX_ANSWER`).
+
 Steps: ``total_steps = n_epochs * ceil(n_examples / batch_size)``; the last batch of an epoch may
 be smaller. Examples are the usable ones: those with at least one trained token after
 truncation.
@@ -37,6 +53,12 @@ AUTO_BETA = 0.1
 MAX_AUTO_BATCH_SIZE = 256
 WARMUP_FRACTION = 0.03
 MAX_GRAD_NORM = 1.0
+AUTO_RFT_BATCH_SIZE = 8
+RFT_MIN_AUTO_STEPS = 12
+SAMPLES_PER_UNIT_COMPUTE = 4
+MAX_SAMPLES_PER_PROMPT = 64
+AUTO_EVAL_FRACTION = 5
+AUTO_MAX_ANSWER = 256
 
 
 def auto_n_epochs(n_examples: int) -> int:
@@ -51,9 +73,46 @@ def auto_batch_size(n_examples: int) -> int:
     return max(1, min(MAX_AUTO_BATCH_SIZE, n_examples, round(n_examples * 0.002)))
 
 
+def samples_per_prompt(compute_multiplier: float) -> int:
+    wanted = round(SAMPLES_PER_UNIT_COMPUTE * compute_multiplier)
+    return max(2, min(MAX_SAMPLES_PER_PROMPT, wanted))
+
+
+def _resolve_reinforcement(spec: TrainingSpec, n_examples: int) -> ResolvedHyperparameters:
+    batch_size = spec.batch_size if spec.batch_size is not None else AUTO_RFT_BATCH_SIZE
+    batch_size = min(batch_size, n_examples)
+    steps_per_epoch = math.ceil(n_examples / batch_size)
+    n_epochs = spec.n_epochs
+    if n_epochs is None:
+        wanted = math.ceil(RFT_MIN_AUTO_STEPS / steps_per_epoch)
+        n_epochs = min(25, max(auto_n_epochs(n_examples), wanted))
+    total_steps = n_epochs * steps_per_epoch
+    compute = spec.compute_multiplier if spec.compute_multiplier is not None else 1.0
+    multiplier = (
+        spec.learning_rate_multiplier
+        if spec.learning_rate_multiplier is not None
+        else AUTO_LEARNING_RATE_MULTIPLIER
+    )
+    return ResolvedHyperparameters(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=multiplier,
+        beta=None,
+        total_steps=total_steps,
+        n_examples=n_examples,
+        compute_multiplier=compute,
+        eval_interval=spec.eval_interval or max(1, round(total_steps / AUTO_EVAL_FRACTION)),
+        eval_samples=spec.eval_samples or 1,
+        reasoning_effort=spec.reasoning_effort,
+        samples_per_prompt=samples_per_prompt(compute),
+    )
+
+
 def resolve(spec: TrainingSpec, n_examples: int) -> ResolvedHyperparameters:
     if n_examples < 1:
         raise ValueError("cannot resolve hyperparameters for an empty training set")
+    if spec.method == "reinforcement":
+        return _resolve_reinforcement(spec, n_examples)
     n_epochs = spec.n_epochs if spec.n_epochs is not None else auto_n_epochs(n_examples)
     batch_size = spec.batch_size if spec.batch_size is not None else auto_batch_size(n_examples)
     # An explicit batch size larger than the data set would only repeat nothing; OpenAI clamps too.

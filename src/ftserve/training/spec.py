@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..jobs.method import MethodType as Method
 
 Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
 StopKind = Literal["cancel", "pause"]
-CheckpointKind = Literal["epoch", "pause"]
+CheckpointKind = Literal["epoch", "pause", "eval"]
 Quantization = Literal["nf4"]
 
 
@@ -79,6 +79,19 @@ class TrainingSpec:
     every step's examples, so the losses are those of one process with the same batch."""
     fsdp: bool | None = None
     """Shard a full fine-tune over its devices (``ftserve.training.fsdp``); ``None``: "auto"."""
+    # -- reinforcement jobs (training/rft.py) --
+    grader: dict[str, Any] | None = None
+    """The job's grader, as checked at creation (``ftserve.graders.schemas``)."""
+    response_format: dict[str, Any] | None = None
+    """A ``json_schema`` response format every sampled answer follows."""
+    compute_multiplier: float | None = None
+    eval_samples: int | None = None
+    reasoning_effort: str = "default"
+    max_completion_tokens: int | None = None
+    """Longest sampled answer, in tokens (``None``: :data:`~.hyperparameters.AUTO_MAX_ANSWER`)."""
+    judge_url: str | None = None
+    """Where model graders' judges are called: an OpenAI-compatible base URL."""
+    judge_api_key: str | None = None
     resume_from: Path | None = None
     """The checkpoint directory to resume from — the one the store lists for the job, never
     one found by looking at the disk. None starts from the base model."""
@@ -92,6 +105,12 @@ class ResolvedHyperparameters:
     beta: float | None
     total_steps: int
     n_examples: int
+    # Reinforcement jobs only (None otherwise): see training/hyperparameters.py.
+    compute_multiplier: float | None = None
+    eval_interval: int | None = None
+    eval_samples: int | None = None
+    reasoning_effort: str | None = None
+    samples_per_prompt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,12 +140,25 @@ class StepMetrics:
 
 
 @dataclass(frozen=True)
+class RewardMetrics:
+    """Figures of one reinforcement step: ``data`` is its metrics event's ``data``, in OpenAI's
+    layout (``ftserve.events.rewards``)."""
+
+    step: int
+    total_steps: int
+    data: dict[str, Any]
+
+
+Metrics = StepMetrics | RewardMetrics
+
+
+@dataclass(frozen=True)
 class CheckpointInfo:
     """A complete checkpoint directory. ``epoch`` is 1-based: the epoch the step belongs to."""
 
     step: int
     path: Path
-    metrics: StepMetrics
+    metrics: Metrics
     epoch: int
     kind: CheckpointKind = "epoch"
 
@@ -153,7 +185,7 @@ class TrainingHooks(Protocol):
         self, hp: ResolvedHyperparameters, resumed_from: CheckpointInfo | None
     ) -> Control: ...
 
-    def on_step(self, m: StepMetrics) -> Control: ...
+    def on_step(self, m: Metrics) -> Control: ...
 
     def on_checkpoint(self, c: CheckpointInfo) -> Control: ...
 

@@ -62,14 +62,17 @@ from ftserve.training.checkpointing import StoredCheckpoint
 from ftserve.training.data import Example, PreferencePair, load_preference, load_supervised
 from ftserve.training.dpo import DpoObjective
 from ftserve.training.forward import supports_logits_mask
+from ftserve.training.grpo import GrpoObjective, Scored
 from ftserve.training.lora import attach_lora
 from ftserve.training.objective import Objective, Outcome
 from ftserve.training.packing import supports_packing
+from ftserve.training.rft import Prompt, load_prompts
 from ftserve.training.sft import SupervisedObjective
 from ftserve.training.spec import (
     CheckpointInfo,
     CheckpointKind,
     MemoryPlan,
+    Metrics,
     ResolvedHyperparameters,
     StepMetrics,
     TrainingFailed,
@@ -112,6 +115,8 @@ def _fingerprint(spec: TrainingSpec, hp: ResolvedHyperparameters) -> dict[str, A
 
 def _unit_tokens(item: Any) -> int:
     """Padded tokens of the smallest micro-batch holding ``item`` (a DPO pair is two rows)."""
+    if isinstance(item, Scored):
+        return len(item.example.input_ids)
     if isinstance(item, PreferencePair):
         return 2 * max(len(item.chosen.input_ids), len(item.rejected.input_ids))
     return len(item.input_ids)
@@ -165,6 +170,8 @@ class _Job:
         pad_id = self.tokenizer.pad_token_id
         self.objective: Objective
         if self.fsdp and rank is not None:
+            # A reinforcement job runs on one device (job creation refuses more).
+            assert not isinstance(inner, GrpoObjective)
             self.objective = fsdp.ShardedModelObjective(
                 inner, self.model, rank, probe_id=pad_id, autocast=self._autocast
             )
@@ -173,7 +180,7 @@ class _Job:
         self.backed_off = False
         self.trained_tokens = 0
         self.current_step = 0
-        self.last_metrics: StepMetrics | None = None
+        self.last_metrics: Metrics | None = None
         if self.resume_from is not None:
             self._restore(self.resume_from)
 
@@ -190,8 +197,11 @@ class _Job:
 
     def _load_data(self) -> tuple[list[Any], list[Any]]:
         spec = self.spec
-        load: Callable[..., Sequence[Example] | Sequence[PreferencePair]]
-        load = load_preference if spec.method == "dpo" else load_supervised
+        load: Callable[..., Sequence[Example] | Sequence[PreferencePair] | Sequence[Prompt]]
+        if spec.method == "reinforcement":
+            load = load_prompts
+        else:
+            load = load_preference if spec.method == "dpo" else load_supervised
         train_items = list(load(spec.training_file, self.tokenizer, spec.max_seq_len))
         valid_items: list[Any] = []
         if spec.validation_file is not None:
@@ -225,7 +235,7 @@ class _Job:
             choice = dataclasses.replace(choice, device=torch.device("cpu"))
         model = load_model(source, choice, frozen_base=spec.lora, quantization=spec.quantization)
         reference: Any | None = None
-        if spec.method == "dpo" and not spec.lora:
+        if spec.method in ("dpo", "reinforcement") and not spec.lora:
             # Loaded like the trained model (fp32), so a resumed run scores exactly as before.
             reference = (
                 freeze(load_model(self.model_dir, choice, frozen_base=False))
@@ -292,7 +302,9 @@ class _Job:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.choice.autocast_dtype)
 
-    def _build_objective(self, reference: Any | None) -> SupervisedObjective | DpoObjective:
+    def _build_objective(
+        self, reference: Any | None
+    ) -> SupervisedObjective | DpoObjective | GrpoObjective:
         common: dict[str, Any] = {
             "pad_id": self.tokenizer.pad_token_id,
             "device": self.choice.device,
@@ -304,6 +316,9 @@ class _Job:
         if self.spec.method == "dpo":
             assert self.hp.beta is not None
             return DpoObjective(self.model, reference=reference, beta=self.hp.beta, **common)
+        if self.spec.method == "reinforcement":
+            del common["packing"]  # sampled answers are short rows: padded, not packed
+            return GrpoObjective(self.model, reference=reference, **common)
         return SupervisedObjective(self.model, **common)
 
     def _restore(self, checkpoint: StoredCheckpoint) -> None:
@@ -387,7 +402,7 @@ class _Job:
         finally:
             self.model.train()
 
-    def _metrics(self, step: int, outcome: Outcome) -> StepMetrics:
+    def _metrics(self, step: int, outcome: Outcome) -> Metrics:
         last = step == self.hp.total_steps
         valid = full = None
         # Only the rank that reports evaluates (every rank of a sharded model takes part).
@@ -435,6 +450,10 @@ class _Job:
         )
         return stored.info
 
+    def _checkpoint_due(self, step: int, batch_index: int) -> CheckpointKind | None:
+        """Whether ``step`` ends with a checkpoint of its own, and its kind: epoch ends."""
+        return "epoch" if batch_index == self.steps_per_epoch - 1 else None
+
     def run(self) -> TrainingResult:
         resumed = self.resume_from.info if self.resume_from is not None else None
         start = resumed.step if resumed is not None else 0
@@ -459,14 +478,14 @@ class _Job:
             # The step's metrics are recorded (or refused) before the next step starts, so a
             # stop request lands at most one step late and nothing is logged after it.
             control = self.hooks.on_step(self.last_metrics)
-            epoch_end = batch_index == self.steps_per_epoch - 1
+            due = self._checkpoint_due(step, batch_index)
             if control == "cancel":
                 raise TrainingStopped("cancel", step)
             checkpoint: CheckpointInfo | None = None
-            if epoch_end or control == "pause":
+            if due is not None or control == "pause":
                 # A pause keeps the step it refused: its checkpoint holds the step's work and
                 # metrics, which are recorded when the job resumes.
-                checkpoint = self._checkpoint("epoch" if epoch_end else "pause", step)
+                checkpoint = self._checkpoint(due or "pause", step)
                 answer = self.hooks.on_checkpoint(checkpoint)
                 if control == "continue" or answer == "cancel":
                     control = answer
@@ -528,7 +547,12 @@ def train(spec: TrainingSpec, hooks: TrainingHooks) -> TrainingResult:
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     job: _Job | None = None
     try:
-        job = _Job(spec, hooks)
+        if spec.method == "reinforcement":
+            from ftserve.training.rft_job import RftJob
+
+            job = RftJob(spec, hooks)
+        else:
+            job = _Job(spec, hooks)
         return job.run()
     except ModelFailed as exc:
         # The model layer's failure is the job's: the worker records its code and message.

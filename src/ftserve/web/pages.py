@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from html import escape
 
-from ..jobs.schemas import BATCH_SIZE_MAX, BETA_MAX, MAX_SEED, N_EPOCHS_MAX, SUFFIX_MAX_LENGTH
+from ..jobs.method_schemas import BATCH_SIZE_MAX, BETA_MAX, N_EPOCHS_MAX
+from ..jobs.schemas import MAX_SEED, SUFFIX_MAX_LENGTH
 
 Versions = dict[str, str]  # each asset's name → its content hash
 

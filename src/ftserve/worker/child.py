@@ -253,6 +253,20 @@ def training_spec(
     from ..training.spec import TrainingSpec
 
     hp = job.method.hyperparameters
+    rft: dict[str, Any] = {}
+    if job.method.type == "reinforcement":
+        url, key = judge_endpoint(settings, job.organization)
+        rft = {
+            "grader": job.method.grader,
+            "response_format": job.method.response_format,
+            "compute_multiplier": given(hp.compute_multiplier),
+            "eval_interval": given(hp.eval_interval),
+            "eval_samples": given(hp.eval_samples),
+            "reasoning_effort": hp.reasoning_effort or "default",
+            "max_completion_tokens": _int_or_none(job.extensions.get("max_completion_tokens")),
+            "judge_url": url,
+            "judge_api_key": key,
+        }
     return TrainingSpec(
         model=job.model_source,
         training_file=training_path,
@@ -273,7 +287,19 @@ def training_spec(
         torch_threads=settings.torch_threads,
         resume_from=resume_from,
         devices=devices,
+        **rft,
     )
+
+
+def judge_endpoint(settings: Settings, organization: str) -> tuple[str, str | None]:
+    """Where a reinforcement job's model graders call their judge, and with which key: the
+    operator's judge (``FTSERVE_JUDGE_URL``), else this server's own API as the job's
+    organization (so the judge is a model the organization may use)."""
+    if settings.judge_url:
+        return settings.judge_url, settings.judge_api_key
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    key = next((k.key for k in settings.api_keys if k.organization == organization), None)
+    return f"http://{host}:{settings.port}/v1", key
 
 
 def _sweep(

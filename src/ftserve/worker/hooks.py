@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ..blobs import BlobCache, BlobError, BlobUnavailable, tree_prefix
 from ..blobs.retry import retrying
-from ..events import messages
+from ..events import messages, rewards
 from ..events.metrics import STEP, checkpoint_metrics
 from ..ids import checkpoint_id
 from ..jobs.method import Hyperparameters
@@ -37,14 +37,15 @@ from ..jobs.naming import checkpoint_name, model_name
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Fence, Store, WriteRefused
 from ..store.records import CheckpointRecord, Claim, JobRecord, NewEvent
+from ..training.spec import RewardMetrics
 
 if TYPE_CHECKING:
     from ..training.spec import (
         CheckpointInfo,
         Control,
         MemoryPlan,
+        Metrics,
         ResolvedHyperparameters,
-        StepMetrics,
     )
 
 KEEP_CHECKPOINTS = 3
@@ -98,6 +99,11 @@ class StoreHooks:
             learning_rate_multiplier=hp.learning_rate_multiplier,
             n_epochs=hp.n_epochs,
             beta=hp.beta if dpo else None,
+            # A reinforcement job's own (None for the other methods: not in their set).
+            compute_multiplier=hp.compute_multiplier,
+            eval_interval=hp.eval_interval,
+            eval_samples=hp.eval_samples,
+            reasoning_effort=hp.reasoning_effort,
         )
         events: list[NewEvent] = []
         if resumed_from is not None:
@@ -117,7 +123,7 @@ class StoreHooks:
         self.hook_seconds += time.perf_counter() - t0
         return answer
 
-    def on_step(self, m: StepMetrics) -> Control:
+    def on_step(self, m: Metrics) -> Control:
         t0 = time.perf_counter()
         computed = time.time()
         changes = None
@@ -141,8 +147,11 @@ class StoreHooks:
             if c.step == self.total_steps
             else checkpoint_name(self.job, c.step)
         )
-        # OpenAI's checkpoints carry the step as a number (4.0), the checkpoint's own.
-        metrics = checkpoint_metrics({**asdict(c.metrics), STEP.name: float(c.step)})
+        if isinstance(c.metrics, RewardMetrics):
+            metrics = rewards.checkpoint_metrics(c.metrics.data)
+        else:
+            # OpenAI's checkpoints carry the step as a number (4.0), the checkpoint's own.
+            metrics = checkpoint_metrics({**asdict(c.metrics), STEP.name: float(c.step)})
         record = CheckpointRecord(
             id=checkpoint_id(),
             job_id=self.job.id,
@@ -247,7 +256,9 @@ def _answer(status: str | None) -> Control:
     return "cancel"
 
 
-def _metrics_event(m: StepMetrics) -> NewEvent:
+def _metrics_event(m: Metrics) -> NewEvent:
+    if isinstance(m, RewardMetrics):
+        return messages.reward_metrics(m.data)
     return messages.metrics(asdict(m))
 
 
@@ -255,14 +266,27 @@ def retired(
     existing: list[CheckpointRecord], new: CheckpointRecord, keep: int
 ) -> tuple[list[CheckpointRecord], list[str]]:
     """What adding ``new`` retires: the rows to drop (pause checkpoints older than the newest
-    checkpoint, epoch checkpoints beyond the newest ``keep``), and the directories no row
-    names afterwards (theirs, and that of a row at ``new``'s step, which ``new`` replaces)."""
+    checkpoint, epoch checkpoints beyond the newest ``keep``, a reinforcement job's validation
+    checkpoints beyond the ``keep`` best by ``valid_reward_mean`` except the newest, which a
+    resume starts from), and the directories no row names afterwards (theirs, and that of a row
+    at ``new``'s step, which ``new`` replaces)."""
     same_step = [c for c in existing if c.step_number == new.step_number]
     rows = [c for c in existing if c.step_number != new.step_number] + [new]
     newest = max(c.step_number for c in rows)
     epochs = sorted((c for c in rows if c.kind == "epoch"), key=lambda c: c.step_number)
     drop = [c for c in rows if c.kind == "pause" and c.step_number < newest]
     drop += [c for c in epochs[: max(0, len(epochs) - keep)] if c not in drop]
+    evals = [c for c in rows if c.kind == "eval"]
+    if evals:
+        newest_eval = max(evals, key=lambda c: c.step_number)
+        # The best rewards, the later checkpoint first among equals.
+        best = sorted(evals, key=lambda c: (_valid_reward(c), c.step_number), reverse=True)[:keep]
+        drop += [c for c in evals if c not in best and c is not newest_eval and c not in drop]
     drop = [c for c in drop if c is not new]
     unused = [c.path for c in drop] + [c.path for c in same_step if c.path != new.path]
     return drop, unused
+
+
+def _valid_reward(c: CheckpointRecord) -> float:
+    value = c.metrics.get("valid_reward_mean")
+    return float(value) if isinstance(value, int | float) else float("-inf")
