@@ -68,6 +68,7 @@ MICRO_BATCH_TOKENS_MIN = 16
 MICRO_BATCH_TOKENS_MAX = 1_048_576
 # What a reinforcement job may not ask of ftserve's options: its trainer runs on one device.
 _ONE_DEVICE = {"devices": 1, "nodes": 1}
+MAX_COMPLETION_TOKENS_MAX = 32_768
 PAGING = Paging("job", "Jobs", default_limit=20)
 
 # -- metadata --------------------------------------------------------------------------------------
@@ -228,6 +229,16 @@ EXTENSION_FIELDS = (
         1,
         NODES_MAX,
         default=1,
+    ),
+    Field(
+        "max_completion_tokens",
+        "integer",
+        "Reinforcement jobs: the longest answer sampled for grading, in tokens (an answer cut "
+        "there ends with finish reason `length`). `auto`: 256. Shorter answers make each step "
+        "cheaper; a grader of short answers needs no more.",
+        1,
+        MAX_COMPLETION_TOKENS_MAX,
+        auto=True,
     ),
 )
 TRAINING_TYPE = Field(
@@ -410,6 +421,13 @@ def parse_create(body: dict[str, Any], *, python_graders: bool = True) -> Create
     ext = dict(f["ftserve"] or extension_defaults())
     if f["method"].type == "reinforcement":
         _check_reinforcement(f, ext)
+    elif ext["max_completion_tokens"] != "auto":
+        raise InvalidValue(
+            "Invalid 'ftserve.max_completion_tokens': only reinforcement jobs sample answers; "
+            "leave it 'auto' (or out) for this method.",
+            param="ftserve.max_completion_tokens",
+            code="unsupported_value",
+        )
     _check_extension(ext)
     if f["trainingType"] is not None:
         ext["training_type"] = f["trainingType"]

@@ -74,7 +74,7 @@ def sample(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
     )
     # The prompt was computed once; each of its answers starts from a copy of its cache.
@@ -121,7 +121,7 @@ def sample(
             input_ids=last,
             attention_mask=mask,
             position_ids=next_position,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         next_position = next_position + 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..jobs.method import MethodType as Method
+from ..jobs.method import ReasoningEffort
 
 Device = Literal["auto", "cpu", "cuda"]
 Control = Literal["continue", "cancel", "pause"]
@@ -86,7 +87,7 @@ class TrainingSpec:
     """A ``json_schema`` response format every sampled answer follows."""
     compute_multiplier: float | None = None
     eval_samples: int | None = None
-    reasoning_effort: str = "default"
+    reasoning_effort: ReasoningEffort = "default"
     max_completion_tokens: int | None = None
     """Longest sampled answer, in tokens (``None``: :data:`~.hyperparameters.AUTO_MAX_ANSWER`)."""
     judge_url: str | None = None
@@ -109,7 +110,7 @@ class ResolvedHyperparameters:
     compute_multiplier: float | None = None
     eval_interval: int | None = None
     eval_samples: int | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: ReasoningEffort | None = None
     samples_per_prompt: int | None = None
 
 
