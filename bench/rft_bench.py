@@ -18,6 +18,7 @@ Run: .venv/bin/python bench/rft_bench.py [--prompts 4] [--per-prompt 4] [--token
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -152,10 +153,8 @@ def bench_steps(args: Any) -> None:
         seed=draw_seed(0, 0, "bench") % 1000,
     )
     hooks = Recorder(decide=lambda step: "cancel" if step >= args.steps else "continue")
-    try:
+    with contextlib.suppress(TrainingStopped):  # the cancel after --steps steps
         train(spec, hooks)
-    except TrainingStopped:  # the cancel after --steps steps
-        pass
     timings = [m.data["timing"] for m in hooks.steps if isinstance(m, RewardMetrics)]
     print(f"RFT steps (batch 4 prompts x 4 answers, <= 16 tokens, {args.threads} thread(s)):")
     for key in ("sampling", "training", "eval", "full_iteration"):
