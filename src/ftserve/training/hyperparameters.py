@@ -17,10 +17,10 @@ published example (101 examples, 3 epochs, 303 steps); 1,000 give 2; 10,000 give
 
 Reinforcement jobs (``method.type`` ``reinforcement``; a step's unit is a prompt):
 
-- ``batch_size``: auto is 8 prompts (fewer if the file has fewer), since every prompt is
-  answered several times;
-- ``n_epochs``: the rule above, but aiming at 12 steps or more for a small file (a policy needs
-  several updates to move): ``max(rule, ceil(12 / steps per epoch))``, at most 25;
+- ``batch_size``: auto is 4 prompts (fewer if the file has fewer): every prompt is answered
+  several times, and each answer is trained on;
+- ``n_epochs``: auto is the fewest epochs that make 12 steps (a policy needs several updates to
+  move; a large file makes them in one epoch), at most 25;
 - ``compute_multiplier``: auto is 1.0; answers sampled per prompt: ``round(4 *
   compute_multiplier)``, at least 2 (a group of one has no relative advantage) and at most 64;
 - ``learning_rate_multiplier``: auto is 1.0, as for the others;
@@ -53,7 +53,7 @@ AUTO_BETA = 0.1
 MAX_AUTO_BATCH_SIZE = 256
 WARMUP_FRACTION = 0.03
 MAX_GRAD_NORM = 1.0
-AUTO_RFT_BATCH_SIZE = 8
+AUTO_RFT_BATCH_SIZE = 4
 RFT_MIN_AUTO_STEPS = 12
 SAMPLES_PER_UNIT_COMPUTE = 4
 MAX_SAMPLES_PER_PROMPT = 64
@@ -84,8 +84,7 @@ def _resolve_reinforcement(spec: TrainingSpec, n_examples: int) -> ResolvedHyper
     steps_per_epoch = math.ceil(n_examples / batch_size)
     n_epochs = spec.n_epochs
     if n_epochs is None:
-        wanted = math.ceil(RFT_MIN_AUTO_STEPS / steps_per_epoch)
-        n_epochs = min(25, max(auto_n_epochs(n_examples), wanted))
+        n_epochs = min(25, math.ceil(RFT_MIN_AUTO_STEPS / steps_per_epoch))
     total_steps = n_epochs * steps_per_epoch
     compute = spec.compute_multiplier if spec.compute_multiplier is not None else 1.0
     multiplier = (
