@@ -1,0 +1,72 @@
+"""The CLI on a reinforcement fine-tuning job: ``jobs events --follow`` shows the train reward
+and the last validation reward where a supervised job's bar shows the loss, and ``jobs
+checkpoints`` lists the checkpoints' rewards (their losses are null). The job is planted in the
+store with the trainer's own event and checkpoint builders (events/rewards.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ftserve.events import messages, rewards
+from tests.api.planted import plant
+from tests.conftest import Server
+from tests.e2e.test_cli import ftserve
+from tests.unit import reward_steps
+
+# Steps 2 and 4 run a validation; step 3 does not, step 5 (the last) does not either here, so
+# the bar must keep the validation reward of step 4.
+STEPS = {
+    1: reward_steps.step(1, 5, (0.0, 0.5)),
+    2: reward_steps.step(2, 5, (0.5, 0.5), valid=(0.0, 1.0)),
+    3: reward_steps.step(3, 5, (0.5, 1.0)),
+    4: reward_steps.step(4, 5, (1.0, 0.5), valid=(1.0, 1.0, 0.5, 0.5)),
+    5: reward_steps.step(5, 5, (1.0, 1.0)),
+}
+
+
+@pytest.fixture(scope="module")
+def rft_job(server: Server) -> str:
+    events = [
+        messages.training_started(),
+        *(messages.reward_metrics(data) for data in STEPS.values()),
+        messages.succeeded(),
+    ]
+
+    def metrics(step: int) -> dict[str, Any]:
+        return rewards.checkpoint_metrics(STEPS[step])
+
+    return plant(server, steps=(2, 4, 5), metrics_of=metrics, events=events).job_id
+
+
+def test_follow_shows_the_rewards(server: Server, rft_job: str) -> None:
+    out = ftserve(server, "jobs", "events", rft_job, "--follow")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "step 5/5" in out.stdout
+    # The last step's train reward, and step 4's validation reward (step 5 measured none).
+    assert "reward 1.0000 valid 0.7500" in out.stdout
+    assert "loss" not in out.stdout
+    assert "The job has successfully completed" in out.stdout
+
+
+def test_events_list_the_reward_messages(server: Server, rft_job: str) -> None:
+    out = ftserve(server, "jobs", "events", rft_job)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "Step 4/5 , train mean reward=0.75, full validation mean reward=0.75, "
+        "full validation mean parse error=0.25" in out.stdout
+    )
+
+
+def test_checkpoints_list_their_rewards(server: Server, rft_job: str) -> None:
+    out = ftserve(server, "jobs", "checkpoints", rft_job)
+    assert out.returncode == 0, out.stderr
+    head, *lines = out.stdout.splitlines()
+    assert head.split()[3:7] == ["TRAIN", "REWARD", "VALID", "REWARD"]
+    rows = {r[1]: r[3:5] for r in (line.split() for line in lines)}
+    assert rows == {
+        "5": ["1.0000", "-"],
+        "4": ["0.7500", "0.7500"],
+        "2": ["0.5000", "0.5000"],
+    }
