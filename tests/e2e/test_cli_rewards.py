@@ -5,39 +5,16 @@ store with the trainer's own event and checkpoint builders (events/rewards.py)."
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from ftserve.events import messages, rewards
-from tests.api.planted import plant
 from tests.conftest import Server
 from tests.e2e.test_cli import ftserve
 from tests.unit import reward_steps
 
-# Steps 2 and 4 run a validation; step 3 does not, step 5 (the last) does not either here, so
-# the bar must keep the validation reward of step 4.
-STEPS = {
-    1: reward_steps.step(1, 5, (0.0, 0.5)),
-    2: reward_steps.step(2, 5, (0.5, 0.5), valid=(0.0, 1.0)),
-    3: reward_steps.step(3, 5, (0.5, 1.0)),
-    4: reward_steps.step(4, 5, (1.0, 0.5), valid=(1.0, 1.0, 0.5, 0.5)),
-    5: reward_steps.step(5, 5, (1.0, 1.0)),
-}
-
 
 @pytest.fixture(scope="module")
 def rft_job(server: Server) -> str:
-    events = [
-        messages.training_started(),
-        *(messages.reward_metrics(data) for data in STEPS.values()),
-        messages.succeeded(),
-    ]
-
-    def metrics(step: int) -> dict[str, Any]:
-        return rewards.checkpoint_metrics(STEPS[step])
-
-    return plant(server, steps=(2, 4, 5), metrics_of=metrics, events=events).job_id
+    return reward_steps.plant_rft(server).job_id
 
 
 def test_follow_shows_the_rewards(server: Server, rft_job: str) -> None:

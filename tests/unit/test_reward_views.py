@@ -13,6 +13,7 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from ftserve.checkpoints.schemas import checkpoint_object
 from ftserve.events import messages, metrics, rewards
 from ftserve.store.records import CheckpointRecord
+from ftserve.web.facts import server_facts
 from ftserve.worker.results import results_csv
 from tests.unit import reward_steps
 
@@ -96,3 +97,16 @@ def test_an_rft_results_file_has_reward_columns() -> None:
         b"2,0.75,0.5,0.5,9.0\n"
         b"3,1.0,0.75,0.25,9.0\n"
     )
+
+
+def test_the_dashboards_reward_keys_are_in_what_the_trainer_writes() -> None:
+    facts = server_facts()["rewards"]
+    data = reward_steps.step(2, 4, (0.5,), valid=(1.0,))
+    assert rewards.is_reward_data(data) and facts["marker"] in data
+    assert facts["marker"] not in metrics.event_data({"step": 1, "train_loss": 1.0})
+    for s in facts["series"]:
+        assert isinstance(data[s["key"]], float), s
+    assert isinstance(data[facts["completion_tokens"]], float)
+    assert set(facts["checkpoint"]) < set(rewards.checkpoint_metrics(data))
+    splits = {s["name"] for s in server_facts()["metrics"]["splits"]}
+    assert {s["split"] for s in facts["series"]} <= splits

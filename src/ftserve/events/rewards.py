@@ -234,9 +234,18 @@ def message(data: Mapping[str, Any]) -> str:
     return text
 
 
+# jobs/method.py's name for the method whose steps report rewards.
+METHOD = "reinforcement"
+# The flat keys the readers plot (the dashboard's charts, the CLI's bar), by split of
+# events/metrics.py: the training samples' mean reward, the whole validation file's.
+TRAIN_REWARD = "train_mean_reward"
+VALID_REWARD = "full_valid_mean_reward"
+COMPLETION_TOKENS = "completion_tokens_mean"
+
+
 def is_reward_data(data: Mapping[str, Any]) -> bool:
     """Whether a metrics event's ``data`` is an RFT step's (rather than a loss step's)."""
-    return "train_mean_reward" in data
+    return TRAIN_REWARD in data
 
 
 CHECKPOINT_KEYS = ("train_reward_mean", "valid_reward_mean")
