@@ -5,8 +5,12 @@ store with the trainer's own event and checkpoint builders (events/rewards.py)."
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
+from ftserve.cli.follow import BarView, _FigureColumn
 from tests.conftest import Server
 from tests.e2e.test_cli import ftserve
 from tests.unit import reward_steps
@@ -47,3 +51,33 @@ def test_checkpoints_list_their_rewards(server: Server, rft_job: str) -> None:
         "4": ["0.7500", "0.7500"],
         "2": ["0.5000", "0.5000"],
     }
+
+
+def _figures(method: str, *datas: dict[str, Any]) -> list[str]:
+    """What the bar's figure column reads for a job of ``method``, before its first step and
+    after each step given."""
+    job = SimpleNamespace(
+        id="ftjob-x",
+        status="running",
+        created_at=0,
+        finished_at=None,
+        method=SimpleNamespace(type=method),
+    )
+    view = BarView(job)
+    column = next(c for c in view.progress.columns if isinstance(c, _FigureColumn))
+    seen = [column.render(view.progress.tasks[0]).plain]
+    for i, data in enumerate(datas):
+        view.event("", {"type": "metrics", "created_at": i, "data": data})
+        seen.append(column.render(view.progress.tasks[0]).plain)
+    return seen
+
+
+def test_the_bar_reads_rewards_from_the_start_and_keeps_the_last_validation() -> None:
+    steps = reward_steps.STEPS
+    assert _figures("reinforcement", steps[1], steps[2], steps[3]) == [
+        "reward -",
+        "reward 0.2500",
+        "reward 0.5000 valid 0.5000",
+        "reward 0.7500 valid 0.5000",
+    ]
+    assert _figures("supervised") == ["loss -"]

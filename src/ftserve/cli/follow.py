@@ -130,11 +130,12 @@ class _FigureColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         reward = task.fields.get("reward")
-        if reward is None:
+        if reward is None and not task.fields.get("rewards"):
             loss = task.fields.get("loss")
             return Text("loss " + ("-" if loss is None else f"{loss:.4f}"))
         valid = task.fields.get("valid_reward")
-        return Text(f"reward {reward:.4f}" + ("" if valid is None else f" valid {valid:.4f}"))
+        text = "reward " + ("-" if reward is None else f"{reward:.4f}")
+        return Text(text + ("" if valid is None else f" valid {valid:.4f}"))
 
 
 class _ElapsedColumn(ProgressColumn):
@@ -171,6 +172,8 @@ class BarView:
             DESCRIPTIONS.get(job.status, job.status),
             total=None,
             loss=None,
+            # A reinforcement job says "reward" from the start, before its first step.
+            rewards=getattr(job.method, "type", None) == rewards.METHOD,
             reward=None,
             valid_reward=None,
             since=job.created_at,
