@@ -55,10 +55,11 @@ def _first(data: dict[str, Any], keys: tuple[str, ...]) -> object:
 
 def results_csv(metric_event_bodies: Iterable[bytes]) -> bytes:
     datas = [orjson.loads(body).get("data") or {} for body in metric_event_bodies]
-    values = REWARD_VALUES if datas and is_reward_data(datas[0]) else VALUES
+    rewards = bool(datas) and is_reward_data(datas[0])
+    values = REWARD_VALUES if rewards else VALUES
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((STEP.name, *(column for column, _ in values)))
+    writer.writerow(REWARD_COLUMNS if rewards else COLUMNS)
     rows: dict[int, list[object]] = {}
     for data in datas:
         step = int(data[STEP.name])
