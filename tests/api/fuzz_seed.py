@@ -13,6 +13,7 @@ import httpx2 as httpx
 
 from tests.api.planted import plant
 from tests.conftest import Server, chat_rows, jsonl
+from tests.unit import reward_steps
 
 
 @dataclass
@@ -69,6 +70,8 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
     """A file, files made to be deleted, a planted fine-tuned model, a queued job and a
     cancelled one; the first completion paid for."""
     victim_model = plant(server, suffix="fuzz-victim")
+    # Read only: its reward events and checkpoints are checked against the document.
+    rft_job = reward_steps.plant_rft(server).job_id
     content = jsonl(chat_rows(12))
     file_id = upload(http, "protected.jsonl", content, "fine-tune")
     victims = [upload(http, f"victim-{i}.txt", b"delete me", "assistants") for i in range(3)]
@@ -171,7 +174,7 @@ def seed(server: Server, http: httpx.Client) -> Seeded:
         victim_batch_id=victim_batch_id,
         path_values={
             "batch_id": {"*": [batch_id, victim_batch_id]},
-            "fine_tuning_job_id": {"*": [job_id]},
+            "fine_tuning_job_id": {"GET": [job_id, rft_job], "*": [job_id]},
             # Deleting the protected file would make the corruption check meaningless.
             "file_id": {"DELETE": victims, "*": [file_id]},
             "model": {

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ftserve.config import Settings
 from ftserve.ids import checkpoint_id, job_id
 from ftserve.jobs.method import Hyperparameters, Method
 from ftserve.jobs.naming import checkpoint_name, model_name
 from ftserve.store.open import open_store
-from ftserve.store.records import CheckpointRecord, Claim, JobRecord
+from ftserve.store.records import CheckpointRecord, Claim, JobRecord, NewEvent
 from tests.conftest import Server
 
 HYPERPARAMETERS = Hyperparameters(batch_size=1, learning_rate_multiplier=1.0, n_epochs=3)
@@ -39,9 +41,12 @@ def plant(
     steps: tuple[int, ...] = (10, 20, 30),
     training_format: str = "chat",
     adapter: str = "lora",
+    metrics_of: Callable[[int], dict[str, Any]] | None = None,
+    events: Sequence[NewEvent] = (),
 ) -> Planted:
     """``where``: a server (its store, SQLite or PostgreSQL, and its blob dir) or the data dir
-    of an SQLite setup."""
+    of an SQLite setup. ``metrics_of(step)``: a checkpoint's stored metrics (else a loss);
+    ``events``: written while the job runs, before its checkpoints."""
     settings = where.settings if isinstance(where, Server) else Settings(data_dir=where)
     store = open_store(settings)
     try:
@@ -71,6 +76,8 @@ def plant(
         )
         store.create_job(job, [])
         claim = Claim(job.id, token)
+        if events:
+            store.write_claimed(claim, events=events)
         work = settings.blob_dir / "jobs" / job.id / f"claim-{token}"
         marker = "adapter_config.json" if adapter == "lora" else "config.json"
         names, paths = [], []
@@ -89,7 +96,11 @@ def plant(
                     created_at=int(time.time()) - 30 + step,
                     step_number=step,
                     fine_tuned_model_checkpoint=name,
-                    metrics={"step": float(step), "train_loss": 1.0},
+                    metrics=(
+                        {"step": float(step), "train_loss": 1.0}
+                        if metrics_of is None
+                        else metrics_of(step)
+                    ),
                     path=str(path.relative_to(settings.blob_dir)),
                 ),
             )

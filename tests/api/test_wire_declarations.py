@@ -22,6 +22,7 @@ from ftserve.api.openapi import openapi_document
 from ftserve.checkpoints.schemas import CHECKPOINT, checkpoint_object
 from ftserve.config import Settings
 from ftserve.errors import ApiError, InvalidValue, JobNotFound
+from ftserve.events import messages, rewards
 from ftserve.events.messages import make_event
 from ftserve.events.schemas import EVENT
 from ftserve.files.schemas import FILE, FILE_DELETED, file_deleted, file_object
@@ -33,6 +34,7 @@ from ftserve.models.schemas import MODEL, MODEL_DELETED
 from ftserve.store.records import CheckpointRecord, FileRecord, JobRecord
 from ftserve.wire.shapes import ERROR_RESPONSE, Shape
 from tests.conftest import API_KEY, Server
+from tests.unit import reward_steps
 
 _LISTS = ("EventsLimit", "JobsLimit", "CheckpointsLimit")
 _BODY = {"model": "ftserve-tiny", "training_file": "file-x"}
@@ -184,12 +186,15 @@ def test_file_checkpoint_model_event_and_error_objects_are_their_shapes(
         "ftckpt_1", "ftjob-abc", 1, 12, "ft:x:ckpt-step-12", {"step": 12, "train_loss": 0.5}, "p"
     )
     _check(CHECKPOINT, checkpoint_object(checkpoint), components)
+    rft = rewards.checkpoint_metrics(reward_steps.step(12, 20, (0.5,), valid=(1.0,)))
+    _check(CHECKPOINT, checkpoint_object(dataclasses.replace(checkpoint, metrics=rft)), components)
     _check(
         MODEL, model_object(ResolvedModel("ftserve-tiny", "ftserve-tiny", 1, "ftserve")), components
     )
     _check(MODEL_DELETED, MODEL_DELETED.make(id="ft:x", deleted=True), components)
     for event in (
         make_event("Step 1/2: training loss=0.5", kind="metrics", data={"step": 1}),
+        messages.reward_metrics(reward_steps.step(1, 2, (0.5,))),
         make_event("Fine-tuning job started"),
         make_event("failed", level="error", data=None),
     ):

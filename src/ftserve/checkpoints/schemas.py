@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import rewards
 from ..events.metrics import checkpoint_metrics, checkpoint_metrics_schema
 from ..store.records import CheckpointRecord
 from ..wire.queries import Paging
@@ -20,7 +21,14 @@ CHECKPOINT = Shape(
         Prop("created_at", TIMESTAMP),
         Prop("fine_tuned_model_checkpoint", STR),
         Prop("fine_tuning_job_id", STR),
-        Prop("metrics", checkpoint_metrics_schema()),
+        Prop(
+            "metrics",
+            {
+                "anyOf": [checkpoint_metrics_schema(), rewards.checkpoint_metrics_schema()],
+                "description": "The step's figures: a supervised or DPO job's losses and "
+                "accuracies (the first form), a reinforcement job's rewards (the second).",
+            },
+        ),
         Prop("step_number", INT),
     ],
 )
@@ -33,7 +41,9 @@ def checkpoint_object(c: CheckpointRecord) -> dict[str, Any]:
         created_at=c.created_at,
         fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint,
         fine_tuning_job_id=c.job_id,
-        metrics=checkpoint_metrics(c.metrics),
+        metrics=rewards.stored_checkpoint_metrics(c.metrics)
+        if rewards.is_reward_checkpoint(c.metrics)
+        else checkpoint_metrics(c.metrics),
         step_number=c.step_number,
     )
 

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Column
 from rich.text import Text
 
+from ..events import rewards
 from ..events.metrics import STEP, TOTAL_STEPS, TRAIN_LOSS
 from .client import CliError, Connection, unreachable_text
 from .output import console, error_text, local_time
@@ -123,10 +124,18 @@ class _StepColumn(ProgressColumn):
         return Text(f"step {int(task.completed)}/{total}")
 
 
-class _LossColumn(ProgressColumn):
+class _FigureColumn(ProgressColumn):
+    """The training loss, or for a reinforcement job the train reward and the last
+    validation reward (measured every ``eval_interval`` steps only, so the last one stays)."""
+
     def render(self, task: Task) -> Text:
-        loss = task.fields.get("loss")
-        return Text("loss " + ("-" if loss is None else f"{loss:.4f}"))
+        reward = task.fields.get("reward")
+        if reward is None and not task.fields.get("rewards"):
+            loss = task.fields.get("loss")
+            return Text("loss " + ("-" if loss is None else f"{loss:.4f}"))
+        valid = task.fields.get("valid_reward")
+        text = "reward " + ("-" if reward is None else f"{reward:.4f}")
+        return Text(text + ("" if valid is None else f" valid {valid:.4f}"))
 
 
 class _ElapsedColumn(ProgressColumn):
@@ -153,7 +162,7 @@ class BarView:
             TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
             BarColumn(bar_width=40),
             _StepColumn(table_column=Column(no_wrap=True)),
-            _LossColumn(table_column=Column(no_wrap=True)),
+            _FigureColumn(table_column=Column(no_wrap=True)),
             _ElapsedColumn(table_column=Column(no_wrap=True)),
             _EtaColumn(table_column=Column(no_wrap=True)),
             console=self.out,
@@ -163,6 +172,10 @@ class BarView:
             DESCRIPTIONS.get(job.status, job.status),
             total=None,
             loss=None,
+            # A reinforcement job says "reward" from the start, before its first step.
+            rewards=getattr(job.method, "type", None) == rewards.METHOD,
+            reward=None,
+            valid_reward=None,
             since=job.created_at,
             until=job.finished_at,
             eta=None,
@@ -188,12 +201,17 @@ class BarView:
             step = int(data[STEP.name])
             total = int(data.get(TOTAL_STEPS.name) or max(step, 1))
             self.rate.add(int(event.get("created_at") or 0), step)
+            figures: dict[str, Any] = {"loss": data.get(TRAIN_LOSS.name)}
+            if rewards.is_reward_data(data):
+                figures = {"reward": data["train_mean_reward"]}
+                if data.get("full_valid_mean_reward") is not None:
+                    figures["valid_reward"] = data["full_valid_mean_reward"]
             self.progress.update(
                 self.task,
                 completed=step,
                 total=total,
-                loss=data.get(TRAIN_LOSS.name),
                 eta=0.0 if step >= total else self.rate.eta(step, total),
+                **figures,
             )
             return
         style = {"warn": "yellow", "error": "red"}.get(str(event.get("level")), "")

@@ -240,8 +240,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss(value: Any) -> str:
+def _figure(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _checkpoint_figures(metrics: Any, rewards: bool) -> list[str]:
+    """A reinforcement job's checkpoints hold rewards (OpenAI's extra keys, beside the SDK's
+    loss fields, which are null there); the others, losses."""
+    if rewards:
+        extra = metrics.model_extra or {}
+        return [_figure(extra.get("train_reward_mean")), _figure(extra.get("valid_reward_mean"))]
+    return [_figure(metrics.train_loss), _figure(metrics.valid_loss)]
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
@@ -252,15 +261,16 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     if args.json:
         print_json([raw(c) for c in ckpts])
         return 0
+    rewards = any("train_reward_mean" in (c.metrics.model_extra or {}) for c in ckpts)
+    figures = ["TRAIN REWARD", "VALID REWARD"] if rewards else ["TRAIN LOSS", "VALID LOSS"]
     show_table(
-        ["ID", "STEP", "MODEL", "TRAIN LOSS", "VALID LOSS", "CREATED"],
+        ["ID", "STEP", "MODEL", *figures, "CREATED"],
         (
             [
                 c.id,
                 str(c.step_number),
                 c.fine_tuned_model_checkpoint,
-                _loss(c.metrics.train_loss),
-                _loss(c.metrics.valid_loss),
+                *_checkpoint_figures(c.metrics, rewards),
                 local_time(c.created_at),
             ]
             for c in ckpts

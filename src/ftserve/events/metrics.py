@@ -10,6 +10,8 @@ A step's figures travel in three shapes, all built from :data:`FIELDS`:
 
 The OpenAPI document's checkpoint metrics object comes from :func:`checkpoint_metrics_schema`,
 the dashboard's charts and checkpoint table from the same fields (web/facts.py). Torch-free.
+A reinforcement job's steps and checkpoints carry rewards instead, in the layout of
+events/rewards.py, which declares their schemas beside these.
 
 For DPO, a ``*_loss`` is the DPO loss and a ``*_mean_token_accuracy`` the preference accuracy:
 the fraction of pairs whose chosen answer gets a higher implicit reward than the rejected one.

@@ -234,9 +234,18 @@ def message(data: Mapping[str, Any]) -> str:
     return text
 
 
+# jobs/method.py's name for the method whose steps report rewards.
+METHOD = "reinforcement"
+# The flat keys the readers plot (the dashboard's charts, the CLI's bar), by split of
+# events/metrics.py: the training samples' mean reward, the whole validation file's.
+TRAIN_REWARD = "train_mean_reward"
+VALID_REWARD = "full_valid_mean_reward"
+COMPLETION_TOKENS = "completion_tokens_mean"
+
+
 def is_reward_data(data: Mapping[str, Any]) -> bool:
     """Whether a metrics event's ``data`` is an RFT step's (rather than a loss step's)."""
-    return "train_mean_reward" in data
+    return TRAIN_REWARD in data
 
 
 CHECKPOINT_KEYS = ("train_reward_mean", "valid_reward_mean")
@@ -253,3 +262,135 @@ def checkpoint_metrics(data: Mapping[str, Any]) -> dict[str, Any]:
     out["train_reward_mean"] = data["scores"]["train_reward_mean"]
     out["valid_reward_mean"] = data["scores"]["valid_reward_mean"]
     return out
+
+
+def is_reward_checkpoint(metrics: Mapping[str, Any]) -> bool:
+    """Whether a stored checkpoint's ``metrics`` are an RFT checkpoint's."""
+    return "train_reward_mean" in metrics
+
+
+def stored_checkpoint_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """An RFT checkpoint's ``metrics`` as the API shows them, from what the store holds: every
+    key of :func:`checkpoint_metrics`, in its order (the loss forms drop null figures; this
+    one keeps them, as OpenAI writes them)."""
+    from .metrics import CHECKPOINT_FIELDS, STEP
+
+    out: dict[str, Any] = {f.name: None for f in CHECKPOINT_FIELDS}
+    out[STEP.name] = float(metrics[STEP.name])
+    for key in CHECKPOINT_KEYS:
+        out[key] = metrics.get(key)
+    return out
+
+
+# The JSON Schemas of the two objects above, for the OpenAPI document (events/schemas.py and
+# checkpoints/schemas.py put them beside the loss forms of events/metrics.py).
+_NUMBER: dict[str, Any] = {"type": "number"}
+_MAYBE: dict[str, Any] = {"type": ["number", "null"]}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
+def _obj(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _entry(properties: dict[str, Any], pattern: str | None = None) -> dict[str, Any]:
+    """A per-grader entry: its ``name`` and ``type``, its figures; ``pattern`` matches the
+    names of the figures whose set depends on the grader's type and the step (``valid_*``)."""
+    schema = _obj({"name": {"type": "string"}, "type": {"type": "string"}, **properties})
+    if pattern is not None:
+        schema["patternProperties"] = {pattern: _NUMBER}
+    return {"type": "array", "items": schema}
+
+
+def _doc(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {**schema, "description": text}
+
+
+def step_data_schema() -> dict[str, Any]:
+    """The JSON Schema of :func:`step_data`'s object: every key always there, a ``valid_*``
+    figure null (or, in the per-grader entries, absent) on a step without validation."""
+    tokens = r"^(train|valid)_(prompt|completion)_tokens_(mean|count)$"
+    return _doc(
+        _obj(
+            {
+                "step": _doc(_COUNT, "The optimizer step these figures are of, 1-based."),
+                "total_steps": _doc(_COUNT, "The job's optimizer steps in all."),
+                "scores": _obj(
+                    {
+                        "train_reward_mean": _NUMBER,
+                        "valid_reward_mean": _MAYBE,
+                        "graders": _entry(
+                            {"train_reward_mean": _NUMBER, "valid_reward_mean": _MAYBE}
+                        ),
+                    }
+                ),
+                "usage": _obj(
+                    {
+                        "graders": _entry({"model": {"type": "string"}}, tokens),
+                        "samples": {
+                            "type": "object",
+                            "patternProperties": {
+                                r"^(train|valid)_reasoning_tokens_(mean|count)$": _NUMBER
+                            },
+                            "additionalProperties": False,
+                        },
+                    }
+                ),
+                "errors": _obj({"graders": _entry({}, r"^(train|valid)_[a-z_]+_(mean|count)$")}),
+                "timing": _obj(
+                    {
+                        "step": _obj(
+                            {k: _NUMBER for k in ("sampling", "training", "eval", "full_iteration")}
+                        ),
+                        "graders": _entry(
+                            {
+                                "train_execution_latency_mean": _NUMBER,
+                                "valid_execution_latency_mean": _MAYBE,
+                            }
+                        ),
+                    }
+                ),
+                "train_mean_reward": _doc(_NUMBER, "Mean reward of this step's samples."),
+                "full_valid_mean_reward": _doc(
+                    _MAYBE, "Mean reward over the whole validation file; validation steps only."
+                ),
+                "full_valid_mean_parse_error": _MAYBE,
+                "reasoning_tokens_mean": _NUMBER,
+                "completion_tokens_mean": _NUMBER,
+                "valid_reasoning_tokens_mean": _MAYBE,
+                "mean_unresponsive_rewards": _NUMBER,
+                "model_graders_token_usage": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": _COUNT},
+                },
+            }
+        ),
+        "A reinforcement fine-tuning step's figures, in the layout of OpenAI's RFT events.",
+    )
+
+
+def checkpoint_metrics_schema() -> dict[str, Any]:
+    """The JSON Schema of :func:`checkpoint_metrics`' object."""
+    from .metrics import CHECKPOINT_FIELDS, STEP
+
+    nulls = {f.name: {"type": "null"} for f in CHECKPOINT_FIELDS if f is not STEP}
+    return _doc(
+        _obj(
+            {
+                **nulls,
+                STEP.name: {"type": "number"},
+                "train_reward_mean": _doc(_NUMBER, "Mean reward of the step's samples."),
+                "valid_reward_mean": _doc(
+                    _MAYBE, "Mean reward over the whole validation file at that step."
+                ),
+            }
+        ),
+        "A reinforcement fine-tuning checkpoint's figures: the losses and token accuracies "
+        "null (they mean nothing for sampled answers), the step's rewards.",
+    )

@@ -14,6 +14,7 @@ from typing import Any
 from ..wire.queries import Paging
 from ..wire.shapes import STR, TIMESTAMP, Prop, Shape, components, const, list_shape
 from .metrics import event_data_schema
+from .rewards import step_data_schema
 
 LEVELS = ("info", "warn", "error")
 TYPES = ("message", "metrics")
@@ -30,8 +31,14 @@ EVENT = Shape(
         Prop(
             "data",
             {
-                "anyOf": [event_data_schema(), {"type": "object"}, {"type": "null"}],
-                "description": "A metrics event's data is the step's figures (the first form); "
+                "anyOf": [
+                    event_data_schema(),
+                    step_data_schema(),
+                    {"type": "object"},
+                    {"type": "null"},
+                ],
+                "description": "A metrics event's data is the step's figures: a supervised or "
+                "DPO job's losses (the first form), a reinforcement job's rewards (the second); "
                 "other events carry null or an object of their own.",
             },
         ),

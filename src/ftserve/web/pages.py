@@ -142,10 +142,10 @@ def job(head: str, job_id: str) -> str:
       <span id="live-mode" class="live">connecting…</span>
     </div>
     <div class="charts">
-      <figure><figcaption>Loss</figcaption>
+      <figure><figcaption id="caption-loss">Loss</figcaption>
         <svg id="chart-loss" class="chart" role="img" aria-label="Training and validation loss">
         </svg></figure>
-      <figure><figcaption>Mean token accuracy</figcaption>
+      <figure><figcaption id="caption-acc">Mean token accuracy</figcaption>
         <svg id="chart-acc" class="chart" role="img" aria-label="Token accuracy"></svg></figure>
     </div>
   </section>
@@ -161,8 +161,10 @@ def job(head: str, job_id: str) -> str:
     <div class="card-head pad"><h2>Checkpoints</h2></div>
     <table class="table" id="ckpt-table">
       <thead><tr>
-        <th>Step</th><th>Model</th><th class="num">Train loss</th><th class="num">Valid loss</th>
-        <th class="num">Train acc.</th><th class="num">Valid acc.</th><th>Created</th>
+        <th>Step</th><th>Model</th>
+        <th class="num" id="ckpt-train">Train loss</th>
+        <th class="num" id="ckpt-valid">Valid loss</th>
+        <th class="num acc">Train acc.</th><th class="num acc">Valid acc.</th><th>Created</th>
       </tr></thead>
       <tbody id="ckpt-body"></tbody>
     </table>

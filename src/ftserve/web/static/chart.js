@@ -39,8 +39,9 @@ export function yRange(series, floor, cap, empty) {
   return [Math.max(floor, Math.floor(lo / step) * step), Math.min(cap, Math.ceil(hi / step) * step)];
 }
 
-// series: [{cls, label, points: [[step, value]…], dots}]; draws into svg, returns the scales.
-export function drawChart(svg, { series, xMax, yMin, yMax, percent, placeholder }) {
+// series: [{cls, label, points: [[step, value]…], dots}]; a value reads as a percent, or with
+// `digits` decimals. Draws into svg, returns the scales.
+export function drawChart(svg, { series, xMax, yMin, yMax, percent, digits = 4, placeholder }) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const plotW = W - M.l - M.r;
   const plotH = H - M.t - M.b;
@@ -78,7 +79,7 @@ export function drawChart(svg, { series, xMax, yMin, yMax, percent, placeholder 
     const last = s.points.length ? s.points[s.points.length - 1][1] : null;
     nodes.push(svgEl("line", { class: `swatch ${s.cls}`, x1: legendX, x2: legendX + 14, y1: 12, y2: 12 }));
     const text = svgEl("text", { class: "legend", x: legendX + 20, y: 16 }, `${s.label} `);
-    const valueText = last === null ? "—" : percent ? `${(last * 100).toFixed(1)}%` : last.toFixed(4);
+    const valueText = last === null ? "—" : percent ? `${(last * 100).toFixed(1)}%` : last.toFixed(digits);
     text.append(svgEl("tspan", { class: "val" }, valueText));
     nodes.push(text);
     legendX += 34 + (s.label.length + valueText.length) * 6.4;

@@ -1,6 +1,7 @@
 // What the server knows and the dashboard must agree with, read from the JSON the page embeds
-// (web/facts.py builds it from jobs/states.py and events/metrics.py): the statuses, which
-// button may act from which status, and the step-metrics fields. Nothing here is typed twice.
+// (web/facts.py builds it from jobs/states.py, events/metrics.py and events/rewards.py): the
+// statuses, which button may act from which status, the step-metrics fields and a
+// reinforcement job's reward keys. Nothing here is typed twice.
 
 const facts = JSON.parse(document.getElementById("server-facts").textContent);
 
@@ -24,4 +25,13 @@ export const TOTAL_STEPS = facts.metrics.total_steps;
 // The field of `split` that measures `measure` ("loss" or "accuracy").
 export function metricOf(split, measure) {
   return METRIC_FIELDS.find((f) => f.split === split.name && f.measure === measure).name;
+}
+
+// A reinforcement job's figures: {method, marker (a key only its steps' data has), series
+// ([{key, split, label}], training first), completion_tokens, checkpoint ([train, valid] keys)}.
+export const REWARDS = facts.rewards;
+
+// Whether a job's steps report rewards: its method says so before its first step does.
+export function isRewardJob(job, metrics) {
+  return (job && job.method && job.method.type === REWARDS.method) || metrics.some((m) => REWARDS.marker in m);
 }

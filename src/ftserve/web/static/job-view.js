@@ -3,7 +3,7 @@
 
 import { enc, listAll } from "./api.js";
 import { $, badge, el, setBadge, statusText } from "./dom.js";
-import { ALLOWED, FINAL, SPLITS, STATUS, STEP, TOTAL_STEPS, metricOf } from "./facts.js";
+import { ALLOWED, FINAL, REWARDS, SPLITS, STATUS, STEP, TOTAL_STEPS, metricOf } from "./facts.js";
 import { fmtNum, fmtPct, fmtTime } from "./format.js";
 
 // ftserve's own extension: the training settings in it, not where files live.
@@ -82,18 +82,27 @@ const [TRAIN, ...VALIDATION] = SPLITS;
 const FULLEST_FIRST = [...VALIDATION].reverse();
 const fullest = (m, measure) => FULLEST_FIRST.map((s) => m[metricOf(s, measure)]).find((v) => v != null);
 
+// A reinforcement job's checkpoints hold rewards, their losses and accuracies null: the table
+// shows the rewards in the first two figure columns and hides the accuracy ones.
+const [TRAIN_REWARD, VALID_REWARD] = REWARDS.checkpoint;
+
 export async function loadCheckpoints(base) {
   const items = await listAll(`${base}/checkpoints`);
+  const rewards = items.some((c) => c.metrics && TRAIN_REWARD in c.metrics);
+  $("#ckpt-table").classList.toggle("rewards", rewards);
+  $("#ckpt-train").textContent = rewards ? "Train reward" : "Train loss";
+  $("#ckpt-valid").textContent = rewards ? "Valid reward" : "Valid loss";
   $("#ckpt-empty").hidden = items.length > 0;
   $("#ckpt-body").replaceChildren(...items.map((c) => {
     const m = c.metrics || {};
+    const [train, valid] = rewards ? [m[TRAIN_REWARD], m[VALID_REWARD]] : [m[metricOf(TRAIN, "loss")], fullest(m, "loss")];
     return el("tr", {},
       el("td", { class: "mono", text: String(c.step_number) }),
       el("td", {}, el("span", { class: "model-name", text: c.fine_tuned_model_checkpoint })),
-      el("td", { class: "num", text: fmtNum(m[metricOf(TRAIN, "loss")]) }),
-      el("td", { class: "num", text: fmtNum(fullest(m, "loss")) }),
-      el("td", { class: "num", text: fmtPct(m[metricOf(TRAIN, "accuracy")]) }),
-      el("td", { class: "num", text: fmtPct(fullest(m, "accuracy")) }),
+      el("td", { class: "num", text: fmtNum(train) }),
+      el("td", { class: "num", text: fmtNum(valid) }),
+      el("td", { class: "num acc", text: fmtPct(m[metricOf(TRAIN, "accuracy")]) }),
+      el("td", { class: "num acc", text: fmtPct(fullest(m, "accuracy")) }),
       el("td", { class: "small", text: fmtTime(c.created_at) }));
   }));
 }
