@@ -139,8 +139,11 @@ def test_rft_raises_the_reward_on_held_out_prompts(server: Server, tmp_path: Pat
     events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=200))))
     steps = [e for e in events if e.type == "metrics"]
     assert steps and all(
-        re.fullmatch(r"Step \d+/\d+ , train mean reward=\d\.\d\d(, full validation mean "
-                     r"reward=\d\.\d\d, full validation mean parse error=\d\.\d\d)?", e.message)
+        re.fullmatch(
+            r"Step \d+/\d+ , train mean reward=\d\.\d\d(, full validation mean "
+            r"reward=\d\.\d\d, full validation mean parse error=\d\.\d\d)?",
+            e.message,
+        )
         for e in steps
     ), [e.message for e in steps]
     last = steps[-1].data

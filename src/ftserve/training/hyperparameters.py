@@ -23,7 +23,10 @@ Reinforcement jobs (``method.type`` ``reinforcement``; a step's unit is a prompt
   move; a large file makes them in one epoch), at most 25;
 - ``compute_multiplier``: auto is 1.0; answers sampled per prompt: ``round(4 *
   compute_multiplier)``, at least 2 (a group of one has no relative advantage) and at most 64;
-- ``learning_rate_multiplier``: auto is 1.0, as for the others;
+- ``learning_rate_multiplier``: auto is 5 with LoRA (a learning rate of 1e-3) and 1.0 for a full
+  fine-tune: a policy-gradient step carries a weaker signal than a supervised one, and at 2e-4
+  a dozen LoRA steps barely move the policy (measured on the README's example: held-out reward
+  0.15 -> 0.18 at a multiplier of 1, -> 0.54 at 5);
 - ``eval_interval``: auto is a fifth of the steps (at least 1); ``eval_samples``: auto is 1
   answer per validation prompt; the whole validation file is graded each time;
 - ``reasoning_effort``: ``default`` unless given; the models trained here do not reason apart
@@ -54,6 +57,7 @@ MAX_AUTO_BATCH_SIZE = 256
 WARMUP_FRACTION = 0.03
 MAX_GRAD_NORM = 1.0
 AUTO_RFT_BATCH_SIZE = 4
+AUTO_RFT_LORA_LEARNING_RATE_MULTIPLIER = 5.0
 RFT_MIN_AUTO_STEPS = 12
 SAMPLES_PER_UNIT_COMPUTE = 4
 MAX_SAMPLES_PER_PROMPT = 64
@@ -87,11 +91,11 @@ def _resolve_reinforcement(spec: TrainingSpec, n_examples: int) -> ResolvedHyper
         n_epochs = min(25, math.ceil(RFT_MIN_AUTO_STEPS / steps_per_epoch))
     total_steps = n_epochs * steps_per_epoch
     compute = spec.compute_multiplier if spec.compute_multiplier is not None else 1.0
-    multiplier = (
-        spec.learning_rate_multiplier
-        if spec.learning_rate_multiplier is not None
-        else AUTO_LEARNING_RATE_MULTIPLIER
-    )
+    multiplier = spec.learning_rate_multiplier
+    if multiplier is None:
+        multiplier = (
+            AUTO_RFT_LORA_LEARNING_RATE_MULTIPLIER if spec.lora else AUTO_LEARNING_RATE_MULTIPLIER
+        )
     return ResolvedHyperparameters(
         n_epochs=n_epochs,
         batch_size=batch_size,

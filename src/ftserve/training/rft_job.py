@@ -32,10 +32,27 @@ def judge_chat(spec: TrainingSpec) -> Chat | None:
     return chat_at(spec.judge_url, spec.judge_api_key)
 
 
+def _check_sandbox(grader: dict[str, Any]) -> None:
+    """A python grader on a worker that cannot sandbox it would score every answer 0 with a
+    server error: the job fails at once instead, saying what to install."""
+    subs = grader.get("graders") if grader["type"] == "multi" else None
+    graders = list(subs.values()) if isinstance(subs, dict) else list(subs or [grader])
+    if any(g.get("type") == "python" for g in graders):
+        from ftserve.graders import sandbox
+
+        if not sandbox.available():
+            raise TrainingFailed(
+                "grader_unavailable",
+                "This worker cannot run python graders: their sandbox needs bubblewrap "
+                "(apt-get install bubblewrap) and unprivileged namespaces.",
+            )
+
+
 class RftJob(_Job):
     def __init__(self, spec: TrainingSpec, hooks: TrainingHooks) -> None:
         if spec.grader is None:
             raise TrainingFailed("invalid_training_data", "A reinforcement job needs a grader.")
+        _check_sandbox(spec.grader)
         super().__init__(spec, hooks)
         if not self.valid_items:
             raise TrainingFailed(

@@ -255,7 +255,9 @@ def training_spec(
     hp = job.method.hyperparameters
     rft: dict[str, Any] = {}
     if job.method.type == "reinforcement":
-        url, key = judge_endpoint(settings, job.organization)
+        from ..graders.remote import endpoint
+
+        url, key = endpoint(settings, job.organization)
         rft = {
             "grader": job.method.grader,
             "response_format": job.method.response_format,
@@ -289,17 +291,6 @@ def training_spec(
         devices=devices,
         **rft,
     )
-
-
-def judge_endpoint(settings: Settings, organization: str) -> tuple[str, str | None]:
-    """Where a reinforcement job's model graders call their judge, and with which key: the
-    operator's judge (``FTSERVE_JUDGE_URL``), else this server's own API as the job's
-    organization (so the judge is a model the organization may use)."""
-    if settings.judge_url:
-        return settings.judge_url, settings.judge_api_key
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    key = next((k.key for k in settings.api_keys if k.organization == organization), None)
-    return f"http://{host}:{settings.port}/v1", key
 
 
 def _sweep(
