@@ -37,7 +37,6 @@ from ..jobs.naming import checkpoint_name, model_name
 from ..jobs.states import FINAL, Status
 from ..store.protocol import Fence, Store, WriteRefused
 from ..store.records import CheckpointRecord, Claim, JobRecord, NewEvent
-from ..training.spec import RewardMetrics
 
 if TYPE_CHECKING:
     from ..training.spec import (
@@ -147,8 +146,9 @@ class StoreHooks:
             if c.step == self.total_steps
             else checkpoint_name(self.job, c.step)
         )
-        if isinstance(c.metrics, RewardMetrics):
-            metrics = rewards.checkpoint_metrics(c.metrics.data)
+        data = _reward_data(c.metrics)
+        if data is not None:
+            metrics = rewards.checkpoint_metrics(data)
         else:
             # OpenAI's checkpoints carry the step as a number (4.0), the checkpoint's own.
             metrics = checkpoint_metrics({**asdict(c.metrics), STEP.name: float(c.step)})
@@ -256,9 +256,17 @@ def _answer(status: str | None) -> Control:
     return "cancel"
 
 
+def _reward_data(m: Metrics) -> dict[str, Any] | None:
+    """A reinforcement step's event data (``RewardMetrics.data``); None for a loss step's. Read
+    by attribute: this module (which the API imports) never imports the training package."""
+    data = getattr(m, "data", None)
+    return data if isinstance(data, dict) else None
+
+
 def _metrics_event(m: Metrics) -> NewEvent:
-    if isinstance(m, RewardMetrics):
-        return messages.reward_metrics(m.data)
+    data = _reward_data(m)
+    if data is not None:
+        return messages.reward_metrics(data)
     return messages.metrics(asdict(m))
 
 
