@@ -150,7 +150,9 @@ class CheckpointRecord:
     fine_tuned_model_checkpoint: str
     metrics: JsonObject
     path: str  # directory relative to the blob dir
-    kind: str = "epoch"  # "epoch" (kept by retention) or "pause" (dropped once a newer exists)
+    # "epoch" (kept by retention), "eval" (a reinforcement job's validation step: the best by
+    # reward and the newest are kept) or "pause" (dropped once a newer exists)
+    kind: str = "epoch"
 
 
 @dataclass(frozen=True, slots=True)
