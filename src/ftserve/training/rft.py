@@ -208,8 +208,8 @@ class RftSteps:
         for r, advantage in zip(played.rollouts, values, strict=True):
             prompt = prompts[r.prompt_index].input_ids
             answer = list(r.tokens)
-            if r.finish_reason == "stop":
-                answer.append(min(self.stop_ids))  # ending is part of what is learned
+            if r.stop_token is not None:
+                answer.append(r.stop_token)  # ending is part of what is learned
             ids = (prompt + answer)[: self.max_seq_len]
             mask = [False] * len(prompt) + [True] * (len(ids) - len(prompt))
             out.append(Scored(Example(ids, mask), advantage))

@@ -33,6 +33,7 @@ class Rollout:
     prompt_index: int
     tokens: list[int]
     finish_reason: FinishReason
+    stop_token: int | None = None  # the stop token that ended it ("stop")
 
 
 def _left_padded(
@@ -87,6 +88,7 @@ def sample(
     live = list(range(rows))  # the answer each batch row belongs to
     answers: list[list[int]] = [[] for _ in range(rows)]
     reasons: list[FinishReason] = ["length"] * rows
+    stopped_by: list[int | None] = [None] * rows
     constraints: list[TokenConstraint | None] = [None] * rows
     if grammar is not None:
         assert grammars is not None
@@ -102,6 +104,7 @@ def sample(
             rule = constraints[answer]
             if token in stop_ids:
                 reasons[answer] = "stop"
+                stopped_by[answer] = token
                 continue
             answers[answer].append(token)
             if rule is not None:
@@ -126,4 +129,4 @@ def sample(
         )
         next_position = next_position + 1
         logits = out.logits[:, -1, :].float()
-    return [Rollout(i // per_prompt, answers[i], reasons[i]) for i in range(rows)]
+    return [Rollout(i // per_prompt, answers[i], reasons[i], stopped_by[i]) for i in range(rows)]
