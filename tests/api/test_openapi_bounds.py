@@ -65,6 +65,21 @@ CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
         }
         for name in ("compute_multiplier", "eval_interval", "eval_samples")
     },
+    # "Reinforcement jobs: the longest answer sampled for grading" (ftserve's own option).
+    ("POST /fine_tuning/jobs", "ftserve.max_completion_tokens"): {
+        "method": {
+            "type": "reinforcement",
+            "reinforcement": {
+                "grader": {
+                    "type": "string_check",
+                    "name": "g",
+                    "input": "a",
+                    "reference": "a",
+                    "operation": "eq",
+                }
+            },
+        }
+    },
     # "`max_tokens`: deprecated alias of `max_completion_tokens`; not both."
     ("POST /chat/completions", "max_completion_tokens"): {"max_tokens": None},
     # `top_logprobs` needs `logprobs: true`; `best_of` below `n` is refused, above it unsupported.

@@ -37,6 +37,7 @@ DEFAULTS = {
     "devices": 1,
     "fsdp": "auto",
     "nodes": 1,
+    "max_completion_tokens": "auto",
 }
 
 

@@ -189,9 +189,11 @@ def _command() -> tuple[str, ...] | None:
         tail = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *inner, *tail]
     else:
         args += ["--unshare-all", "--unshare-user", "--disable-userns"]
+    # The private /tmp first: a Python installed under /tmp (a virtualenv in a temporary
+    # checkout) is then bound on top of it, not hidden by it.
+    args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     args += _mounts()
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
     # bwrap's own root and /dev are tmpfs without a size cap, writable by the grader in a user
     # namespace: read-only, only the size-capped /tmp takes the grader's files.
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]
