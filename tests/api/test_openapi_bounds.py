@@ -44,42 +44,30 @@ NAMES_NOTHING = (
 )
 # Rules between fields that the document states in prose: what else a request needs for the
 # value at the bound to be valid. Keyed by operation and param.
+REINFORCEMENT = {
+    "method": {
+        "type": "reinforcement",
+        "reinforcement": {
+            "grader": {
+                "type": "string_check",
+                "name": "g",
+                "input": "a",
+                "reference": "a",
+                "operation": "eq",
+            }
+        },
+    }
+}
 CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     # "`beta` only with `method.type` `dpo`" (CreateFineTuningJobRequest.hyperparameters).
     ("POST /fine_tuning/jobs", "hyperparameters.beta"): {"method": {"type": "dpo"}},
     # "the reinforcement ones only with `reinforcement`" (the same field).
     **{
-        ("POST /fine_tuning/jobs", f"hyperparameters.{name}"): {
-            "method": {
-                "type": "reinforcement",
-                "reinforcement": {
-                    "grader": {
-                        "type": "string_check",
-                        "name": "g",
-                        "input": "a",
-                        "reference": "a",
-                        "operation": "eq",
-                    }
-                },
-            }
-        }
+        ("POST /fine_tuning/jobs", f"hyperparameters.{name}"): REINFORCEMENT
         for name in ("compute_multiplier", "eval_interval", "eval_samples")
     },
     # "Reinforcement jobs: the longest answer sampled for grading" (ftserve's own option).
-    ("POST /fine_tuning/jobs", "ftserve.max_completion_tokens"): {
-        "method": {
-            "type": "reinforcement",
-            "reinforcement": {
-                "grader": {
-                    "type": "string_check",
-                    "name": "g",
-                    "input": "a",
-                    "reference": "a",
-                    "operation": "eq",
-                }
-            },
-        }
-    },
+    ("POST /fine_tuning/jobs", "ftserve.max_completion_tokens"): REINFORCEMENT,
     # "`max_tokens`: deprecated alias of `max_completion_tokens`; not both."
     ("POST /chat/completions", "max_completion_tokens"): {"max_tokens": None},
     # `top_logprobs` needs `logprobs: true`; `best_of` below `n` is refused, above it unsupported.
@@ -267,7 +255,7 @@ def _error(response: httpx.Response) -> dict[str, Any]:
 def _in_context(bound: Bound, base: dict[str, Any]) -> tuple[Bound, dict[str, Any]]:
     """The base request with what the field needs, and the bound moved after the items that
     must precede its array element."""
-    base = {**base, **CONTEXT.get((bound.operation, bound.param), {})}
+    base = {**base, **json.loads(json.dumps(CONTEXT.get((bound.operation, bound.param), {})))}
     marker = bound.id.removeprefix(f"{bound.operation} {bound.location} ")
     for (op, where), items in PRECEDING.items():
         if op != bound.operation or not marker.startswith(where):

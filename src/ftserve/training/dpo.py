@@ -22,8 +22,8 @@ those rows are one packed row (:func:`~ftserve.training.batching.pack`) of at mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from ftserve.training.data import PreferencePair
 from ftserve.training.forward import target_log_probs, target_logits
 from ftserve.training.objective import Outcome
 from ftserve.training.packing import use_packed_attention
+from ftserve.training.reference import reference_model
 
 
 def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int, *, packing: bool = False) -> Batch:
@@ -93,19 +94,6 @@ class DpoObjective:
             if reference is not None:
                 use_packed_attention(reference)
 
-    @contextmanager
-    def _reference_model(self) -> Iterator[Any]:
-        if self.reference is not None:
-            yield self.reference
-            return
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self.model.disable_adapter():
-                yield self.model
-        finally:
-            self.model.train(was_training)
-
     def _groups(self, pairs: Sequence[PreferencePair]) -> list[list[PreferencePair]]:
         if self.packing:
             lengths = [len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs]
@@ -117,7 +105,11 @@ class DpoObjective:
         return [[pairs[i] for i in group] for group in groups]
 
     def _scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad(), self._reference_model() as reference, self.autocast():
+        with (
+            torch.no_grad(),
+            reference_model(self.model, self.reference) as reference,
+            self.autocast(),
+        ):
             ref = sequence_log_probs(reference, batch, self.use_logits_mask)
         with self.autocast():
             policy = sequence_log_probs(self.model, batch, self.use_logits_mask)

@@ -25,8 +25,8 @@ answer ended on one (so ending is learned too).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from ftserve.training.batching import Batch, collate, split_micro_batches
 from ftserve.training.data import Example
 from ftserve.training.forward import target_log_probs, target_logits
 from ftserve.training.objective import Outcome
+from ftserve.training.reference import reference_model
 
 EPSILON = 0.2
 KL_COEFFICIENT = 0.04
@@ -93,19 +94,6 @@ class GrpoObjective:
         self.kl_coefficient = kl_coefficient
         self.last_kl = 0.0
 
-    @contextmanager
-    def _reference_model(self) -> Iterator[Any]:
-        if self.reference is not None:
-            yield self.reference
-            return
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self.model.disable_adapter():
-                yield self.model
-        finally:
-            self.model.train(was_training)
-
     def _groups(self, scored: Sequence[Scored]) -> list[list[Scored]]:
         lengths = [len(s.example.input_ids) for s in scored]
         return [[scored[i] for i in g] for g in split_micro_batches(lengths, self.max_tokens)]
@@ -116,7 +104,11 @@ class GrpoObjective:
     def _losses(self, group: Sequence[Scored]) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Per-answer losses and KL to the reference (each a mean over the answer's tokens)."""
         batch = collate([s.example for s in group], self.pad_id).to(self.device)
-        with torch.no_grad(), self._reference_model() as reference, self.autocast():
+        with (
+            torch.no_grad(),
+            reference_model(self.model, self.reference) as reference,
+            self.autocast(),
+        ):
             ref = target_log_probs(target_logits(reference, batch, self.use_logits_mask), batch)
         with self.autocast():
             logp = target_log_probs(target_logits(self.model, batch, self.use_logits_mask), batch)
