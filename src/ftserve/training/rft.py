@@ -22,9 +22,11 @@ from its answer); it is recorded and echoed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,7 @@ class RftSteps:
         seed: int,
         device: torch.device,
         chat: Chat | None,
+        autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -147,6 +150,7 @@ class RftSteps:
         self.seed = seed
         self.device = device
         self.chat = chat
+        self.autocast = autocast  # sampling runs in the training's precision (bf16 on GPUs)
         self.stop_ids = _stop_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.graders = rewards.graders_of(grader)
@@ -168,18 +172,19 @@ class RftSteps:
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling
         try:
-            drawn = rollout.sample(
-                self.model,
-                [p.input_ids for p in prompts],
-                per_prompt=per_prompt,
-                max_new_tokens=room,
-                stop_ids=self.stop_ids,
-                pad_id=self.pad_id,
-                generator=torch.Generator().manual_seed(seed),
-                device=self.device,
-                grammar=self.grammar,
-                grammars=self.grammars,
-            )
+            with self.autocast():
+                drawn = rollout.sample(
+                    self.model,
+                    [p.input_ids for p in prompts],
+                    per_prompt=per_prompt,
+                    max_new_tokens=room,
+                    stop_ids=self.stop_ids,
+                    pad_id=self.pad_id,
+                    generator=torch.Generator().manual_seed(seed),
+                    device=self.device,
+                    grammar=self.grammar,
+                    grammars=self.grammars,
+                )
         finally:
             self.model.train(was_training)
         sampled = time.perf_counter()

@@ -75,6 +75,7 @@ class RftJob(_Job):
             seed=spec.seed,
             device=self.choice.device,
             chat=judge_chat(spec),
+            autocast=self._autocast,
         )
         self._train: Any = None
         self._timing: dict[str, float] = {}
