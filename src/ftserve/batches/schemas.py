@@ -8,7 +8,7 @@ from typing import Any
 from ..completions.sampling import check_metadata
 from ..errors import InvalidValue
 from ..store.batch_records import BatchRecord
-from ..wire.fields import Field, body_schema
+from ..wire.fields import Field, body_schema, supported_values
 from ..wire.queries import Paging
 from ..wire.shapes import (
     INT,
@@ -54,24 +54,6 @@ DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
 PAGING = Paging("batch", "Batches", default_limit=DEFAULT_LIST_LIMIT, max_limit=MAX_LIST_LIMIT)
 
 
-def _bad_endpoint(param: str, value: str) -> InvalidValue:
-    return InvalidValue(
-        f"Invalid value for '{param}': '{value[:64]}'. Supported values are: "
-        + ", ".join(f"'{e}'" for e in ENDPOINTS)
-        + ".",
-        param=param,
-        code="invalid_value",
-    )
-
-
-def _bad_window(param: str, value: str) -> InvalidValue:
-    return InvalidValue(
-        f"Invalid value for '{param}': '{value[:64]}'. Supported values are: '24h'.",
-        param=param,
-        code="invalid_value",
-    )
-
-
 def _only_created_at(param: str, value: str) -> InvalidValue:
     return InvalidValue(
         f"Invalid '{param}': the only supported anchor is 'created_at'.", param=param
@@ -95,7 +77,7 @@ CREATE_FIELDS: tuple[Field, ...] = (
         "when the server has that endpoint.",
         required=True,
         enum=ENDPOINTS,
-        enum_error=_bad_endpoint,
+        enum_error=supported_values(ENDPOINTS),
     ),
     Field(
         "completion_window",
@@ -103,7 +85,7 @@ CREATE_FIELDS: tuple[Field, ...] = (
         "Lines not finished within it end the batch `expired`.",
         required=True,
         enum=WINDOWS,
-        enum_error=_bad_window,
+        enum_error=supported_values(WINDOWS),
     ),
     Field(
         "metadata", "custom", "Up to 16 string pairs.", check=check_metadata, schema=ref("Metadata")

@@ -7,21 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidType, InvalidValue
-from ..wire.fields import Field, check_number
+from ..wire.fields import Field, check_number, supported_values
 
 Json = dict[str, Any]
 ROLES = ("user", "assistant", "system", "developer")
 
 
-def _role_error(param: str, value: str) -> InvalidValue:
-    return InvalidValue(
-        f"Invalid value for '{param}': '{value[:64]}'. Supported values are: "
-        + ", ".join(f"'{r}'" for r in ROLES)
-        + ".",
-        param=param,
-        code="invalid_value",
-    )
-
+_role_error = supported_values(ROLES)
 
 MESSAGE: tuple[Field, ...] = (
     Field("role", "string", required=True, enum=ROLES, enum_error=_role_error),

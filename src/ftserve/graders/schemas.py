@@ -8,7 +8,14 @@ import ast
 from typing import Any
 
 from ..errors import InvalidType, InvalidValue, MissingParameter
-from ..wire.fields import Field, body_schema, object_schema, parse_body, unknown_parameter
+from ..wire.fields import (
+    Field,
+    body_schema,
+    object_schema,
+    parse_body,
+    supported_values,
+    unknown_parameter,
+)
 from ..wire.shapes import BOOL, STR, STR_OR_NULL, Prop, Shape, components, or_null, ref
 from . import formula, sandbox
 from .metrics import METRICS, REFUSED
@@ -19,24 +26,11 @@ TYPES = ("string_check", "text_similarity", "python", "score_model", "multi", "l
 OPERATIONS = ("eq", "ne", "like", "ilike")
 
 
-def _enum_error(values: tuple[str, ...]) -> Any:
-    def error(param: str, value: str) -> InvalidValue:
-        return InvalidValue(
-            f"Invalid value for '{param}': '{value[:64]}'. Supported values are: "
-            + ", ".join(f"'{v}'" for v in values)
-            + ".",
-            param=param,
-            code="invalid_value",
-        )
-
-    return error
-
-
 def _metric(value: Any, param: str) -> str:
     if not isinstance(value, str):
         raise InvalidType(param, "a string", value)
     if value not in METRICS:
-        raise _enum_error(METRICS)(param, value)
+        raise supported_values(METRICS)(param, value)
     if value in REFUSED:
         raise InvalidValue(
             f"Unsupported value for '{param}': '{value}' {REFUSED[value]}.",
@@ -65,7 +59,7 @@ STRING_CHECK: tuple[Field, ...] = (
         "`eq`, `ne`; `like`: the reference is in the input; `ilike`: the same ignoring case.",
         required=True,
         enum=OPERATIONS,
-        enum_error=_enum_error(OPERATIONS),
+        enum_error=supported_values(OPERATIONS),
     ),
 )
 TEXT_SIMILARITY: tuple[Field, ...] = (

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftserve.graders.judge import Chat
-from ftserve.training import memory
 from ftserve.training.grpo import Scored
 from ftserve.training.hyperparameters import AUTO_MAX_ANSWER
 from ftserve.training.objective import Outcome
 from ftserve.training.rft import Prompt, RftSteps, draw_seed, reward_metrics
 from ftserve.training.spec import (
     CheckpointKind,
-    MemoryPlan,
     Metrics,
     TrainingFailed,
     TrainingHooks,
@@ -80,22 +78,11 @@ class RftJob(_Job):
         self._train: Any = None
         self._timing: dict[str, float] = {}
 
-    def _plan_memory(self) -> MemoryPlan:
+    def _largest_step_tokens(self) -> int:
         # A step trains on every sampled answer: prompt and answer, each of its rows.
         answer = self.spec.max_completion_tokens or AUTO_MAX_ANSWER
         longest = max(len(p.input_ids) for p in self.train_items) + answer
-        free = memory.free_bytes(self.choice.device)
-        autocast = self.choice.autocast_dtype is not None
-        if free is not None:
-            free -= memory.optimizer_bytes(self.model, autocast)
-        per_prompt = self.hp.samples_per_prompt or 1
-        return memory.plan(
-            gradient_checkpointing=self.spec.gradient_checkpointing,
-            max_tokens=self.spec.max_tokens_per_micro_batch,
-            free_bytes=None if free is None else max(0, free),
-            cost=memory.activation_cost(self.model.config, 2 if autocast else 4),
-            largest_step_tokens=longest * self.hp.batch_size * per_prompt,
-        )
+        return longest * self.hp.batch_size * (self.hp.samples_per_prompt or 1)
 
     def _step(self, step: int, items: Sequence[Any]) -> Outcome:
         start = time.perf_counter()

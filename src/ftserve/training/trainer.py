@@ -264,8 +264,11 @@ class _Job:
                 f"unexpected {list(result.unexpected_keys)[:3]}).",
             )
 
+    def _largest_step_tokens(self) -> int:
+        """The most tokens one step may feed the model (what the memory plan must fit)."""
+        return max(_unit_tokens(item) for item in self.train_items) * self.hp.batch_size
+
     def _plan_memory(self) -> MemoryPlan:
-        longest = max(_unit_tokens(item) for item in self.train_items)
         free = memory.free_bytes(self.choice.device)
         autocast = self.choice.autocast_dtype is not None
         if free is not None:
@@ -278,7 +281,7 @@ class _Job:
             max_tokens=self.spec.max_tokens_per_micro_batch,
             free_bytes=None if free is None else max(0, free),
             cost=memory.activation_cost(self.model.config, compute_bytes),
-            largest_step_tokens=longest * self.hp.batch_size,
+            largest_step_tokens=self._largest_step_tokens(),
         )
         return dataclasses.replace(plan, fsdp=self.fsdp)
 

@@ -157,6 +157,22 @@ def check_number(
     return number
 
 
+def supported_values(values: Sequence[str]) -> Callable[[str, str], InvalidValue]:
+    """An ``enum_error``: a value outside ``values``, worded as the fine-tuning, batch and
+    grader endpoints word it (``Invalid value for 'p': 'x'. Supported values are: 'a', 'b'.``)."""
+
+    def error(param: str, value: str) -> InvalidValue:
+        return InvalidValue(
+            f"Invalid value for '{param}': '{value[:64]}'. Supported values are: "
+            + ", ".join(f"'{v}'" for v in values)
+            + ".",
+            param=param,
+            code="invalid_value",
+        )
+
+    return error
+
+
 def unrecognized(name: str) -> InvalidRequest:
     """An unknown key, as the completion endpoints word it (no param, no code)."""
     return InvalidRequest(f"Unrecognized request argument supplied: {name}")
